@@ -1,0 +1,25 @@
+"""Exceptions raised by lilnetx_tf.
+
+Every error the library raises on bad input is a `LilNetXError`; the ones about a bad argument
+or model are also `ValueError`s so that ordinary `except ValueError` handling keeps working.
+"""
+
+
+class LilNetXError(Exception):
+  """Base class of every lilnetx_tf error."""
+
+
+class InvalidArgumentError(LilNetXError, ValueError):
+  """A hyperparameter or argument has a value the library cannot use."""
+
+
+class UnsupportedLayerError(LilNetXError, ValueError):
+  """A layer, layer option or model type that lilnetx_tf cannot handle."""
+
+
+class ModelFileError(LilNetXError, ValueError):
+  """A compressed model file is corrupt, truncated, of an unknown version or not ours."""
+
+
+class ModelMismatchError(LilNetXError, ValueError):
+  """Data meant for one model was given to another (e.g. weights of a different architecture)."""

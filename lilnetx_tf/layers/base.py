@@ -1,0 +1,161 @@
+"""What every LilNetX layer shares: a float latent kernel, decoded through its parameter group.
+
+The latent W̃ of a layer with kernel shape (kh, kw, a, b) is kept as `a·b` slices of `kh·kw`
+values, shape (a, b, kh·kw); a dense kernel (a, b) is (a, b, 1). The forward pass rounds W̃ with a
+straight-through gradient and decodes each slice with the group's linear decoder, so a slice of
+zeros decodes to a slice of zeros. The layer adds its share of the LilNetX objective with
+`add_loss`:
+
+  rate:   rate_weight · bits(W̃) / S   with S the number of slices in the whole model; bits are
+          taken on W̃ + U(−½, ½) in training and on round(W̃) otherwise. `rate_weight` is thus the
+          price, in units of the task loss, of one bit per slice on average over the model.
+  slices: slice_weight · Σ_(o,i) ‖W̃[o, i, :]‖₂  (drives whole slices, then channels, to zero).
+  L2:     l2_weight · Σ W̃².
+"""
+
+import zlib
+from typing import Optional
+
+import tensorflow as tf
+
+from lilnetx_tf import errors
+from lilnetx_tf.layers import registry as registry_lib
+from lilnetx_tf.layers import validation
+from lilnetx_tf.layers.rounding import round_st
+
+DEFAULT_RATE_WEIGHT = 0.01
+DEFAULT_SLICE_WEIGHT = 1e-4
+DEFAULT_L2_WEIGHT = 1e-6
+
+
+def _safe_norm(x: tf.Tensor) -> tf.Tensor:
+  """L2 norm over the last axis with a zero (sub)gradient at zero."""
+  squared = tf.reduce_sum(tf.square(x), axis=-1)
+  positive = squared > 0
+  return tf.where(positive, tf.sqrt(tf.where(positive, squared, 1.0)), 0.0)
+
+
+class LatentKernelMixin:
+  """Turns a Keras layer's kernel into a LilNetX latent. Mixed in before the Keras class."""
+
+  def _init_lilnetx(self, rate_weight, slice_weight, l2_weight, boundary,
+                    density_learning_rate, unsupported: dict) -> None:
+    for argument, value in unsupported.items():
+      if value is not None:
+        raise errors.UnsupportedLayerError(
+            f"{type(self).__name__} does not support `{argument}`={value!r}: the kernel is a "
+            "LilNetX latent, regularized by `slice_weight`, `l2_weight` and `rate_weight`.")
+    self.rate_weight = validation.non_negative_float("rate_weight", rate_weight)
+    self.slice_weight = validation.non_negative_float("slice_weight", slice_weight)
+    self.l2_weight = validation.non_negative_float("l2_weight", l2_weight)
+    self.boundary = validation.positive_float("boundary", boundary)
+    self.density_learning_rate = validation.positive_float(
+        "density_learning_rate", density_learning_rate)
+    scope = registry_lib.current_scope()
+    if scope is not None:
+      registry_lib.set_registry(self, scope)
+
+  def _lilnetx_config(self) -> dict:
+    return dict(rate_weight=self.rate_weight, slice_weight=self.slice_weight,
+                l2_weight=self.l2_weight, boundary=self.boundary,
+                density_learning_rate=self.density_learning_rate)
+
+  # ---------------------------------------------------------------------------------------------
+  # Group membership.
+
+  def __call__(self, *args, **kwargs):
+    if registry_lib.registry_of(self) is None:
+      registry_lib.set_registry(self, registry_lib.resolve((args, kwargs)))
+    return super().__call__(*args, **kwargs)
+
+  @property
+  def group_key(self) -> str:
+    """Name of this layer's parameter group, e.g. 'conv3x3' or 'dense'."""
+    kh, kw = self._slice_shape
+    return "dense" if self._is_dense else f"conv{kh}x{kw}"
+
+  def _build_latent(self, slices_in: int, slices_out: int, slice_shape: tuple, fan: int,
+                    output_positions: Optional[int]) -> None:
+    """Creates the latent and joins the group. Called from the layer's `build`."""
+    self._slice_shape = tuple(int(s) for s in slice_shape)
+    self.fan = int(fan)
+    self.output_positions = output_positions
+    slice_size = self._slice_shape[0] * self._slice_shape[1]
+    self.latent_variable = self.add_weight(
+        name="kernel_latent", shape=(slices_in, slices_out, slice_size), initializer="zeros",
+        trainable=True)
+    self._noise_seed = zlib.crc32(self.name.encode()) & 0x7FFFFFFF
+    if registry_lib.registry_of(self) is None:
+      registry_lib.set_registry(self, registry_lib.GroupRegistry())
+    self._join(registry_lib.registry_of(self))
+
+  def _join(self, registry) -> None:
+    slice_size = self._slice_shape[0] * self._slice_shape[1]
+    self.group = registry.group(
+        self.group_key, slice_size, boundary=self.boundary,
+        density_learning_rate=self.density_learning_rate)
+    self.group.register(self, self.fan)
+
+  def rebind(self, registry) -> None:
+    """Moves this layer to another model's registry (before training)."""
+    self.group.unregister(self)
+    registry_lib.set_registry(self, registry)
+    self._join(registry)
+
+  def initialize_latent(self, bound: float, latent_step: float) -> None:
+    """Draws the latent from U(−bound, bound) (the reference's 'boundary' init)."""
+    shape = self.latent_variable.shape
+    self.latent_variable.assign(tf.random.uniform(shape, -bound, bound) * latent_step)
+
+  # ---------------------------------------------------------------------------------------------
+  # Latents and decoding.
+
+  @property
+  def num_slices(self) -> int:
+    return int(self.latent_variable.shape[0] * self.latent_variable.shape[1])
+
+  @property
+  def latent(self) -> tf.Tensor:
+    """The continuous latent W̃, shape (a, b, slice_size)."""
+    return self.latent_variable / self.group.latent_step
+
+  @property
+  def integer_latent(self) -> tf.Tensor:
+    """round(W̃): what the compressed file stores."""
+    return tf.round(self.latent)
+
+  def decode_kernel(self, latent: tf.Tensor) -> tf.Tensor:
+    """Decodes (integer) latents of shape (a, b, slice_size) to a Keras-layout kernel."""
+    decoded = self.group.decode(latent)
+    if self._is_dense:
+      return decoded[..., 0]
+    a, b = latent.shape[0], latent.shape[1]
+    kh, kw = self._slice_shape
+    return tf.transpose(tf.reshape(decoded, (a, b, kh, kw)), (2, 3, 0, 1))
+
+  def _decoded_kernel(self) -> tf.Tensor:
+    return tf.cast(self.decode_kernel(round_st(self.latent)), self.compute_dtype)
+
+  # ---------------------------------------------------------------------------------------------
+  # The LilNetX objective.
+
+  def noisy_latent(self) -> tf.Tensor:
+    """W̃ + U(−½, ½), the noise seeded by this layer and its group's step (replica-independent)."""
+    seed = tf.stack([tf.constant(self._noise_seed, tf.int64), self.group.step])
+    noise = tf.random.stateless_uniform(self.latent_variable.shape, seed, -0.5, 0.5)
+    return self.latent + noise
+
+  def _add_penalties(self, training) -> None:
+    training = tf.get_static_value(training) if training is not None else False
+    training = bool(training) if training is not None else False
+    if training and self.group.leader is self:
+      self.group.update_density([m.noisy_latent() for m in self.group.members])
+    if self.rate_weight > 0:
+      latent = self.noisy_latent() if training else tf.round(self.latent)
+      bits = tf.reduce_sum(self.group.bits(latent))
+      num_slices = registry_lib.registry_of(self).num_slices
+      self.add_loss(self.rate_weight / num_slices * bits)
+    if self.slice_weight > 0:
+      self.add_loss(self.slice_weight * tf.reduce_sum(_safe_norm(self.latent)))
+    if self.l2_weight > 0:
+      self.add_loss(self.l2_weight * tf.reduce_sum(tf.square(self.latent)))

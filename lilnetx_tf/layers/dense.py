@@ -1,0 +1,59 @@
+"""LilNetX `Dense`: a drop-in `tf.keras.layers.Dense` with a latent kernel."""
+
+import math
+
+import tensorflow as tf
+
+from lilnetx_tf import errors
+from lilnetx_tf.layers import base
+
+
+@tf.keras.utils.register_keras_serializable(package="lilnetx_tf")
+class Dense(base.LatentKernelMixin, tf.keras.layers.Dense):
+  """`tf.keras.layers.Dense` whose kernel is a LilNetX latent (see `lilnetx_tf.layers.base`).
+
+  Every weight is a slice of its own, decoded by the group's scalar decoder. Takes every Keras
+  argument except `kernel_regularizer` and `kernel_constraint`; adds the LilNetX arguments
+  `rate_weight`, `slice_weight`, `l2_weight`, `boundary` and `density_learning_rate`.
+  """
+
+  def __init__(self, *args,
+               rate_weight: float = base.DEFAULT_RATE_WEIGHT,
+               slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
+               l2_weight: float = base.DEFAULT_L2_WEIGHT,
+               boundary: float = 3.0,
+               density_learning_rate: float = 1e-4,
+               **kwargs):
+    super().__init__(*args, **kwargs)
+    self._is_dense = True
+    self._init_lilnetx(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
+                       dict(kernel_regularizer=self.kernel_regularizer,
+                            kernel_constraint=self.kernel_constraint))
+
+  def build(self, input_shape):
+    input_shape = tf.TensorShape(input_shape)
+    last_dim = input_shape[-1]
+    if last_dim is None:
+      raise errors.InvalidArgumentError(
+          f"The last dimension of the inputs to Dense must be known: {input_shape}.")
+    inner = input_shape[1:-1].as_list()
+    self._build_latent(last_dim, self.units, (1, 1), fan=last_dim,
+                       output_positions=None if None in inner else math.prod(inner))
+    self.bias = self.add_weight(
+        "bias", shape=(self.units,), initializer=self.bias_initializer,
+        regularizer=self.bias_regularizer, constraint=self.bias_constraint, dtype=self.dtype,
+        trainable=True) if self.use_bias else None
+    self.input_spec = tf.keras.layers.InputSpec(min_ndim=2, axes={-1: last_dim})
+    self.built = True
+
+  @property
+  def kernel(self) -> tf.Tensor:
+    """The decoded kernel, shape (in, units)."""
+    return self._decoded_kernel()
+
+  def call(self, inputs, training=None):
+    self._add_penalties(training)
+    return super().call(inputs)
+
+  def get_config(self):
+    return {**super().get_config(), **self._lilnetx_config()}

@@ -1,0 +1,207 @@
+"""A parameter group: the decoder and the density model shared by all layers of one kernel shape.
+
+LilNetX (Girish et al., 2023) reparameterizes every kernel as an integer latent, decoded by a
+purely linear map that all layers with the same kernel shape share (a k²×k² matrix for k×k
+convolutions, a scalar for dense and 1×1 layers), and prices the latents with a learned factorized
+density, one channel per position of the k×k slice. `ParameterGroup` holds both for one kernel
+shape, and trains its density with its own Adam step so that it learns at its own pace whatever
+optimizer the user compiles the model with.
+"""
+
+import math
+import weakref
+from typing import Sequence
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from lilnetx_tf import errors
+
+_LN2 = math.log(2.0)
+
+
+def _density_variable_creator(next_creator, **kwargs):
+  """Makes the density's variables invisible to the user's optimizer and replica-averaged."""
+  kwargs["trainable"] = False
+  kwargs["aggregation"] = tf.VariableAggregation.MEAN
+  return next_creator(**kwargs)
+
+
+def latent_bound(scale: float, fan: int) -> float:
+  """Half-width B of the U(−B, B) latent init that gives decoded weights variance 2 / fan.
+
+  A rounded U(−B, B) variable has variance ((2B + 1)² − 1) / 12; times the decoder scale² this
+  is the Kaiming variance 2 / fan when B = (sqrt(24 / (scale² · fan) + 1) − 1) / 2.
+  """
+  return (math.sqrt(24.0 / (scale * scale * fan) + 1.0) - 1.0) / 2.0
+
+
+def decoder_scale(boundary: float, max_fan: int) -> float:
+  """The decoder scale that puts the group's largest-fan layer at latent bound `boundary`."""
+  return math.sqrt(24.0 / (max_fan * ((2.0 * boundary + 1.0) ** 2 - 1.0)))
+
+
+@tf.keras.utils.register_keras_serializable(package="lilnetx_tf")
+class ParameterGroup(tf.keras.layers.Layer):
+  """Decoder Ψ and density model shared by the LilNetX layers of one kernel shape.
+
+  Args:
+    slice_size: Number of weights in one (out, in) slice: k·k for k×k kernels, 1 for dense.
+    boundary: Latent init bound of the group's largest-fan layer (the reference's 'boundary').
+      Smaller values start from fewer integer levels, hence smaller files sooner.
+    density_learning_rate: Learning rate of the density model's own Adam step.
+    density_filters: Hidden widths of each channel of `tfc.NoisyDeepFactorized`.
+  """
+
+  def __init__(self,
+               slice_size: int,
+               boundary: float = 3.0,
+               density_learning_rate: float = 1e-4,
+               density_filters: Sequence[int] = (3, 3),
+               **kwargs):
+    super().__init__(**kwargs)
+    self.slice_size = int(slice_size)
+    self.boundary = float(boundary)
+    self.density_learning_rate = float(density_learning_rate)
+    self.density_filters = tuple(int(f) for f in density_filters)
+    self._member_refs: list = []
+    self._max_fan = 0
+
+  # ---------------------------------------------------------------------------------------------
+  # Variables.
+
+  def build(self, input_shape=None):
+    scalar = self.slice_size == 1
+    self.decoder = self.add_weight(
+        name="decoder",
+        shape=() if scalar else (self.slice_size, self.slice_size),
+        initializer="ones" if scalar else "identity",
+        trainable=True)
+    # The latent variable of each member holds latent · latent_step: an optimizer then moves it
+    # like an ordinary weight while the integer grid of the latent itself stays fixed.
+    self.latent_step = self.add_weight(
+        name="latent_step", shape=(), initializer="ones", trainable=False,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.step = self.add_weight(
+        name="step", shape=(), dtype=tf.int64, initializer="zeros", trainable=False,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    with tf.variable_creator_scope(_density_variable_creator):
+      self.density = tfc.NoisyDeepFactorized(
+          batch_shape=(self.slice_size,), num_filters=self.density_filters,
+          name=f"{self.name}_density")
+    self._density_variables = tuple(self.density.variables)
+    self._adam_moments = tuple(
+        (self.add_weight(name=f"density_m{i}", shape=v.shape, initializer="zeros",
+                         trainable=False, aggregation=tf.VariableAggregation.MEAN),
+         self.add_weight(name=f"density_v{i}", shape=v.shape, initializer="zeros",
+                         trainable=False, aggregation=tf.VariableAggregation.MEAN))
+        for i, v in enumerate(self._density_variables))
+    super().build(input_shape)
+
+  @property
+  def density_variables(self) -> tuple:
+    """The density model's parameters (updated by the group's own Adam step)."""
+    return self._density_variables
+
+  def save_own_variables(self, store):
+    # Keras' default only stores weights made with `add_weight`; the density's own variables
+    # must travel too.
+    for i, variable in enumerate(self.weights):
+      store[str(i)] = variable.numpy()
+
+  def load_own_variables(self, store):
+    variables = self.weights
+    if len(store.keys()) != len(variables):
+      raise errors.ModelMismatchError(
+          f"Parameter group {self.name!r} expects {len(variables)} variables, the saved state "
+          f"has {len(store.keys())}.")
+    for i, variable in enumerate(variables):
+      variable.assign(store[str(i)])
+
+  # ---------------------------------------------------------------------------------------------
+  # Members and initialization.
+
+  @property
+  def members(self) -> list:
+    """The live layers that use this group, in the order they joined."""
+    return [m for m in (ref() for ref in self._member_refs) if m is not None]
+
+  @property
+  def leader(self):
+    """The member that runs the group's density update once per training step."""
+    members = self.members
+    return members[0] if members else None
+
+  def register(self, member, fan: int) -> None:
+    """Adds `member` (a built LilNetX layer) with Kaiming fan `fan`, and initializes it.
+
+    While the group is untrained, a member with a larger fan than any before rescales the
+    decoder so that this member starts at latent bound `boundary`, and re-draws the latents of
+    earlier members: every decoded kernel then starts with variance 2 / fan.
+    """
+    if not self.built:
+      self.build(None)
+    if not any(ref() is member for ref in self._member_refs):
+      self._member_refs.append(weakref.ref(member))
+    untrained = int(self.step.numpy()) == 0
+    if untrained and fan > self._max_fan:
+      self._max_fan = fan
+      scale = decoder_scale(self.boundary, fan)
+      self.latent_step.assign(scale)
+      self.decoder.assign(tf.constant(scale, tf.float32) * (
+          tf.ones(()) if self.slice_size == 1 else tf.eye(self.slice_size)))
+      for other in self.members:
+        other.initialize_latent(latent_bound(scale, other.fan), scale)
+    else:
+      self._max_fan = max(self._max_fan, fan)
+      scale = float(self.latent_step.numpy())
+      member.initialize_latent(latent_bound(scale, fan), scale)
+
+  def unregister(self, member) -> None:
+    self._member_refs = [r for r in self._member_refs if r() is not None and r() is not member]
+
+  # ---------------------------------------------------------------------------------------------
+  # Decoding and rate.
+
+  def decode(self, latent: tf.Tensor) -> tf.Tensor:
+    """Decodes integer latents of shape (..., slice_size) with the linear decoder Ψ."""
+    if self.slice_size == 1:
+      return latent * self.decoder
+    return tf.linalg.matmul(latent, self.decoder)
+
+  def bits(self, latent: tf.Tensor) -> tf.Tensor:
+    """Self-information in bits of each latent, shape (..., slice_size)."""
+    return -self.density.log_prob(tf.cast(latent, tf.float32)) / _LN2
+
+  def update_density(self, latents: Sequence[tf.Tensor]) -> None:
+    """One Adam step of the density on the bits of `latents` (noisy latents of all members).
+
+    The step depends only on the latents and the noise, which is seeded by `step`, so every
+    replica of a distributed model computes the same update.
+    """
+    variables = self._density_variables
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(variables)
+      total = tf.add_n([tf.reduce_sum(self.bits(tf.stop_gradient(z))) for z in latents])
+    grads = tape.gradient(total, variables)
+    t = tf.cast(self.step + 1, tf.float32)
+    beta1, beta2, epsilon = 0.9, 0.999, 1e-7
+    rate = self.density_learning_rate * tf.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+    for variable, grad, (m, v) in zip(variables, grads, self._adam_moments):
+      if grad is None:
+        continue
+      m.assign(beta1 * m + (1.0 - beta1) * grad)
+      v.assign(beta2 * v + (1.0 - beta2) * tf.square(grad))
+      variable.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
+    self.step.assign_add(1)
+
+  def call(self, inputs):
+    raise errors.UnsupportedLayerError(
+        "A ParameterGroup is not called on data; LilNetX layers use it to decode their kernels.")
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(slice_size=self.slice_size, boundary=self.boundary,
+                  density_learning_rate=self.density_learning_rate,
+                  density_filters=list(self.density_filters))
+    return config

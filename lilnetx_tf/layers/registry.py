@@ -1,0 +1,133 @@
+"""Which layers share a parameter group: one `GroupRegistry` per model.
+
+The paper shares one decoder and one density per kernel shape across a whole network. Keras
+layers are created one by one with no handle on the model they will end up in, so a layer finds
+its model's registry when it is first called, in this order:
+
+1. the registry given to the layer (`groups=`) or active where it was created (`group_scope`);
+2. the registry of any LilNetX layer upstream of its inputs (Functional and Sequential models,
+   including nested models), merging registries where branches meet;
+3. the registry of the layer whose `call` is running (a subclassed model or block);
+4. otherwise a registry of its own.
+
+Loading a saved model repeats the same steps, so a loaded model shares exactly as the saved one.
+"""
+
+import contextlib
+import threading
+from typing import Iterator, Optional
+
+import tensorflow as tf
+from keras.src.engine import base_layer_utils
+
+from lilnetx_tf.layers.group import ParameterGroup
+
+_SCOPES = threading.local()
+_REGISTRY_ATTR = "_lilnetx_group_registry"
+
+
+class GroupRegistry:
+  """The parameter groups of one model, one per kernel shape (e.g. 'conv3x3', 'dense')."""
+
+  def __init__(self):
+    self._groups: dict[str, ParameterGroup] = {}
+
+  @property
+  def groups(self) -> dict:
+    """Group key -> `ParameterGroup`."""
+    return dict(self._groups)
+
+  def group(self, key: str, slice_size: int, **group_kwargs) -> ParameterGroup:
+    """Returns the group for `key`, creating it (in the current strategy scope) if needed."""
+    if key not in self._groups:
+      self._groups[key] = ParameterGroup(slice_size, name=f"lilnetx_group_{key}", **group_kwargs)
+    return self._groups[key]
+
+  @property
+  def num_slices(self) -> int:
+    """Number of (out, in) slices over every member of every group: the rate normalizer."""
+    return sum(m.num_slices for g in self._groups.values() for m in g.members)
+
+  def absorb(self, other: "GroupRegistry") -> None:
+    """Moves every member of `other` into this registry (used where two branches meet)."""
+    if other is self:
+      return
+    for group in list(other._groups.values()):
+      for member in group.members:
+        member.rebind(self)
+    other._groups.clear()
+
+
+@contextlib.contextmanager
+def group_scope(registry: Optional[GroupRegistry] = None) -> Iterator[GroupRegistry]:
+  """Makes LilNetX layers created (or first called) inside share `registry` (a new one if None).
+
+  Needed only where sharing cannot be found from the graph, e.g. a subclassed model whose
+  blocks are custom layers: `with lnx.group_scope(): model = MyModel()`.
+  """
+  registry = registry or GroupRegistry()
+  stack = _scope_stack()
+  stack.append(registry)
+  try:
+    yield registry
+  finally:
+    stack.pop()
+
+
+def _scope_stack() -> list:
+  if not hasattr(_SCOPES, "stack"):
+    _SCOPES.stack = []
+  return _SCOPES.stack
+
+
+def current_scope() -> Optional[GroupRegistry]:
+  """The registry of the innermost active `group_scope`, if any."""
+  stack = _scope_stack()
+  return stack[-1] if stack else None
+
+
+def _upstream_registries(inputs) -> list:
+  """Registries of LilNetX layers upstream of the Keras tensors in `inputs`, nearest first."""
+  found, seen_layers = [], set()
+  frontier = [t for t in tf.nest.flatten(inputs) if hasattr(t, "_keras_history")]
+  while frontier:
+    tensor = frontier.pop(0)
+    layer, node_index, _ = tensor._keras_history
+    if layer is None or id(layer) in seen_layers:
+      continue
+    seen_layers.add(id(layer))
+    for sub in layer._flatten_layers(include_self=True):
+      registry = getattr(sub, _REGISTRY_ATTR, None)
+      if registry is not None and all(registry is not r for r in found):
+        found.append(registry)
+    frontier.extend(
+        t for t in tf.nest.flatten(layer._inbound_nodes[node_index].keras_inputs)
+        if hasattr(t, "_keras_history"))
+  return found
+
+
+def resolve(inputs) -> GroupRegistry:
+  """Finds the registry for a layer first called on `inputs` (steps 2 to 4 above)."""
+  upstream = _upstream_registries(inputs)
+  if upstream:
+    for other in upstream[1:]:
+      upstream[0].absorb(other)
+    return upstream[0]
+  enclosing = base_layer_utils.call_context().layer
+  if enclosing is not None:
+    registry = getattr(enclosing, _REGISTRY_ATTR, None)
+    if registry is None:
+      registry = GroupRegistry()
+      object.__setattr__(enclosing, _REGISTRY_ATTR, registry)
+    return registry
+  return GroupRegistry()
+
+
+def registry_of(layer) -> Optional[GroupRegistry]:
+  return getattr(layer, _REGISTRY_ATTR, None)
+
+
+def set_registry(layer, registry: GroupRegistry) -> None:
+  # Not a tracked attribute: the registry is bookkeeping, the groups it hands out are tracked
+  # by each member layer.
+  object.__setattr__(layer, _REGISTRY_ATTR, registry)

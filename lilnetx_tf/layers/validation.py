@@ -1,0 +1,27 @@
+"""Argument checks shared by the layers, the converter and the tuner."""
+
+import math
+from typing import Any
+
+from lilnetx_tf import errors
+
+
+def non_negative_float(name: str, value: Any) -> float:
+  """Returns `value` as a float, or raises if it is not a finite number >= 0."""
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    raise errors.InvalidArgumentError(
+        f"`{name}` must be a non-negative number, got {value!r}.") from None
+  if not math.isfinite(number) or number < 0:
+    raise errors.InvalidArgumentError(
+        f"`{name}` must be a finite number >= 0, got {value!r}.")
+  return number
+
+
+def positive_float(name: str, value: Any) -> float:
+  """Returns `value` as a float, or raises if it is not a finite number > 0."""
+  number = non_negative_float(name, value)
+  if number == 0:
+    raise errors.InvalidArgumentError(f"`{name}` must be > 0, got {value!r}.")
+  return number
