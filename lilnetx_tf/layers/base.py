@@ -51,6 +51,7 @@ class LatentKernelMixin:
     self.boundary = validation.positive_float("boundary", boundary)
     self.density_learning_rate = validation.positive_float(
         "density_learning_rate", density_learning_rate)
+    self._provisional_registry = False
     scope = registry_lib.current_scope()
     if scope is not None:
       registry_lib.set_registry(self, scope)
@@ -64,8 +65,17 @@ class LatentKernelMixin:
   # Group membership.
 
   def __call__(self, *args, **kwargs):
-    if registry_lib.registry_of(self) is None:
-      registry_lib.set_registry(self, registry_lib.resolve((args, kwargs)))
+    current = registry_lib.registry_of(self)
+    if current is None or self._provisional_registry:
+      found = registry_lib.resolve((args, kwargs))
+      if found is None:
+        found = current or registry_lib.GroupRegistry()
+      if current is None:
+        registry_lib.set_registry(self, found)
+      elif found is not current:
+        self.rebind(found)
+      registry_lib.claim(found)
+      self._provisional_registry = False
     return super().__call__(*args, **kwargs)
 
   @property
@@ -86,7 +96,8 @@ class LatentKernelMixin:
         trainable=True)
     self._noise_seed = zlib.crc32(self.name.encode()) & 0x7FFFFFFF
     if registry_lib.registry_of(self) is None:
-      registry_lib.set_registry(self, registry_lib.GroupRegistry())
+      registry_lib.set_registry(self, registry_lib.provisional_registry())
+      self._provisional_registry = True
     self._join(registry_lib.registry_of(self))
 
   def _join(self, registry) -> None:
@@ -148,8 +159,8 @@ class LatentKernelMixin:
   def _add_penalties(self, training) -> None:
     training = tf.get_static_value(training) if training is not None else False
     training = bool(training) if training is not None else False
-    if training and self.group.leader is self:
-      self.group.update_density([m.noisy_latent() for m in self.group.members])
+    if training and self.group.leader() is self:
+      self.group.update_density([m.noisy_latent() for m in self.group.members()])
     if self.rate_weight > 0:
       latent = self.noisy_latent() if training else tf.round(self.latent)
       bits = tf.reduce_sum(self.group.bits(latent))

@@ -121,16 +121,16 @@ class ParameterGroup(tf.keras.layers.Layer):
   # ---------------------------------------------------------------------------------------------
   # Members and initialization.
 
-  @property
+  # `members` and `leader` are methods, not properties: Keras' saver walks properties and would
+  # save the member layers a second time under the group.
   def members(self) -> list:
     """The live layers that use this group, in the order they joined."""
     return [m for m in (ref() for ref in self._member_refs) if m is not None]
 
-  @property
   def leader(self):
-    """The member that runs the group's density update once per training step."""
-    members = self.members
-    return members[0] if members else None
+    """The member that runs the group's density update once per training step: the first
+    member that has been called in a model (layers only built, never called, do not lead)."""
+    return next((m for m in self.members() if not m._provisional_registry), None)
 
   def register(self, member, fan: int) -> None:
     """Adds `member` (a built LilNetX layer) with Kaiming fan `fan`, and initializes it.
@@ -150,7 +150,7 @@ class ParameterGroup(tf.keras.layers.Layer):
       self.latent_step.assign(scale)
       self.decoder.assign(tf.constant(scale, tf.float32) * (
           tf.ones(()) if self.slice_size == 1 else tf.eye(self.slice_size)))
-      for other in self.members:
+      for other in self.members():
         other.initialize_latent(latent_bound(scale, other.fan), scale)
     else:
       self._max_fan = max(self._max_fan, fan)

@@ -10,6 +10,11 @@ its model's registry when it is first called, in this order:
 3. the registry of the layer whose `call` is running (a subclassed model or block);
 4. otherwise a registry of its own.
 
+A layer built before it is first called (Keras' loaders build every layer from its saved build
+config before connecting them) joins the current provisional registry, which all such layers
+share until one of them is called and claims it; the others move when they are called. Sharing
+it lets Keras' SavedModel loader bind a group saved once under several layers to one object.
+
 Loading a saved model repeats the same steps, so a loaded model shares exactly as the saved one.
 """
 
@@ -46,14 +51,14 @@ class GroupRegistry:
   @property
   def num_slices(self) -> int:
     """Number of (out, in) slices over every member of every group: the rate normalizer."""
-    return sum(m.num_slices for g in self._groups.values() for m in g.members)
+    return sum(m.num_slices for g in self._groups.values() for m in g.members())
 
   def absorb(self, other: "GroupRegistry") -> None:
     """Moves every member of `other` into this registry (used where two branches meet)."""
     if other is self:
       return
     for group in list(other._groups.values()):
-      for member in group.members:
+      for member in group.members():
         member.rebind(self)
     other._groups.clear()
 
@@ -72,6 +77,19 @@ def group_scope(registry: Optional[GroupRegistry] = None) -> Iterator[GroupRegis
     yield registry
   finally:
     stack.pop()
+
+
+def provisional_registry() -> GroupRegistry:
+  """The registry that layers built before being called join until one of them claims it."""
+  if getattr(_SCOPES, "provisional", None) is None:
+    _SCOPES.provisional = GroupRegistry()
+  return _SCOPES.provisional
+
+
+def claim(registry: GroupRegistry) -> None:
+  """Marks `registry` as owned by a model: later provisional builds get a new one."""
+  if getattr(_SCOPES, "provisional", None) is registry:
+    _SCOPES.provisional = None
 
 
 def _scope_stack() -> list:
@@ -106,8 +124,8 @@ def _upstream_registries(inputs) -> list:
   return found
 
 
-def resolve(inputs) -> GroupRegistry:
-  """Finds the registry for a layer first called on `inputs` (steps 2 to 4 above)."""
+def resolve(inputs) -> Optional[GroupRegistry]:
+  """Finds the registry for a layer first called on `inputs` (steps 2 and 3 above), if any."""
   upstream = _upstream_registries(inputs)
   if upstream:
     for other in upstream[1:]:
@@ -120,7 +138,7 @@ def resolve(inputs) -> GroupRegistry:
       registry = GroupRegistry()
       object.__setattr__(enclosing, _REGISTRY_ATTR, registry)
     return registry
-  return GroupRegistry()
+  return None
 
 
 def registry_of(layer) -> Optional[GroupRegistry]:
