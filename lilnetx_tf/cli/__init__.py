@@ -1,0 +1,1 @@
+"""Command-line interface of lilnetx_tf (`lilnetx` / `python -m lilnetx_tf`); see `main`."""

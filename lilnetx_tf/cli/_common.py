@@ -1,0 +1,49 @@
+"""Helpers shared by the command modules: error handling and model loading."""
+
+import functools
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def handles_errors(main):
+  """Turns lilnetx_tf errors and missing files into a one-line message and exit status 1."""
+  @functools.wraps(main)
+  def wrapper(argv):
+    from lilnetx_tf import errors
+    try:
+      return main(argv)
+    except (errors.LilNetXError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 1
+  return wrapper
+
+
+def positional(argv: list, index: int, flag_value, name: str):
+  """The flag's value, else the `index`-th positional argument, else a usage error."""
+  from absl import app
+  args = argv[1:]
+  if flag_value:
+    return flag_value
+  if len(args) > index:
+    return args[index]
+  raise app.UsageError(f"missing {name} (give --{name} or a positional argument)")
+
+
+def load_keras_model(path: str):
+  """Loads a .keras / .h5 file or a SavedModel directory as a Keras model (not compiled)."""
+  import tensorflow as tf
+  import lilnetx_tf  # noqa: F401  (registers the LilNetX layers)
+  from lilnetx_tf import errors
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist")
+  try:
+    model = tf.keras.models.load_model(path, compile=False)
+  except (OSError, ValueError, TypeError) as e:
+    raise errors.InvalidArgumentError(f"cannot load a Keras model from {path}: {e}") from None
+  if not isinstance(model, tf.keras.Model):
+    raise errors.UnsupportedLayerError(
+        f"{path} loaded as {type(model).__name__}, not a Keras model; save it with "
+        "model.save('model.keras').")
+  return model

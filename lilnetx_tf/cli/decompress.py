@@ -1,0 +1,39 @@
+"""Decompress a .lnx file back into a saved Keras model.
+
+Usage: lilnetx decompress [flags] FILE.lnx [OUTPUT]
+
+OUTPUT ending in .keras or .h5 is written in that format; anything else is a SavedModel
+directory. The decoded weights are bit-identical to those of the compressed model.
+"""
+
+import os
+
+from absl import flags
+
+from lilnetx_tf.cli import _common
+
+_INPUT = flags.DEFINE_string("input", None, "The .lnx file.")
+_OUTPUT = flags.DEFINE_string("output", None,
+                              "Output model: .keras, .h5, or a SavedModel directory "
+                              "(default: FILE with .keras).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
+_SUMMARY = flags.DEFINE_bool("summary", False, "Print the Keras model summary.")
+
+
+@_common.handles_errors
+def main(argv):
+  source = _common.positional(argv, 0, _INPUT.value, "input")
+  output = _OUTPUT.value or (argv[2] if len(argv) > 2 else None)
+  if not output:
+    output = (source[:-4] if source.endswith(".lnx") else source) + ".keras"
+  if os.path.exists(output) and not _OVERWRITE.value:
+    print(f"error: {output} exists (use --overwrite)")
+    return 1
+  import lilnetx_tf as lnx
+  model = lnx.decompress(source)
+  if _SUMMARY.value:
+    model.summary()
+  model.save(output)
+  print(f"{source} -> {output}: {model.count_params():,} parameters, "
+        f"{len(model.layers)} layers")
+  return 0

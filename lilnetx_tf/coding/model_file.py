@@ -1,0 +1,377 @@
+"""`compress(model, path)`, `decompress(path)` and `inspect(path)`: the `.lnx` model file.
+
+Sections (see `container` for the byte layout around them):
+
+  ARCH  JSON {"format": "keras-json", "lilnetx_tf": version, "model": model.to_json()}; lzma.
+  WGTS  every model variable except the LilNetX latents, in `model.weights` order:
+        u32 manifest length | manifest JSON [{"shape", "dtype", "stored"}, ...] | the tensors'
+        little-endian bytes, concatenated. Float32 is stored losslessly, or (``float16=True``)
+        biases, BatchNorm and plain-layer floats as float16 (group variables: decoder, latent
+        step, density and its Adam moments always stay exact). zlib when it helps.
+  GRPS  JSON, one entry per parameter group: key, slice size, member layers (index among the
+        model's LilNetX layers, name, latent shape), rows, table and string lengths.
+  CDFT  the groups' quantized CDF tables (`entropy.CdfTable.to_bytes`), concatenated; zlib.
+  LATS  the groups' range-coded strings, concatenated; raw.
+
+Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
+|w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
+is kept as float32.
+
+Decompressing rebuilds the model from its config (which recreates the group sharing), loads
+the float weights, decodes each group's latents with its stored table and sets every latent
+variable to q · latent_step, so the decoded kernels, hence predictions, are bit-identical.
+"""
+
+import json
+import os
+import struct
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from lilnetx_tf import errors
+from lilnetx_tf.coding import container
+from lilnetx_tf.coding import entropy
+from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
+from lilnetx_tf.layers import is_lilnetx_layer
+
+SUFFIX = ".lnx"
+_REQUIRED = ("ARCH", "WGTS", "GRPS", "CDFT", "LATS")
+_DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8",
+           "int32": "<i4", "int8": "<i1", "uint8": "u1", "bool": "?"}
+_FLOAT16_MAX = 65504.0
+
+
+def _lilnetx_layers(model) -> list:
+  return [l for l in model._flatten_layers(include_self=False) if is_lilnetx_layer(l)]
+
+
+def _groups(layers: list) -> list:
+  """Distinct parameter groups in order of their first member, each with its members."""
+  groups = []
+  for index, layer in enumerate(layers):
+    entry = next((g for g in groups if g[0] is layer.group), None)
+    if entry is None:
+      entry = (layer.group, [])
+      groups.append(entry)
+    entry[1].append((index, layer))
+  return groups
+
+
+def _check_model(model) -> None:
+  if not isinstance(model, tf.keras.Model):
+    raise errors.InvalidArgumentError(f"Expected a tf.keras.Model, got {type(model).__name__}.")
+  if not (isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)):
+    raise errors.UnsupportedLayerError(
+        f"{type(model).__name__} is a subclassed Keras model: its architecture cannot be "
+        "rebuilt from a config. Build the same network with the Functional API "
+        "(tf.keras.Model(inputs, outputs)) or tf.keras.Sequential, copy the weights over "
+        "(set_weights), and compress that model.")
+  if not model.built or not model.weights:
+    raise errors.InvalidArgumentError(
+        "The model is not built: call it on data or build it with an input shape first.")
+
+
+def _architecture(model) -> bytes:
+  try:
+    config = json.loads(model.to_json())
+  except (NotImplementedError, TypeError, ValueError) as e:
+    raise errors.UnsupportedLayerError(
+        f"The model's architecture cannot be serialized ({e}). Give custom layers a "
+        "get_config() and register them with tf.keras.utils.register_keras_serializable.") from e
+  from lilnetx_tf import __version__
+  return json.dumps({"format": "keras-json", "lilnetx_tf": __version__, "model": config},
+                    separators=(",", ":")).encode()
+
+
+def _float16_ok(values: np.ndarray) -> bool:
+  return values.dtype == np.float32 and bool(np.all(np.abs(values[np.isfinite(values)])
+                                                   <= _FLOAT16_MAX))
+
+
+def _weights_section(model, latent_ids: set, exact_ids: set, float16: bool) -> tuple:
+  manifest, blobs, count = [], [], 0
+  for variable in model.weights:
+    if id(variable) in latent_ids:
+      continue
+    values = variable.numpy()
+    dtype = values.dtype.name
+    if dtype not in _DTYPES:
+      raise errors.UnsupportedLayerError(
+          f"Variable {variable.name} has dtype {dtype}, which the model file cannot store.")
+    stored = dtype
+    if float16 and id(variable) not in exact_ids and _float16_ok(values):
+      stored = "float16"
+    manifest.append({"name": variable.name, "shape": list(values.shape), "dtype": dtype,
+                     "stored": stored})
+    blobs.append(np.ascontiguousarray(values.astype(_DTYPES[stored])).tobytes())
+    count += values.size
+  head = json.dumps(manifest, separators=(",", ":")).encode()
+  return struct.pack("<I", len(head)) + head + b"".join(blobs), count
+
+
+def _smaller_codec(data: bytes) -> str:
+  """zlib if it saves at least 2% on a sample of `data`, else raw."""
+  sample = data[:1 << 20]
+  import zlib
+  return "zlib" if len(zlib.compress(sample, 1)) < 0.98 * len(sample) else "raw"
+
+
+def _with_suffix(path: str) -> str:
+  path = os.fspath(path)
+  return path if path.endswith(SUFFIX) else path + SUFFIX
+
+
+def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
+             architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
+             tail_mass: float = entropy.DEFAULT_TAIL_MASS, estimate: bool = True) -> Report:
+  """Writes `model` (Functional or Sequential, built) to one `.lnx` file at `path`.
+
+  Args:
+    model: A built Keras model with LilNetX layers (plain Keras layers are stored too).
+    path: Output path; `.lnx` is appended when missing. Written atomically.
+    float16: Store biases, BatchNorm and plain-layer floats as float16 (see module docstring).
+    architecture_codec: "lzma" or "zlib" for the Keras config.
+    precision: Range-coder CDF precision in bits (1..16).
+    tail_mass: Probability mass left outside each table (coded with the overflow escape).
+    estimate: Also compute the model's estimated self-information per group for the report.
+
+  Returns:
+    A `Report` of bytes per section and per group.
+  """
+  _check_model(model)
+  if architecture_codec not in ("lzma", "zlib", "raw"):
+    raise errors.InvalidArgumentError(f"architecture_codec must be lzma or zlib, got "
+                                      f"{architecture_codec!r}.")
+  if not 1 <= int(precision) <= 16:
+    raise errors.InvalidArgumentError(f"precision must be in [1, 16], got {precision}.")
+  path = _with_suffix(path)
+  layers = _lilnetx_layers(model)
+  groups = _groups(layers)
+  latent_ids = {id(l.latent_variable) for l in layers}
+  exact_ids = {id(v) for group, _ in groups for v in group.weights}
+  weights, weight_count = _weights_section(model, latent_ids, exact_ids, float16)
+
+  manifest, tables, strings, group_reports = [], [], [], []
+  for group, members in groups:
+    latents = []
+    for _, layer in members:
+      q = layer.integer_latent.numpy()
+      entropy.check_integers(q, layer.name)
+      latents.append(q)
+    rows = np.concatenate([q.reshape(-1, group.slice_size) for q in latents])
+    table = entropy.build_table(group.density, int(precision), float(tail_mass))
+    table = table.restrict(rows.min(axis=0), rows.max(axis=0))
+    table_bytes = table.to_bytes()
+    string = entropy.encode(rows, table)
+    tables.append(table_bytes)
+    strings.append(string)
+    manifest.append({
+        "key": layer.group_key, "slice_size": group.slice_size, "rows": int(rows.shape[0]),
+        "members": [[i, l.name, list(l.latent_variable.shape)] for i, l in members],
+        "table_bytes": len(table_bytes), "string_bytes": len(string)})
+    estimated = entropy.estimated_bits(group, latents) / 8 if estimate else None
+    group_reports.append(GroupReport(layer.group_key, group.slice_size, len(members),
+                                     int(rows.size), len(string), len(table_bytes), estimated))
+  groups_json = json.dumps({"groups": manifest, "layers": len(layers)},
+                           separators=(",", ":")).encode()
+  sections = [
+      container.Section("ARCH", _architecture(model), architecture_codec),
+      container.Section("WGTS", weights, _smaller_codec(weights)),
+      container.Section("GRPS", groups_json, "zlib"),
+      container.Section("CDFT", b"".join(tables), "zlib"),
+      container.Section("LATS", b"".join(strings), "raw"),
+  ]
+  blob = container.encode(sections)
+  container.write_atomic(path, blob)
+  stored = container.decode(blob, path)
+  latent_count = sum(g.parameters for g in group_reports)
+  return Report(path=path, total_bytes=len(blob), header_bytes=container.FILE_HEADER_SIZE,
+                sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
+                          for s in stored],
+                groups=group_reports, parameters=weight_count + latent_count,
+                latent_parameters=latent_count, float16=float16)
+
+
+# -------------------------------------------------------------------------------------------
+# Reading.
+
+def _json(data: bytes, what: str):
+  try:
+    return json.loads(data.decode("utf-8"))
+  except (UnicodeDecodeError, ValueError, RecursionError):
+    raise errors.ModelFileError(f"The {what} section is not valid JSON.") from None
+
+
+def _sections(path: str) -> tuple[dict, list]:
+  stored = container.read(os.fspath(path))
+  by_tag = {}
+  for s in stored:
+    if s.tag in by_tag:
+      raise errors.ModelFileError(f"{path}: section {s.tag!r} appears twice.")
+    by_tag[s.tag] = s
+  missing = [t for t in _REQUIRED if t not in by_tag]
+  if missing:
+    raise errors.ModelFileError(f"{path}: missing section(s) {', '.join(missing)}.")
+  return by_tag, stored
+
+
+def _group_manifest(data: bytes) -> list:
+  doc = _json(data, "GRPS")
+  try:
+    groups = doc["groups"]
+    for g in groups:
+      ok = (isinstance(g["key"], str) and all(isinstance(g[k], int) and g[k] >= 0 for k in
+                                              ("slice_size", "rows", "table_bytes", "string_bytes"))
+            and all(isinstance(m[0], int) and isinstance(m[1], str) and
+                    all(isinstance(d, int) and d >= 0 for d in m[2]) for m in g["members"]))
+      if not ok:
+        raise TypeError
+  except (KeyError, TypeError, IndexError):
+    raise errors.ModelFileError("The GRPS section is malformed.") from None
+  return groups
+
+
+def _rebuild(arch: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
+  doc = _json(arch, "ARCH")
+  if not isinstance(doc, dict) or doc.get("format") != "keras-json" or "model" not in doc:
+    raise errors.ModelFileError("The ARCH section does not hold a Keras model config.")
+  import lilnetx_tf  # noqa: F401  (registers the LilNetX layers with Keras)
+  try:
+    return tf.keras.models.model_from_json(json.dumps(doc["model"]),
+                                           custom_objects=custom_objects)
+  except Exception as e:  # Keras raises many types for configs it cannot rebuild.
+    raise errors.ModelFileError(
+        f"Cannot rebuild the model architecture: {type(e).__name__}: {e}. If the model uses "
+        "custom layers, import or pass them with custom_objects=.") from None
+
+
+def _load_weights(model, data: bytes, latent_ids: set) -> None:
+  if len(data) < 4:
+    raise errors.ModelFileError("The WGTS section is truncated.")
+  (head_length,) = struct.unpack_from("<I", data, 0)
+  if head_length > len(data) - 4:
+    raise errors.ModelFileError("The WGTS section's manifest length is invalid.")
+  manifest = _json(data[4:4 + head_length], "WGTS")
+  variables = [v for v in model.weights if id(v) not in latent_ids]
+  if not isinstance(manifest, list) or len(manifest) != len(variables):
+    raise errors.ModelFileError(
+        f"The WGTS section holds {len(manifest) if isinstance(manifest, list) else '?'} "
+        f"tensors, the architecture has {len(variables)}.")
+  position = 4 + head_length
+  values = []
+  for entry, variable in zip(manifest, variables):
+    try:
+      shape, dtype, stored = entry["shape"], entry["dtype"], entry["stored"]
+      ok = isinstance(shape, list) and all(isinstance(d, int) for d in shape)
+    except (KeyError, TypeError):
+      ok = False
+    if not ok or stored not in _DTYPES or dtype not in _DTYPES:
+      raise errors.ModelFileError("The WGTS section's manifest is malformed.")
+    if tuple(shape) != tuple(variable.shape) or dtype != variable.dtype.name:
+      raise errors.ModelFileError(
+          f"WGTS tensor for {variable.name} is {dtype}{shape}, the architecture has "
+          f"{variable.dtype.name}{list(variable.shape)} (a section from another model?).")
+    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[stored]).itemsize
+    if size > len(data) - position:
+      raise errors.ModelFileError("The WGTS section is shorter than its manifest says.")
+    array = np.frombuffer(data, _DTYPES[stored], size // np.dtype(_DTYPES[stored]).itemsize,
+                          position).reshape(shape)
+    values.append(array.astype(dtype))
+    position += size
+  if position != len(data):
+    raise errors.ModelFileError("The WGTS section is longer than its manifest says.")
+  for variable, value in zip(variables, values):
+    variable.assign(value)
+
+
+def _load_latents(model, groups_data: bytes, tables: bytes, strings: bytes) -> list:
+  layers = _lilnetx_layers(model)
+  groups = _groups(layers)
+  manifest = _group_manifest(groups_data)
+  if len(manifest) != len(groups):
+    raise errors.ModelFileError(
+        f"The file has {len(manifest)} parameter groups, the architecture {len(groups)}.")
+  if sum(g["table_bytes"] for g in manifest) != len(tables) or \
+     sum(g["string_bytes"] for g in manifest) != len(strings):
+    raise errors.ModelFileError("The CDFT/LATS sections do not match the group manifest.")
+  table_pos = string_pos = 0
+  decoded = []
+  for entry, (group, members) in zip(manifest, groups):
+    expected = [[i, l.name, list(l.latent_variable.shape)] for i, l in members]
+    rows = sum(l.num_slices for _, l in members)
+    if (entry["key"] != members[0][1].group_key or entry["slice_size"] != group.slice_size
+        or entry["members"] != expected or entry["rows"] != rows):
+      raise errors.ModelFileError(
+          f"Group {entry['key']!r} in the file does not match the architecture's "
+          f"{members[0][1].group_key!r} (a section from another model?).")
+    table = entropy.CdfTable.from_bytes(
+        tables[table_pos:table_pos + entry["table_bytes"]], group.slice_size)
+    string = strings[string_pos:string_pos + entry["string_bytes"]]
+    table_pos += entry["table_bytes"]
+    string_pos += entry["string_bytes"]
+    q = entropy.decode(string, rows, table, what=f"group {entry['key']!r}")
+    step = np.float32(group.latent_step.numpy())
+    start, latents = 0, []
+    for _, layer in members:
+      count = layer.num_slices
+      values = q[start:start + count].reshape(layer.latent_variable.shape)
+      layer.latent_variable.assign(values * step)
+      latents.append(values)
+      start += count
+    decoded.append((entry, group, latents, table))
+  return decoded
+
+
+def decompress(path: str, custom_objects: Optional[dict] = None) -> tf.keras.Model:
+  """Reads a `.lnx` file and returns the Keras model, with bit-identical decoded weights.
+
+  Raises `errors.ModelFileError` if the file is truncated, corrupt, of another format version,
+  or assembled from sections of different files.
+  """
+  model, _, _ = _read(path, custom_objects)
+  return model
+
+
+def _read(path: str, custom_objects: Optional[dict]) -> tuple:
+  by_tag, stored = _sections(path)
+  model = _rebuild(by_tag["ARCH"].data, custom_objects)
+  layers = _lilnetx_layers(model)
+  latent_ids = {id(l.latent_variable) for l in layers}
+  _load_weights(model, by_tag["WGTS"].data, latent_ids)
+  decoded = _load_latents(model, by_tag["GRPS"].data, by_tag["CDFT"].data, by_tag["LATS"].data)
+  return model, decoded, stored
+
+
+def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = None) -> Report:
+  """Verifies a `.lnx` file and reports its bytes per section and per group.
+
+  With `estimate`, the model is decompressed and the latents' self-information under its
+  stored densities is reported next to the coded bytes.
+  """
+  path = os.fspath(path)
+  if estimate:
+    _, decoded, stored = _read(path, custom_objects)
+    manifest = [d[0] for d in decoded]
+    estimates = [entropy.estimated_bits(g, latents) / 8 for _, g, latents, _ in decoded]
+  else:
+    by_tag, stored = _sections(path)
+    manifest = _group_manifest(by_tag["GRPS"].data)
+    estimates = [None] * len(manifest)
+  total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in stored)
+  weights = next(s.data for s in stored if s.tag == "WGTS")
+  (head_length,) = struct.unpack_from("<I", weights, 0)
+  float_manifest = _json(weights[4:4 + head_length], "WGTS")
+  weight_count = sum(int(np.prod(e["shape"], dtype=np.int64)) for e in float_manifest)
+  float16 = any(e["stored"] == "float16" and e["dtype"] != "float16" for e in float_manifest)
+  group_reports = [
+      GroupReport(g["key"], g["slice_size"], len(g["members"]), g["rows"] * g["slice_size"],
+                  g["string_bytes"], g["table_bytes"], est)
+      for g, est in zip(manifest, estimates)]
+  latent_count = sum(g.parameters for g in group_reports)
+  return Report(path=path, total_bytes=total, header_bytes=container.FILE_HEADER_SIZE,
+                sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
+                          for s in stored],
+                groups=group_reports, parameters=weight_count + latent_count,
+                latent_parameters=latent_count, float16=float16)
