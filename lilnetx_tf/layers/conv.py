@@ -32,8 +32,8 @@ class Conv2D(base.LatentKernelMixin, tf.keras.layers.Conv2D):
                rate_weight: float = base.DEFAULT_RATE_WEIGHT,
                slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
                l2_weight: float = base.DEFAULT_L2_WEIGHT,
-               boundary: float = 3.0,
-               density_learning_rate: float = 1e-4,
+               boundary: float = base.DEFAULT_BOUNDARY,
+               density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
                **kwargs):
     super().__init__(*args, **kwargs)
     if self.groups != 1:
@@ -83,8 +83,8 @@ class DepthwiseConv2D(base.LatentKernelMixin, tf.keras.layers.DepthwiseConv2D):
                rate_weight: float = base.DEFAULT_RATE_WEIGHT,
                slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
                l2_weight: float = base.DEFAULT_L2_WEIGHT,
-               boundary: float = 3.0,
-               density_learning_rate: float = 1e-4,
+               boundary: float = base.DEFAULT_BOUNDARY,
+               density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
                **kwargs):
     super().__init__(*args, **kwargs)
     self._is_dense = False

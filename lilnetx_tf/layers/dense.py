@@ -21,8 +21,8 @@ class Dense(base.LatentKernelMixin, tf.keras.layers.Dense):
                rate_weight: float = base.DEFAULT_RATE_WEIGHT,
                slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
                l2_weight: float = base.DEFAULT_L2_WEIGHT,
-               boundary: float = 3.0,
-               density_learning_rate: float = 1e-4,
+               boundary: float = base.DEFAULT_BOUNDARY,
+               density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
                **kwargs):
     super().__init__(*args, **kwargs)
     self._is_dense = True

@@ -56,7 +56,7 @@ class ParameterGroup(tf.keras.layers.Layer):
   def __init__(self,
                slice_size: int,
                boundary: float = 3.0,
-               density_learning_rate: float = 1e-4,
+               density_learning_rate: float = 1e-2,
                density_filters: Sequence[int] = (3, 3),
                **kwargs):
     super().__init__(**kwargs)
