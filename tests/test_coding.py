@@ -1,0 +1,198 @@
+"""The .lnx model file: bit-exact round trips, overflow latents, float16, report consistency."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+from lilnetx_tf import errors
+from lilnetx_tf.coding import entropy, model_file
+from lilnetx_tf.stats import lilnetx_layers
+
+
+def _data():
+  rng = np.random.default_rng(0)
+  x = rng.random((64, 12, 12, 3), dtype=np.float32)
+  y = (x[..., 0].mean((1, 2)) > x[..., 1].mean((1, 2))).astype("int32")
+  return x, y
+
+
+def _functional():
+  inputs = tf.keras.Input((12, 12, 3))
+  h = lnx.Conv2D(6, 3, name="conv_a")(inputs)
+  h = tf.keras.layers.BatchNormalization(name="bn")(h)
+  h = tf.keras.layers.ReLU()(h)
+  h = lnx.DepthwiseConv2D(3, name="depthwise")(h)
+  h = lnx.Conv2D(8, 3, strides=2, name="conv_b")(h)
+  h = tf.keras.layers.GlobalAveragePooling2D()(h)
+  h = tf.keras.layers.Dense(8, activation="relu", name="plain_dense")(h)
+  outputs = lnx.Dense(2, name="head")(h)
+  return tf.keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A small Functional model after a short fit, compressed once and decompressed."""
+  tf.keras.utils.set_random_seed(0)
+  x, y = _data()
+  model = _functional()
+  model.compile(tf.keras.optimizers.Adam(1e-2),
+                tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+  path = str(tmp_path_factory.mktemp("coding") / "model.lnx")
+  report = lnx.compress(model, path)
+  restored = lnx.decompress(path)
+  return model, restored, report, path, x
+
+
+def _non_latent(model):
+  latent_ids = {id(l.latent_variable) for l in lilnetx_layers(model)}
+  return [v.numpy() for v in model.weights if id(v) not in latent_ids]
+
+
+def test_round_trip_is_bit_exact(trained):
+  model, restored, _, _, x = trained
+  np.testing.assert_array_equal(model(x, training=False).numpy(),
+                                restored(x, training=False).numpy())
+  for a, b in zip(lilnetx_layers(model), lilnetx_layers(restored)):
+    assert a.name == b.name
+    np.testing.assert_array_equal(a.integer_latent.numpy(), b.integer_latent.numpy())
+    np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
+  for a, b in zip(_non_latent(model), _non_latent(restored)):
+    np.testing.assert_array_equal(a, b)   # decoders, steps, densities, Adam moments, BN, biases
+
+
+def test_groups_and_density_restored(trained):
+  model, restored, _, _, _ = trained
+  groups = {l.group_key: l.group for l in lilnetx_layers(restored)}
+  assert sorted(groups) == ["conv3x3", "dense"]
+  original = {l.group_key: l.group for l in lilnetx_layers(model)}
+  for key, group in groups.items():
+    assert int(group.step.numpy()) == int(original[key].step.numpy()) > 0
+    for a, b in zip(group.density_variables, original[key].density_variables):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  members = [l.name for l in groups["conv3x3"].members()]
+  assert set(members) == {"conv_a", "depthwise", "conv_b"}
+
+
+def test_report_is_consistent(trained):
+  model, _, report, path, _ = trained
+  assert report.total_bytes == os.path.getsize(path)
+  assert report.header_bytes + sum(s.file_bytes for s in report.sections) == report.total_bytes
+  assert [s.tag for s in report.sections] == ["ARCH", "WGTS", "GRPS", "CDFT", "LATS"]
+  assert report.section("LATS").raw_bytes == report.coded_latent_bytes
+  estimated = lnx.stats(model)["bytes"]
+  assert report.estimated_latent_bytes == pytest.approx(estimated, rel=1e-5)
+  for group in report.groups:
+    assert group.coded_bytes <= 1.01 * group.estimated_bytes + 8
+  assert report.coded_latent_bytes <= 1.01 * estimated + 8 * len(report.groups)
+  assert report.parameter_bytes == report.total_bytes - report.architecture_bytes - 36
+  assert report.latent_parameters == lnx.stats(model)["latent_parameters"]
+  text = str(report)
+  for word in ("ARCH", "LATS", "conv3x3", "dense", "parameter bytes", "coded/est"):
+    assert word in text
+  inspected = model_file.inspect(path, estimate=False)
+  assert inspected.total_bytes == report.total_bytes
+  assert [(g.key, g.coded_bytes, g.table_bytes) for g in inspected.groups] == \
+         [(g.key, g.coded_bytes, g.table_bytes) for g in report.groups]
+
+
+def test_compress_is_deterministic_and_atomic_suffix(trained, tmp_path):
+  model, _, _, path, _ = trained
+  report = lnx.compress(model, str(tmp_path / "again"), estimate=False)
+  assert report.path.endswith("again.lnx")
+  with open(path, "rb") as a, open(report.path, "rb") as b:
+    assert a.read() == b.read()
+  assert os.listdir(tmp_path) == ["again.lnx"]
+
+
+def test_sequential_round_trip(tmp_path):
+  model = tf.keras.Sequential([
+      tf.keras.Input((10,)), lnx.Dense(16, activation="relu"), tf.keras.layers.Dropout(0.1),
+      lnx.Dense(4)])
+  x = np.random.default_rng(1).normal(size=(8, 10)).astype(np.float32)
+  path = str(tmp_path / "seq.lnx")
+  lnx.compress(model, path)
+  restored = lnx.decompress(path)
+  assert isinstance(restored, tf.keras.Sequential)
+  np.testing.assert_array_equal(model(x).numpy(), restored(x).numpy())
+
+
+def _set_integers(layer, q):
+  layer.latent_variable.assign(np.asarray(q, np.float32) * layer.group.latent_step.numpy())
+  np.testing.assert_array_equal(layer.integer_latent.numpy(), q)
+
+
+def test_latents_outside_the_table_round_trip(tmp_path):
+  model = tf.keras.Sequential([tf.keras.Input((6,)), lnx.Dense(5), lnx.Dense(3)])
+  first, second = lilnetx_layers(model)
+  q = np.round(first.latent.numpy())
+  q[0, 0, 0], q[1, 2, 0], q[5, 4, 0] = 1000.0, -123456.0, 2.0 ** 24
+  _set_integers(first, q)
+  table = entropy.build_table(first.group.density)
+  upper = int(table.offsets[0]) + len(table.widths[0]) - 2     # last symbol before overflow
+  assert table.offsets[0] > -123456 and upper < 1000           # these need the escape
+  path = str(tmp_path / "overflow.lnx")
+  lnx.compress(model, path)
+  restored = lnx.decompress(path)
+  np.testing.assert_array_equal(lilnetx_layers(restored)[0].integer_latent.numpy(), q)
+  x = np.ones((2, 6), np.float32)
+  np.testing.assert_array_equal(model(x).numpy(), restored(x).numpy())
+  bad = q.copy()
+  bad[0, 0, 0] = 2.0 ** 25
+  _set_integers(first, bad)
+  with pytest.raises(errors.InvalidArgumentError, match="2\\*\\*24"):
+    lnx.compress(model, str(tmp_path / "too_large.lnx"))
+
+
+def test_entropy_coder_round_trip_and_escape():
+  density = lnx.ParameterGroup(9)
+  density.build(None)
+  table = entropy.build_table(density.density)
+  rng = np.random.default_rng(2)
+  rows = np.round(rng.laplace(scale=3.0, size=(500, 9))).astype(np.float32)
+  rows[7, 3] = 50000.0
+  rows[8, 8] = -3.0e6
+  restricted = table.restrict(rows.min(0), rows.max(0))
+  string = entropy.encode(rows, restricted)
+  parsed = entropy.CdfTable.from_bytes(restricted.to_bytes(), 9)
+  np.testing.assert_array_equal(entropy.decode(string, 500, parsed), rows)
+
+
+def test_float16_option(trained, tmp_path):
+  model, _, exact_report, _, x = trained
+  path = str(tmp_path / "half.lnx")
+  report = lnx.compress(model, path, float16=True, estimate=False)
+  assert report.float16
+  assert report.section("WGTS").raw_bytes < exact_report.section("WGTS").raw_bytes
+  restored = lnx.decompress(path)
+  for a, b in zip(lilnetx_layers(model), lilnetx_layers(restored)):
+    np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())   # latents and decoders
+  for a, b in zip(_non_latent(model), _non_latent(restored)):
+    if a.dtype == np.float32:   # documented tolerance
+      assert np.all(np.abs(a - b) <= np.maximum(np.abs(a) * 2.0 ** -11, 2.0 ** -25))
+  np.testing.assert_allclose(model(x, training=False).numpy(),
+                             restored(x, training=False).numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_subclassed_model_is_rejected(tmp_path):
+  class Net(tf.keras.Model):
+    def __init__(self):
+      super().__init__()
+      self.head = lnx.Dense(2)
+
+    def call(self, inputs):
+      return self.head(inputs)
+
+  net = Net()
+  net(tf.zeros((1, 3)))
+  with pytest.raises(errors.UnsupportedLayerError, match="Functional API"):
+    lnx.compress(net, str(tmp_path / "sub.lnx"))
+  assert not os.listdir(tmp_path)
+
+
+def test_unbuilt_model_is_rejected(tmp_path):
+  with pytest.raises(errors.InvalidArgumentError, match="not built"):
+    lnx.compress(tf.keras.Sequential([lnx.Dense(2)]), str(tmp_path / "x.lnx"))
