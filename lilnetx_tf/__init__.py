@@ -12,5 +12,6 @@ from lilnetx_tf.coding import compress, decompress
 from lilnetx_tf.layers import Conv2D, DepthwiseConv2D, Dense, GroupRegistry, ParameterGroup
 from lilnetx_tf.layers import group_scope, is_lilnetx_layer
 from lilnetx_tf.stats import stats
+from lilnetx_tf import tuning
 
 __version__ = "0.1.0"

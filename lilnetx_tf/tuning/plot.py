@@ -1,0 +1,44 @@
+"""PNG scatter of a search: accuracy against file size and against MACs, front highlighted.
+
+Uses matplotlib's Agg canvas directly (no pyplot), so it never changes the user's backend.
+"""
+
+import os
+from typing import Optional, Sequence
+
+
+def plot_front(trials: Sequence, front: Sequence, path: str, metric: str = "accuracy",
+               pick=None, title: Optional[str] = None) -> str:
+  """Writes `path` (PNG): every completed trial in grey, the front in colour, `pick` ringed."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  done = [t for t in trials if t.completed]
+  figure = Figure(figsize=(10, 4.2), dpi=110)
+  FigureCanvasAgg(figure)
+  for index, (field, label) in enumerate((("bytes", "compressed file size (bytes)"),
+                                          ("macs", "effective MACs per example"))):
+    axes = figure.add_subplot(1, 2, index + 1)
+    axes.scatter([getattr(t, field) for t in done], [t.accuracy for t in done], s=22,
+                 color="0.65", label="trials", zorder=2)
+    ordered = sorted(front, key=lambda t: getattr(t, field))
+    axes.plot([getattr(t, field) for t in ordered], [t.accuracy for t in ordered], "o-",
+              color="tab:blue", markersize=6, label="Pareto front (acc, bytes, MACs)", zorder=3)
+    if pick is not None:
+      axes.scatter([getattr(pick, field)], [pick.accuracy], s=160, facecolors="none",
+                   edgecolors="tab:red", linewidths=2, label=f"pick (trial {pick.trial_id})",
+                   zorder=4)
+    values = [getattr(t, field) for t in done]
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+      axes.set_xscale("log")
+    axes.set_xlabel(label)
+    axes.set_ylabel(f"validation {metric}")
+    axes.grid(True, alpha=0.3)
+    if index == 0:
+      axes.legend(fontsize=8, loc="lower right")
+  figure.suptitle(title or f"LilNetX trade-off: {len(done)} trials, {len(front)} on the front")
+  figure.tight_layout()
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  figure.savefig(path, format="png")
+  return path
