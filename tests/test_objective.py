@@ -1,0 +1,231 @@
+"""The LilNetX objective: the terms in model.losses, the rate and slice terms, the density's own
+Adam step, optimizers, and rejection of bad λ values."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+from lilnetx_tf import errors
+
+LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _model(**lnx_kwargs):
+  return tf.keras.Sequential([
+      tf.keras.Input((8, 8, 3)),
+      lnx.Conv2D(4, 3, activation="relu", **lnx_kwargs),
+      lnx.Conv2D(4, 3, **lnx_kwargs),
+      tf.keras.layers.GlobalAveragePooling2D(),
+      lnx.Dense(2, **lnx_kwargs),
+  ])
+
+
+def _lnx_layers(model):
+  return [l for l in model.layers if lnx.is_lilnetx_layer(l)]
+
+
+def _data(n=32):
+  rng = np.random.default_rng(0)
+  x = rng.random((n, 8, 8, 3), dtype=np.float32)
+  y = (x[..., 0].mean((1, 2)) > x[..., 1].mean((1, 2))).astype("int32")
+  return x, y
+
+
+def test_losses_hold_one_term_per_layer_and_kind():
+  x, _ = _data(2)
+  model = _model()
+  model(x, training=False)
+  assert len(model.losses) == 3 * 3            # rate, slices, L2 for each of 3 layers
+  model = _model(slice_weight=0.0, l2_weight=0.0)
+  model(x, training=False)
+  assert len(model.losses) == 3
+  model = _model(rate_weight=0.0, slice_weight=0.0, l2_weight=0.0)
+  model(x, training=False)
+  assert model.losses == []
+
+
+def _expected_rate(model, rate_weight, latents):
+  layers = _lnx_layers(model)
+  total_slices = sum(l.num_slices for l in layers)
+  assert total_slices == 3 * 4 + 4 * 4 + 4 * 2
+  bits = sum(float(tf.reduce_sum(l.group.bits(z))) for l, z in zip(layers, latents))
+  return rate_weight * bits / total_slices
+
+
+def test_rate_term_in_evaluation_uses_rounded_latents():
+  x, _ = _data(2)
+  model = _model(rate_weight=0.3, slice_weight=0.0, l2_weight=0.0)
+  model(x, training=False)
+  rate = float(tf.add_n(model.losses))
+  expected = _expected_rate(model, 0.3, [tf.round(l.latent) for l in _lnx_layers(model)])
+  assert rate == pytest.approx(expected, rel=1e-5)
+  assert rate > 0
+  # Deterministic: the same again, and evaluation does not move the density.
+  steps = [int(l.group.step.numpy()) for l in _lnx_layers(model)]
+  model(x, training=False)
+  assert float(tf.add_n(model.losses)) == rate
+  assert [int(l.group.step.numpy()) for l in _lnx_layers(model)] == steps == [0, 0, 0]
+
+
+def test_rate_term_in_training_uses_noisy_latents():
+  x, _ = _data(2)
+  model = _model(rate_weight=0.3, slice_weight=0.0, l2_weight=0.0)
+  model(x, training=False)
+  eval_rate = float(tf.add_n(model.losses))
+  model(x, training=True)
+  train_rate = float(tf.add_n(model.losses))
+  layers = _lnx_layers(model)
+  # Each group's leader took one density step, which also advanced the noise seed.
+  assert [int(l.group.step.numpy()) for l in layers] == [1, 1, 1]
+  noisy = []
+  for layer in layers:
+    seed = tf.constant([layer._noise_seed, int(layer.group.step.numpy())], tf.int64)
+    noise = tf.random.stateless_uniform(layer.latent_variable.shape, seed, -0.5, 0.5)
+    assert not np.allclose(noise.numpy(), 0)
+    noisy.append(layer.latent + noise)
+  assert train_rate == pytest.approx(_expected_rate(model, 0.3, noisy), rel=1e-5)
+  assert train_rate != pytest.approx(eval_rate, rel=1e-4)
+  # A second training call draws new noise (the step moved on).
+  model(x, training=True)
+  assert float(tf.add_n(model.losses)) != train_rate
+
+
+def test_rate_term_is_linear_in_rate_weight():
+  x, _ = _data(2)
+  rates = []
+  for rate_weight in (0.1, 0.4):
+    tf.keras.utils.set_random_seed(3)
+    model = _model(rate_weight=rate_weight, slice_weight=0.0, l2_weight=0.0)
+    model(x, training=False)
+    rates.append(float(tf.add_n(model.losses)))
+  assert rates[1] == pytest.approx(4 * rates[0], rel=1e-5)
+
+
+def test_slice_and_l2_terms():
+  x, _ = _data(2)
+  terms = []
+  for slice_weight in (1e-3, 5e-3):
+    tf.keras.utils.set_random_seed(3)
+    model = _model(rate_weight=0.0, slice_weight=slice_weight, l2_weight=0.0)
+    model(x, training=False)
+    term = float(tf.add_n(model.losses))
+    expected = slice_weight * sum(
+        float(np.linalg.norm(l.latent.numpy(), axis=-1).sum()) for l in _lnx_layers(model))
+    assert term == pytest.approx(expected, rel=1e-5)
+    terms.append(term)
+  assert terms[1] > terms[0]
+  assert terms[1] == pytest.approx(5 * terms[0], rel=1e-5)
+
+  model = _model(rate_weight=0.0, slice_weight=0.0, l2_weight=0.01)
+  model(x, training=False)
+  expected = 0.01 * sum(float(np.sum(l.latent.numpy() ** 2)) for l in _lnx_layers(model))
+  assert float(tf.add_n(model.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_slice_norm_has_finite_gradient_at_zero():
+  layer = lnx.Dense(3, rate_weight=0.0, slice_weight=1.0, l2_weight=0.0)
+  layer(tf.zeros((1, 4)))
+  layer.latent_variable.assign(tf.zeros_like(layer.latent_variable))
+  with tf.GradientTape() as tape:
+    layer(tf.zeros((1, 4)), training=True)
+    penalty = tf.add_n(layer.losses)
+  grad = tape.gradient(penalty, layer.latent_variable)
+  assert np.all(np.isfinite(grad.numpy()))
+
+
+def test_density_is_not_user_trainable_but_learns_during_fit():
+  x, y = _data(32)
+  model = _model(rate_weight=1.0)
+  model.compile(tf.keras.optimizers.SGD(0.01), LOSS)
+  model(x[:1])
+  groups = {id(l.group): l.group for l in _lnx_layers(model)}.values()
+  assert len(groups) == 2                        # conv3x3 and dense
+  trainable = {id(w) for w in model.trainable_weights}
+  for group in groups:
+    assert group.density_variables
+    assert all(id(v) not in trainable for v in group.density_variables)
+    assert all(not v.trainable for v in group.density_variables)
+    assert id(group.decoder) in trainable
+  before = [[v.numpy().copy() for v in g.density_variables] for g in groups]
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+  for group, old in zip(groups, before):
+    assert int(group.step.numpy()) == 4          # one density step per train step
+    assert any(not np.allclose(o, v.numpy()) for o, v in zip(old, group.density_variables))
+  # Evaluation and prediction leave the density alone.
+  after = [[v.numpy().copy() for v in g.density_variables] for g in groups]
+  model.evaluate(x, y, verbose=0)
+  model.predict(x, verbose=0)
+  for group, old in zip(groups, after):
+    assert int(group.step.numpy()) == 4
+    assert all(np.array_equal(o, v.numpy()) for o, v in zip(old, group.density_variables))
+
+
+def test_density_update_lowers_bits():
+  """The group's own Adam step fits the density to the latents: bits go down."""
+  layer = lnx.Dense(64, rate_weight=1.0, slice_weight=0.0, l2_weight=0.0,
+                    density_learning_rate=0.05)
+  x = tf.zeros((1, 32))
+  layer(x)
+  bits = lambda: float(tf.reduce_sum(layer.group.bits(tf.round(layer.latent))))
+  before = bits()
+  train = tf.function(lambda: layer(x, training=True))
+  for _ in range(30):
+    train()
+  assert int(layer.group.step.numpy()) == 30
+  assert bits() < before
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: tf.keras.optimizers.SGD(0.05, momentum=0.9),
+    lambda: tf.keras.optimizers.Adam(0.01),
+    lambda: tf.keras.optimizers.RMSprop(0.005),
+])
+def test_any_optimizer(optimizer):
+  x, y = _data(32)
+  model = _model()
+  model.compile(optimizer(), LOSS)
+  model(x[:1])
+  latents = [l.latent_variable.numpy().copy() for l in _lnx_layers(model)]
+  decoder = _lnx_layers(model)[0].group.decoder.numpy().copy()
+  density = [v.numpy().copy() for v in _lnx_layers(model)[0].group.density_variables]
+  history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+  assert np.all(np.isfinite(history.history["loss"]))
+  assert all(not np.array_equal(a, l.latent_variable.numpy())
+             for a, l in zip(latents, _lnx_layers(model)))
+  assert not np.array_equal(decoder, _lnx_layers(model)[0].group.decoder.numpy())
+  assert any(not np.array_equal(d, v.numpy())
+             for d, v in zip(density, _lnx_layers(model)[0].group.density_variables))
+
+
+# -------------------------------------------------------------------------------------------------
+# Bad λ values.
+
+
+@pytest.mark.parametrize("argument", ["rate_weight", "slice_weight", "l2_weight"])
+@pytest.mark.parametrize("value", [-1.0, -1e-9, math.nan, math.inf, -math.inf, "big", None, [1]])
+@pytest.mark.parametrize("layer_class", [lnx.Conv2D, lnx.Dense])
+def test_bad_lambda_rejected(layer_class, argument, value):
+  args = (4, 3) if layer_class is lnx.Conv2D else (4,)
+  with pytest.raises(errors.InvalidArgumentError) as info:
+    layer_class(*args, **{argument: value})
+  assert isinstance(info.value, ValueError)
+  assert isinstance(info.value, errors.LilNetXError)
+  assert argument in str(info.value)
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("boundary", 0.0), ("boundary", -2.0), ("boundary", math.nan),
+    ("density_learning_rate", 0.0), ("density_learning_rate", math.inf),
+])
+def test_bad_positive_arguments_rejected(argument, value):
+  with pytest.raises(errors.InvalidArgumentError, match=argument):
+    lnx.DepthwiseConv2D(3, **{argument: value})
+
+
+def test_zero_and_numpy_lambdas_accepted():
+  layer = lnx.Dense(2, rate_weight=0, slice_weight=np.float64(0.001), l2_weight=np.float32(1e-5))
+  assert layer.rate_weight == 0.0 and layer.slice_weight == 0.001
+  assert isinstance(layer.l2_weight, float)
