@@ -1,0 +1,151 @@
+"""Saving and loading LilNetX models: .keras and SavedModel files loaded without custom_objects,
+weights in h5 and TF checkpoint format, and resuming from a ModelCheckpoint."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+
+LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _data(n=32):
+  rng = np.random.default_rng(0)
+  x = rng.random((n, 8, 8, 3), dtype=np.float32)
+  y = (x[..., 0].mean((1, 2)) > x[..., 1].mean((1, 2))).astype("int32")
+  return x, y
+
+
+def _model():
+  inputs = tf.keras.Input((8, 8, 3))
+  x = lnx.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+  x = lnx.DepthwiseConv2D(3, padding="same")(x)
+  x = lnx.Conv2D(6, 3, strides=2, use_bias=False)(x)
+  x = tf.keras.layers.GlobalAveragePooling2D()(x)
+  x = lnx.Dense(5, activation="relu")(x)
+  model = tf.keras.Model(inputs, lnx.Dense(2)(x))
+  model.compile(tf.keras.optimizers.Adam(0.01), LOSS)
+  return model
+
+
+def _trained_model():
+  x, y = _data()
+  model = _model()
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+  return model
+
+
+def _lnx_layers(model):
+  return [l for l in model.layers if lnx.is_lilnetx_layer(l)]
+
+
+def _group_state(model):
+  groups = {}
+  for layer in _lnx_layers(model):
+    groups.setdefault(layer.group_key, layer.group)
+  return {key: [w.numpy() for w in g.weights] for key, g in groups.items()}
+
+
+def _assert_same_state(original, loaded, x, y):
+  np.testing.assert_array_equal(original.predict(x, verbose=0), loaded.predict(x, verbose=0))
+  # The evaluation loss includes the rate terms, which depend on the densities.
+  assert loaded.evaluate(x, y, verbose=0) == pytest.approx(original.evaluate(x, y, verbose=0),
+                                                           rel=1e-6)
+  a, b = _group_state(original), _group_state(loaded)
+  assert a.keys() == b.keys() == {"conv3x3", "dense"}
+  for key in a:
+    assert len(a[key]) == len(b[key]) > 10       # decoder, step, latent step, density, moments
+    for u, v in zip(a[key], b[key]):
+      np.testing.assert_array_equal(u, v)
+
+
+def _assert_groups_shared(model):
+  layers = _lnx_layers(model)
+  conv3 = [l for l in layers if l.group_key == "conv3x3"]
+  dense = [l for l in layers if l.group_key == "dense"]
+  assert len(conv3) == 3 and len(dense) == 2
+  assert all(l.group is conv3[0].group for l in conv3)
+  assert all(l.group is dense[0].group for l in dense)
+  assert conv3[0].group is not dense[0].group
+  assert {m.name for m in conv3[0].group.members()} == {l.name for l in conv3}
+  # Each group's decoder is one trainable variable of the model.
+  trainable = [w for w in model.trainable_weights if w is conv3[0].group.decoder]
+  assert len(trainable) == 1
+
+
+def _assert_training_continues(model, x, y):
+  layers = _lnx_layers(model)
+  step = int(layers[0].group.step.numpy())
+  latent = layers[0].latent_variable.numpy().copy()
+  density = [v.numpy().copy() for v in layers[0].group.density_variables]
+  history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+  assert np.all(np.isfinite(history.history["loss"]))
+  assert int(layers[0].group.step.numpy()) == step + len(x) // 8
+  assert not np.array_equal(latent, layers[0].latent_variable.numpy())
+  assert any(not np.array_equal(d, v.numpy())
+             for d, v in zip(density, layers[0].group.density_variables))
+
+
+@pytest.mark.parametrize("file_name, save_format", [
+    ("model.keras", None),
+    ("saved_model", "tf"),
+])
+def test_save_and_load_model(tmp_path, file_name, save_format):
+  x, y = _data()
+  model = _trained_model()
+  assert int(_lnx_layers(model)[0].group.step.numpy()) == 4
+  path = str(tmp_path / file_name)
+  model.save(path, save_format=save_format)
+  tf.keras.backend.clear_session()
+  loaded = tf.keras.models.load_model(path)              # no custom_objects
+  assert all(type(a) is type(b) for a, b in zip(model.layers, loaded.layers))
+  assert isinstance(loaded.layers[1], lnx.Conv2D)
+  _assert_groups_shared(loaded)
+  assert int(_lnx_layers(loaded)[0].group.step.numpy()) == 4
+  _assert_same_state(model, loaded, x, y)
+  _assert_training_continues(loaded, x, y)
+  # The original and the loaded model do not share groups.
+  assert _lnx_layers(model)[0].group is not _lnx_layers(loaded)[0].group
+
+
+@pytest.mark.parametrize("file_name", ["weights.h5", "ckpt/weights"])
+def test_save_and_load_weights(tmp_path, file_name):
+  x, y = _data()
+  model = _trained_model()
+  path = str(tmp_path / file_name)
+  model.save_weights(path)
+  tf.keras.utils.set_random_seed(7)
+  fresh = _model()
+  assert not np.array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+  fresh.load_weights(path)
+  _assert_groups_shared(fresh)
+  _assert_same_state(model, fresh, x, y)
+  _assert_training_continues(fresh, x, y)
+
+
+@pytest.mark.parametrize("file_name, weights_only", [
+    ("ckpt.weights.h5", True),
+    ("ckpt.keras", False),
+])
+def test_model_checkpoint_resume(tmp_path, file_name, weights_only):
+  x, y = _data()
+  path = str(tmp_path / file_name)
+  model = _model()
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[
+      tf.keras.callbacks.ModelCheckpoint(path, save_weights_only=weights_only)])
+  if weights_only:
+    tf.keras.utils.set_random_seed(11)
+    resumed = _model()
+    resumed.load_weights(path)
+  else:
+    resumed = tf.keras.models.load_model(path)
+  _assert_groups_shared(resumed)
+  _assert_same_state(model, resumed, x, y)
+  _assert_training_continues(resumed, x, y)
+  if weights_only:
+    return
+  # With the optimizer state saved too, resumed training follows the original run.
+  _assert_training_continues(model, x, y)
+  np.testing.assert_allclose(model.predict(x, verbose=0), resumed.predict(x, verbose=0),
+                             rtol=1e-4, atol=1e-5)
