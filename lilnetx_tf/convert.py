@@ -1,0 +1,406 @@
+"""`convert(model)`: turn any Functional or Sequential Keras model into a LilNetX model.
+
+    model = tf.keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
+    small = lnx.convert(model, rate_weight=0.01)            # starts close to `model`
+    small.compile(...); small.fit(...); lnx.stats(small)
+
+Every `Conv2D` (ungrouped), `DepthwiseConv2D` and `Dense` becomes its LilNetX namesake with the
+same configuration; every other layer is cloned with its weights. The new model's LilNetX layers
+all share one `GroupRegistry` (one decoder and density per kernel shape), whatever the nesting.
+
+Warm start (`warm_start=True`, the default) makes the converted model start where the original
+is: for each parameter group the decoder is set to s·I (a scalar s for dense and the group's
+latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
+The forward kernel is then s·round(W / s): the original weights on a grid of step s. The step is
+`warm_start_resolution` times the smallest per-layer RMS of the group's kernels, so the rounding
+error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at the default 0.1).
+The group's density is then fitted to the new latents (`density_fit_steps`), so the rate term
+and `lnx.stats` are meaningful from the first step.
+"""
+
+import warnings
+from typing import Callable, Iterable, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from lilnetx_tf import errors
+from lilnetx_tf.layers import base
+from lilnetx_tf.layers import conv as lnx_conv
+from lilnetx_tf.layers import dense as lnx_dense
+from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import registry as registry_lib
+from lilnetx_tf.layers import validation
+
+# Exact Keras types converted (subclasses such as Conv2DTranspose are not the same layer).
+_CONVERTIBLE = {
+    tf.keras.layers.Conv2D: lnx_conv.Conv2D,
+    tf.keras.layers.DepthwiseConv2D: lnx_conv.DepthwiseConv2D,
+    tf.keras.layers.Dense: lnx_dense.Dense,
+}
+# Options the LilNetX layers do not take: the latents are regularized by the LilNetX objective.
+_PENALTIES = ("rate_weight", "slice_weight", "l2_weight")
+_DROPPED_OPTIONS = ("kernel_regularizer", "kernel_constraint", "depthwise_regularizer",
+                    "depthwise_constraint")
+# Families of layers with a weight kernel: anything of these kinds we do not convert is reported.
+_KERNEL_FAMILIES = tuple(
+    cls for cls in (
+        getattr(tf.keras.layers, name, None)
+        for name in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                     "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D",
+                     "DepthwiseConv1D", "DepthwiseConv2D", "Dense", "EinsumDense",
+                     "LocallyConnected1D", "LocallyConnected2D", "Embedding"))
+    if cls is not None)
+
+LayerSelection = Union[None, Iterable[str], Callable[[tf.keras.layers.Layer], bool]]
+
+
+def convert(model: tf.keras.Model,
+            rate_weight: float = base.DEFAULT_RATE_WEIGHT,
+            slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
+            l2_weight: float = base.DEFAULT_L2_WEIGHT,
+            warm_start: bool = True,
+            layers: LayerSelection = None,
+            strict: bool = False,
+            boundary: float = 3.0,
+            density_learning_rate: float = 1e-4,
+            warm_start_resolution: float = 0.1,
+            density_fit_steps: int = 200) -> tf.keras.Model:
+  """Returns a copy of `model` whose Conv2D, DepthwiseConv2D and Dense layers are LilNetX layers.
+
+  Args:
+    model: A Functional or Sequential Keras model (nested models and shared layers included).
+      Subclassed models cannot be cloned: build them from `lnx` layers instead.
+    rate_weight, slice_weight, l2_weight, boundary, density_learning_rate: LilNetX arguments
+      of every converted layer (see `lnx.Conv2D`).
+    warm_start: Start from the original weights (see the module docstring). If False, the
+      converted layers get the usual fresh LilNetX initialization; other layers' weights, and
+      the converted layers' biases, are copied either way.
+    layers: Which convertible layers to convert: None for all, an iterable of layer names
+      (a nested model's name selects every layer in it), or a predicate `layer -> bool`.
+    strict: Raise `errors.UnsupportedLayerError` instead of warning when the model has layers
+      with kernels that stay plain Keras layers (grouped or transposed convolutions,
+      SeparableConv2D, Conv1D/Conv3D, custom layers containing convolutions, ...).
+    warm_start_resolution: Rounding step of each group as a fraction of the smallest
+      per-layer RMS of its kernels. Smaller: closer start, larger integers (more bits).
+    density_fit_steps: Adam steps fitting each group's density to the warm-started latents.
+
+  Returns:
+    A new, uncompiled model; `model` is left untouched.
+
+  Raises:
+    errors.UnsupportedLayerError: for a subclassed model, or (`strict`) unsupported layers.
+    errors.InvalidArgumentError: for bad arguments or names in `layers` not in the model.
+  """
+  layer_kwargs = dict(
+      rate_weight=validation.non_negative_float("rate_weight", rate_weight),
+      slice_weight=validation.non_negative_float("slice_weight", slice_weight),
+      l2_weight=validation.non_negative_float("l2_weight", l2_weight),
+      boundary=validation.positive_float("boundary", boundary),
+      density_learning_rate=validation.positive_float(
+          "density_learning_rate", density_learning_rate))
+  resolution = validation.positive_float("warm_start_resolution", warm_start_resolution)
+  if int(density_fit_steps) < 0:
+    raise errors.InvalidArgumentError(
+        f"`density_fit_steps` must be >= 0, got {density_fit_steps!r}.")
+  _check_cloneable(model)
+  converter = _Converter(model, layer_kwargs, _Selection(model, layers))
+  if converter.unsupported:
+    listing = "; ".join(converter.unsupported)
+    message = (f"{len(converter.unsupported)} layer(s) with weights are kept as plain Keras "
+               f"layers (LilNetX converts only Conv2D with groups=1, DepthwiseConv2D and "
+               f"Dense): {listing}.")
+    if strict:
+      raise errors.UnsupportedLayerError(message + " Pass strict=False to keep them as they are.")
+    warnings.warn(message, UserWarning, stacklevel=2)
+  if converter.dropped:
+    warnings.warn(
+        "LilNetX regularizes its latents itself (rate_weight, slice_weight, l2_weight); dropped "
+        + "; ".join(converter.dropped) + ".", UserWarning, stacklevel=2)
+
+  registry = registry_lib.GroupRegistry()
+  with registry_lib.group_scope(registry):
+    new_model = converter.clone(model)
+  converter.restore_penalties()
+  if not model.built or not new_model.built:
+    warnings.warn(f"Model {model.name!r} is not built: it has no weights to copy; the "
+                  "converted model starts from a fresh initialization.", UserWarning,
+                  stacklevel=2)
+    return new_model
+  converter.copy_weights(warm_start)
+  if warm_start:
+    _warm_start(registry, converter.converted, resolution, int(density_fit_steps))
+  return new_model
+
+
+# -------------------------------------------------------------------------------------------------
+# Cloning.
+
+
+def _is_graph_model(model) -> bool:
+  return isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)
+
+
+def _check_cloneable(model) -> None:
+  if not isinstance(model, tf.keras.layers.Layer):
+    raise errors.InvalidArgumentError(f"`model` must be a Keras model, got {type(model)}.")
+  if not isinstance(model, tf.keras.Model) or not _is_graph_model(model):
+    raise errors.UnsupportedLayerError(
+        f"lnx.convert needs a Functional or Sequential model; {type(model).__name__!r} is a "
+        "subclassed model (or layer), whose graph Keras cannot clone. Build it with "
+        "lnx.Conv2D / lnx.DepthwiseConv2D / lnx.Dense in place of the Keras layers, and, if its "
+        "blocks are custom layers, create it inside `with lnx.group_scope(): model = "
+        "MyModel(...)` so that all its layers share one decoder and density per kernel shape.")
+
+
+def _all_layers(model) -> list:
+  return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+class _Selection:
+  """Which convertible layers `layers=` selects: all, a predicate, or names (a nested model's
+  name selecting everything inside it)."""
+
+  def __init__(self, model, layers: LayerSelection):
+    self.predicate, self.names = None, None
+    if layers is None or callable(layers):
+      self.predicate = layers
+      return
+    if isinstance(layers, str):
+      layers = [layers]
+    try:
+      self.names = set(layers)
+    except TypeError:
+      raise errors.InvalidArgumentError(
+          f"`layers` must be None, layer names or a predicate, got {layers!r}.") from None
+    known = {layer.name for layer in _all_layers(model)}
+    unknown = sorted(str(n) for n in self.names - known)
+    if unknown:
+      raise errors.InvalidArgumentError(
+          f"`layers` names {unknown}, which are not layers of model {model.name!r}.")
+
+  def selects_model(self, model) -> bool:
+    return self.names is not None and model.name in self.names
+
+  def __call__(self, layer, in_selected_model: bool) -> bool:
+    if self.names is not None:
+      return in_selected_model or layer.name in self.names
+    return self.predicate is None or bool(self.predicate(layer))
+
+
+def _describe(layer) -> str:
+  return f"{layer.name!r} ({type(layer).__name__})"
+
+
+class _Converter:
+  """Clones a model once, remembering which new layer came from which old one."""
+
+  def __init__(self, model, layer_kwargs: dict, selected: "_Selection"):
+    self.layer_kwargs = layer_kwargs
+    self.selected = selected
+    self.memo: dict[int, tf.keras.layers.Layer] = {}
+    self.copied: list = []      # (old, new) plain layers whose weights are copied
+    self.converted: list = []   # (old, new) converted layers
+    self.unsupported: list = []
+    self.dropped: list = []
+    self._penalties: list = []
+    self._survey(model, in_selected_model=False)
+
+  # A first pass over the model decides what happens to each layer (and warns once).
+  def _survey(self, model, in_selected_model: bool) -> None:
+    seen = set()
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+      if id(layer) in seen:
+        continue
+      seen.add(id(layer))
+      if isinstance(layer, tf.keras.Model):
+        _check_cloneable(layer)
+        self._survey(layer, in_selected_model or self.selected.selects_model(layer))
+        continue
+      self._classify(layer, in_selected_model)
+
+  def _classify(self, layer, in_selected_model: bool) -> None:
+    if id(layer) in self.memo or hasattr(layer, "_lilnetx_plan"):
+      return
+    if _is_convertible(layer):
+      plan = "convert" if self.selected(layer, in_selected_model) else "copy"
+      if plan == "convert" and not is_lilnetx_layer(layer):
+        config = layer.get_config()
+        dropped = [k for k in _DROPPED_OPTIONS if config.get(k) is not None]
+        if dropped:
+          self.dropped.append(f"{', '.join(dropped)} of {_describe(layer)}")
+    else:
+      plan = "copy"
+      if isinstance(layer, _KERNEL_FAMILIES) and not is_lilnetx_layer(layer):
+        reason = ""
+        if isinstance(layer, tf.keras.layers.Conv2D) and type(layer) is tf.keras.layers.Conv2D:
+          reason = f", groups={layer.groups}"
+        self.unsupported.append(_describe(layer)[:-1] + reason + ")")
+      elif not isinstance(layer, _KERNEL_FAMILIES):
+        inner = [l for l in layer._flatten_layers(include_self=False)
+                 if isinstance(l, _KERNEL_FAMILIES)]
+        if inner:
+          self.unsupported.append(
+              f"{_describe(layer)} containing " + ", ".join(_describe(l) for l in inner[:3])
+              + (", ..." if len(inner) > 3 else ""))
+    object.__setattr__(layer, "_lilnetx_plan", plan)
+
+  def clone(self, model):
+    try:
+      return tf.keras.models.clone_model(model, clone_function=self._clone_layer)
+    finally:
+      for layer in _all_layers(model):
+        if hasattr(layer, "_lilnetx_plan"):
+          object.__delattr__(layer, "_lilnetx_plan")
+
+  def _clone_layer(self, layer):
+    if id(layer) in self.memo:       # a layer shared between (nested) models stays one layer
+      return self.memo[id(layer)]
+    if isinstance(layer, tf.keras.Model):
+      new = tf.keras.models.clone_model(layer, clone_function=self._clone_layer)
+    elif getattr(layer, "_lilnetx_plan", "copy") == "convert":
+      config = layer.get_config()
+      for key in _DROPPED_OPTIONS:
+        if key in config:
+          config[key] = None
+      config.update(self.layer_kwargs)
+      lnx_class = type(layer) if is_lilnetx_layer(layer) else _CONVERTIBLE[type(layer)]
+      new = self._new_lilnetx_layer(lnx_class, config)
+      self.converted.append((layer, new))
+    elif is_lilnetx_layer(layer):
+      new = self._new_lilnetx_layer(type(layer), layer.get_config())
+      self.copied.append((layer, new))
+    else:
+      new = layer.__class__.from_config(layer.get_config())
+      self.copied.append((layer, new))
+    self.memo[id(layer)] = new
+    return new
+
+  def _new_lilnetx_layer(self, lnx_class, config: dict):
+    # Keras runs `call` once symbolically on every layer while it rebuilds the graph; with the
+    # penalties on, each LilNetX layer would build its density's graph there for nothing (half
+    # a minute for ResNet50). They are off while cloning and restored by `restore_penalties`.
+    penalties = {key: config[key] for key in _PENALTIES if key in config}
+    new = lnx_class.from_config({**config, **{key: 0.0 for key in penalties}})
+    self._penalties.append((new, penalties))
+    return new
+
+  def restore_penalties(self) -> None:
+    for new, penalties in self._penalties:
+      for key, value in penalties.items():
+        setattr(new, key, value)
+
+  def copy_weights(self, warm_start: bool) -> None:
+    for old, new in self.copied:
+      if is_lilnetx_layer(old):
+        _copy_lilnetx_layer(old, new)
+      elif old.weights:
+        new.set_weights(old.get_weights())
+    for old, new in self.converted:
+      if getattr(old, "use_bias", False):
+        new.bias.assign(old.bias)
+
+
+def _is_convertible(layer) -> bool:
+  if is_lilnetx_layer(layer):
+    return True
+  if type(layer) not in _CONVERTIBLE:
+    return False
+  return getattr(layer, "groups", 1) == 1
+
+
+def _copy_lilnetx_layer(old, new) -> None:
+  """An unselected LilNetX layer keeps its latent, decoder and step (its group is new)."""
+  new.latent_variable.assign(old.latent_variable)
+  if old.use_bias:
+    new.bias.assign(old.bias)
+  new.group.decoder.assign(old.group.decoder)
+  new.group.latent_step.assign(old.group.latent_step)
+
+
+# -------------------------------------------------------------------------------------------------
+# Warm start.
+
+
+def original_kernel(layer) -> np.ndarray:
+  """The forward kernel of a plain or LilNetX Conv2D/DepthwiseConv2D/Dense, Keras layout."""
+  if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
+    kernel = layer.depthwise_kernel
+  else:
+    kernel = layer.kernel
+  return np.asarray(tf.convert_to_tensor(kernel), dtype=np.float32)
+
+
+def kernel_to_slices(kernel: np.ndarray) -> np.ndarray:
+  """Keras kernel (kh, kw, a, b) or (a, b) -> latent layout (a, b, kh·kw) or (a, b, 1)."""
+  if kernel.ndim == 2:
+    return kernel[..., None]
+  kh, kw, a, b = kernel.shape
+  return np.transpose(kernel, (2, 3, 0, 1)).reshape(a, b, kh * kw)
+
+
+def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
+  """Group rounding step: `resolution` × the smallest nonzero per-layer RMS of `kernels`."""
+  rms = [float(np.sqrt(np.mean(np.square(k, dtype=np.float64)))) for k in kernels]
+  rms = [r for r in rms if r > 0 and np.isfinite(r)]
+  return resolution * min(rms) if rms else 1.0
+
+
+def _warm_start(registry, converted: list, resolution: float, fit_steps: int) -> None:
+  by_group: dict = {}
+  for old, new in converted:
+    by_group.setdefault(id(new.group), (new.group, []))[1].append(
+        (new, kernel_to_slices(original_kernel(old))))
+  for group, members in by_group.values():
+    step = warm_start_step([k for _, k in members], resolution)
+    group.latent_step.assign(step)
+    eye = np.float32(1.0) if group.slice_size == 1 else np.eye(group.slice_size, dtype=np.float32)
+    group.decoder.assign(step * eye)
+    for new, slices in members:
+      new.latent_variable.assign(slices)
+  fit_densities([(group, [new for new, _ in members]) for group, members in by_group.values()],
+                fit_steps)
+
+
+def fit_densities(groups_and_members: list, steps: int, max_slices: int = 8192,
+                  learning_rate: float = 1e-2, seed: int = 0) -> None:
+  """Fits each group's density to (a sample of) its members' current latents with Adam.
+
+  A warm-started latent can span many more integers than a fresh density covers; without this
+  the rate term starts with a large, meaningless gradient and `lnx.stats` overestimates the
+  size. All groups are fitted in one traced loop (tracing the density is the slow part).
+  """
+  rng = np.random.default_rng(seed)
+  problems = []
+  for group, members in groups_and_members:
+    latents = np.concatenate(
+        [np.reshape(m.latent.numpy(), (-1, group.slice_size)) for m in members])
+    if len(latents) > max_slices:
+      latents = latents[rng.choice(len(latents), max_slices, replace=False)]
+    variables = list(group.density_variables)
+    moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
+               for v in variables]
+    problems.append((group, tf.constant(latents, tf.float32), variables, moments))
+  beta1, beta2, epsilon = 0.9, 0.999, 1e-7
+
+  @tf.function
+  def fit():  # plain Adam on the densities' (non-trainable) variables
+    for t in tf.range(steps, dtype=tf.int64):
+      tf_t = tf.cast(t + 1, tf.float32)
+      rate = learning_rate * tf.sqrt(1.0 - beta2**tf_t) / (1.0 - beta1**tf_t)
+      for index, (group, sample, variables, moments) in enumerate(problems):
+        noise = tf.random.stateless_uniform(
+            tf.shape(sample), tf.stack([tf.constant(seed + index, tf.int64), t]), -0.5, 0.5)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+          tape.watch(variables)
+          loss = tf.reduce_mean(group.bits(sample + noise))
+        grads = tape.gradient(loss, variables)
+        for variable, grad, (m, v) in zip(variables, grads, moments):
+          if grad is None:
+            continue
+          m.assign(beta1 * m + (1.0 - beta1) * grad)
+          v.assign(beta2 * v + (1.0 - beta2) * tf.square(grad))
+          variable.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
+
+  if problems and steps:
+    fit()
