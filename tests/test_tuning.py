@@ -191,7 +191,7 @@ def test_search_converts_an_existing_model(tmp_path):
   plain = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Conv2D(4, 3),
                                tf.keras.layers.Flatten(), tf.keras.layers.Dense(2)])
   plain.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
+                metrics=["accuracy"], run_eagerly=True)  # re-used for the converted model
   result = lnx.tuning.search(model=plain, x=x, y=y, validation_data=val, batch_size=32,
                              max_trials=1, directory=str(tmp_path), objective="score",
                              tuner=lambda **kw: kt.RandomSearch(max_trials=1, **kw))

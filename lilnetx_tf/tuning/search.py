@@ -133,12 +133,14 @@ class LilNetXHyperModel(kt.HyperModel):
     size_tradeoff: the `score` metric is `val_<metric> − size_tradeoff · log10(bytes)`, a
       scalarization usable as objective for BayesianOptimization ("1 accuracy point is worth a
       10× smaller file" at the default 0.01).
+    compress_kwargs: extra keyword arguments of `lnx.compress` (e.g. `float16=True`).
   """
 
   def __init__(self, build: Optional[Callable] = None, *, model=None,
                rate_weight: Any = DEFAULT_RATE_RANGE, slice_weight: Any = DEFAULT_SLICE_RANGE,
                metric: str = "accuracy", compile: Union[None, dict, Callable] = None,
-               warm_start: bool = True, size_tradeoff: float = 0.01, name: str = "lilnetx"):
+               warm_start: bool = True, size_tradeoff: float = 0.01,
+               compress_kwargs: Optional[dict] = None, name: str = "lilnetx"):
     super().__init__(name=name, tunable=True)
     if (build is None) == (model is None):
       raise errors.InvalidArgumentError("Give exactly one of `build` and `model`.")
@@ -162,6 +164,9 @@ class LilNetXHyperModel(kt.HyperModel):
     self.compile_args = compile
     self.warm_start = warm_start
     self.size_tradeoff = float(size_tradeoff)
+    if compress_kwargs is not None and not isinstance(compress_kwargs, dict):
+      raise errors.InvalidArgumentError("`compress_kwargs` must be a dict.")
+    self.compress_kwargs = dict(compress_kwargs or {})
 
   @property
   def objective_name(self) -> str:
@@ -221,7 +226,7 @@ class LilNetXHyperModel(kt.HyperModel):
       accuracy = float(results[self.metric])
     figures = lnx.stats(model)
     path = os.path.join(trial_dir, COMPRESSED_FILE)
-    lnx.compress(model, path)
+    lnx.compress(model, path, **self.compress_kwargs)
     size = os.path.getsize(path)
     return {
         key: accuracy,
@@ -283,7 +288,8 @@ def search(build: Optional[Callable] = None, *, model=None, x=None, y=None,
            directory: str = "lnx_tuning", project_name: str = "lilnetx",
            overwrite: bool = False, compile: Union[None, dict, Callable] = None,
            warm_start: bool = True, size_tradeoff: float = 0.01,
-           callbacks: Optional[list] = None, verbose: int = 0,
+           compress_kwargs: Optional[dict] = None, callbacks: Optional[list] = None,
+           verbose: int = 0,
            fit_kwargs: Optional[dict] = None, tuner_kwargs: Optional[dict] = None):
   """Searches `rate_weight` × `slice_weight` and returns a `SearchResult`.
 
@@ -305,6 +311,8 @@ def search(build: Optional[Callable] = None, *, model=None, x=None, y=None,
       `size_tradeoff`), "bytes" or "macs" (min), or a `kt.Objective` on a reported metric.
     directory, project_name, overwrite: keras-tuner project; with overwrite=False an
       interrupted search resumes from `<directory>/<project_name>`.
+    compile, warm_start, size_tradeoff, compress_kwargs: see `LilNetXHyperModel`.
+    tuner_kwargs: extra keyword arguments of the tuner (e.g. `executions_per_trial`).
 
   Distributed mode: set KERASTUNER_TUNER_ID ("chief" or e.g. "tuner0"),
   KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT and run the same script once per process
@@ -319,7 +327,8 @@ def search(build: Optional[Callable] = None, *, model=None, x=None, y=None,
     raise errors.InvalidArgumentError("`x` (training data) is required.")
   hypermodel = LilNetXHyperModel(build, model=model, rate_weight=rate_weight,
                                  slice_weight=slice_weight, metric=metric, compile=compile,
-                                 warm_start=warm_start, size_tradeoff=size_tradeoff)
+                                 warm_start=warm_start, size_tradeoff=size_tradeoff,
+                                 compress_kwargs=compress_kwargs)
   if objective is None:
     objective = kt.Objective(hypermodel.objective_name, "max")
   elif isinstance(objective, str):
