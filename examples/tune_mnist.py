@@ -77,15 +77,15 @@ def main(argv):
     return
   print(f"\n{result}\nAll trials:\n{result.table(result.trials)}")
   print(f"\nPareto front (val accuracy ↑, file bytes ↓, MACs ↓):\n{result.table()}")
+  rule = f"smallest file with val accuracy ≥ {FLAGS.min_accuracy:g}"
   try:
     picked = result.pick(min_accuracy=FLAGS.min_accuracy)
   except lnx.tuning.NoMatchingTrialError as error:
     print(f"\n{error}")
-    picked = result.pick(minimize="error")
-    print(f"Most accurate trial instead: {picked.trial_id}")
+    picked, rule = result.pick(minimize="error"), "most accurate trial (rule not met)"
   restored = lnx.decompress(picked.path)
   test = common.image_dataset("mnist", "test", 1000, training=False)
-  print(f"\nPick (smallest file with val accuracy ≥ {FLAGS.min_accuracy:g}): trial "
+  print(f"\nPick ({rule}): trial "
         f"{picked.trial_id}, rate_weight {picked.rate_weight:.3g}, slice_weight "
         f"{picked.slice_weight:.3g}, {picked.bytes:,.0f} B, {picked.macs:,.0f} MACs, val "
         f"accuracy {picked.accuracy:.4f}, test accuracy of the decompressed file "

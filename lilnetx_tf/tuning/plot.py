@@ -21,9 +21,12 @@ def plot_front(trials: Sequence, front: Sequence, path: str, metric: str = "accu
     axes = figure.add_subplot(1, 2, index + 1)
     axes.scatter([getattr(t, field) for t in done], [t.accuracy for t in done], s=22,
                  color="0.65", label="trials", zorder=2)
-    ordered = sorted(front, key=lambda t: getattr(t, field))
-    axes.plot([getattr(t, field) for t in ordered], [t.accuracy for t in ordered], "o-",
-              color="tab:blue", markersize=6, label="Pareto front (acc, bytes, MACs)", zorder=3)
+    # No connecting line: the front is 3-D, its members need not be monotone in a 2-D view.
+    axes.scatter([getattr(t, field) for t in front], [t.accuracy for t in front], s=40,
+                 color="tab:blue", label="Pareto front (acc, bytes, MACs)", zorder=3)
+    for t in front:
+      axes.annotate(t.trial_id, (getattr(t, field), t.accuracy), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7)
     if pick is not None:
       axes.scatter([getattr(pick, field)], [pick.accuracy], s=160, facecolors="none",
                    edgecolors="tab:red", linewidths=2, label=f"pick (trial {pick.trial_id})",
