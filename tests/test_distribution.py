@@ -44,12 +44,12 @@ def data():
 
 def build(weights_path=None, jit_compile=False):
   inputs = tf.keras.Input((8, 8, 3))
-  x = lnx.Conv2D(8, 3, activation="relu", rate_weight=0.05, slice_weight=1e-3)(inputs)
+  x = lnx.Conv2D(8, 3, activation="relu", slice_weight=1e-3)(inputs)
   x = lnx.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-  x = lnx.Conv2D(8, 3, strides=2, rate_weight=0.05)(x)
+  x = lnx.Conv2D(8, 3, strides=2)(x)
   x = tf.keras.layers.GlobalAveragePooling2D()(x)
-  model = tf.keras.Model(inputs, lnx.Dense(2, rate_weight=0.05)(x))
-  model.compile(tf.keras.optimizers.SGD(0.05, momentum=0.9),
+  model = tf.keras.Model(inputs, lnx.Dense(2)(x))
+  model.compile(tf.keras.optimizers.Adam(0.01),
                 tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=jit_compile)
   if weights_path is not None:
