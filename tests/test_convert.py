@@ -1,0 +1,201 @@
+"""lnx.convert: Sequential, Functional, nested, shared layers, subsets, errors, warm start, apps."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+from lilnetx_tf import errors
+from lilnetx_tf.stats import lilnetx_layers
+
+L = tf.keras.layers
+
+
+def _registries(model) -> set:
+  from lilnetx_tf.layers import registry as registry_lib
+  return {id(registry_lib.registry_of(layer)) for layer in lilnetx_layers(model)}
+
+
+def _small_functional():
+  inputs = tf.keras.Input((12, 12, 3))
+  x = L.Conv2D(8, 3, activation="relu", name="c1")(inputs)
+  x = L.BatchNormalization(name="bn")(x)
+  x = L.DepthwiseConv2D(3, name="dw")(x)
+  x = L.Conv2D(8, 1, name="c2")(x)
+  x = L.GlobalAveragePooling2D()(x)
+  outputs = L.Dense(2, name="head")(x)
+  return tf.keras.Model(inputs, outputs)
+
+
+def _train(model, data, epochs=3):
+  x, y = data
+  model.compile(tf.keras.optimizers.Adam(1e-2),
+                tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+
+
+def test_sequential(image_data):
+  model = tf.keras.Sequential([
+      tf.keras.Input((12, 12, 3)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
+      L.Flatten(), L.Dense(2)])
+  converted = lnx.convert(model, rate_weight=0.02)
+  assert isinstance(converted, tf.keras.Sequential)
+  assert [type(l) for l in converted.layers] == [
+      lnx.Conv2D, L.MaxPooling2D, L.Flatten, lnx.Dense]
+  assert all(l.rate_weight == 0.02 for l in lilnetx_layers(converted))
+  assert len(_registries(converted)) == 1
+  _train(converted, image_data, epochs=1)
+  assert lnx.stats(converted)["bytes"] > 0
+
+
+def test_functional_copies_other_layers_and_biases(image_data):
+  model = _small_functional()
+  _train(model, image_data, epochs=1)
+  converted = lnx.convert(model, warm_start=False)
+  types = {l.name: type(l) for l in converted.layers}
+  assert types["c1"] is lnx.Conv2D and types["dw"] is lnx.DepthwiseConv2D
+  assert types["c2"] is lnx.Conv2D and types["head"] is lnx.Dense and types["bn"] is L.BatchNormalization
+  for name in ("bn",):
+    for a, b in zip(model.get_layer(name).get_weights(), converted.get_layer(name).get_weights()):
+      np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(model.get_layer("head").bias, converted.get_layer("head").bias)
+  assert len(_registries(converted)) == 1
+  # The original is untouched and still plain Keras.
+  assert type(model.get_layer("c1")) is L.Conv2D
+
+
+def test_warm_start_output_is_close(image_data):
+  model = _small_functional()
+  _train(model, image_data)
+  x = image_data[0][:64]
+  converted = lnx.convert(model, warm_start=True)
+  expected, actual = model(x).numpy(), converted(x).numpy()
+  relative = np.abs(actual - expected).max() / np.abs(expected).max()
+  assert relative < 0.05, relative
+  # Decoded kernels are the originals on the group's grid.
+  for layer in lilnetx_layers(converted):
+    original = model.get_layer(layer.name)
+    kernel = original.depthwise_kernel if layer.name == "dw" else original.kernel
+    step = float(layer.group.latent_step.numpy())
+    assert np.abs(layer.kernel.numpy() - kernel.numpy()).max() <= step / 2 + 1e-6
+  # Same predictions, and fresh init does not start close.
+  assert (expected.argmax(-1) == actual.argmax(-1)).mean() > 0.95
+  fresh = lnx.convert(model, warm_start=False)
+  assert np.abs(fresh(x).numpy() - expected).max() / np.abs(expected).max() > relative
+
+
+def test_nested_model_and_shared_layer(image_data):
+  inner_in = tf.keras.Input((12, 12, 3))
+  inner = tf.keras.Model(inner_in, L.Conv2D(4, 3, name="inner_conv")(inner_in), name="inner")
+  shared = L.Dense(4, name="shared")
+  inputs = tf.keras.Input((12, 12, 3))
+  x = inner(inputs)
+  x = L.GlobalAveragePooling2D()(x)
+  a = shared(x)
+  b = shared(L.Dense(4, name="pre")(x))
+  outputs = L.Dense(2, name="head")(L.Add()([a, b]))
+  model = tf.keras.Model(inputs, outputs)
+  converted = lnx.convert(model)
+  new_inner = converted.get_layer("inner")
+  assert isinstance(new_inner, tf.keras.Model) and new_inner is not inner
+  assert type(new_inner.get_layer("inner_conv")) is lnx.Conv2D
+  new_shared = converted.get_layer("shared")
+  assert type(new_shared) is lnx.Dense
+  assert len(new_shared._inbound_nodes) == 2  # one layer object used twice
+  assert sum(l is new_shared for l in converted.layers) == 1
+  assert len(lilnetx_layers(converted)) == 4
+  assert len(_registries(converted)) == 1  # nested layers share the outer model's groups
+  x = image_data[0][:16]
+  np.testing.assert_allclose(converted(x), model(x), atol=0.15 * np.abs(model(x)).max())
+  _train(converted, image_data, epochs=1)
+
+
+def test_subset_by_name_and_predicate():
+  model = _small_functional()
+  by_name = lnx.convert(model, layers=["c1", "head"])
+  kinds = {l.name: type(l) for l in by_name.layers}
+  assert kinds["c1"] is lnx.Conv2D and kinds["head"] is lnx.Dense
+  assert kinds["c2"] is L.Conv2D and kinds["dw"] is L.DepthwiseConv2D
+  np.testing.assert_array_equal(model.get_layer("c2").kernel, by_name.get_layer("c2").kernel)
+  by_predicate = lnx.convert(model, layers=lambda layer: isinstance(layer, L.Conv2D))
+  assert [l.name for l in lilnetx_layers(by_predicate)] == ["c1", "c2"]
+  with pytest.raises(errors.InvalidArgumentError, match="nope"):
+    lnx.convert(model, layers=["nope"])
+
+
+def test_unsupported_layers_warn_once_and_strict_raises():
+  inputs = tf.keras.Input((8, 8, 4))
+  x = L.Conv2D(4, 3, groups=2, name="grouped")(inputs)
+  x = L.Conv2DTranspose(4, 3, name="transposed")(x)
+  x = L.SeparableConv2D(4, 3, name="separable")(x)
+  x = L.Conv2D(4, 3, name="ok", kernel_regularizer="l2", kernel_constraint="max_norm")(x)
+  model = tf.keras.Model(inputs, L.Dense(2, name="head")(L.Flatten()(x)))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    converted = lnx.convert(model)
+  messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+  unsupported = [m for m in messages if "kept as plain Keras" in m]
+  assert len(unsupported) == 1
+  for name in ("grouped", "transposed", "separable"):
+    assert name in unsupported[0]
+  assert any("kernel_regularizer" in m and "'ok'" in m for m in messages)
+  assert type(converted.get_layer("grouped")) is L.Conv2D
+  assert type(converted.get_layer("ok")) is lnx.Conv2D
+  assert converted.get_layer("ok").kernel_regularizer is None
+  np.testing.assert_array_equal(model.get_layer("separable").get_weights()[0],
+                                converted.get_layer("separable").get_weights()[0])
+  with pytest.raises(errors.UnsupportedLayerError, match="transposed"):
+    lnx.convert(model, strict=True)
+
+
+def test_subclassed_model_is_rejected():
+  class Net(tf.keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.conv = L.Conv2D(4, 3)
+
+    def call(self, x):
+      return self.conv(x)
+
+  net = Net()
+  net(tf.zeros((1, 8, 8, 3)))
+  with pytest.raises(errors.UnsupportedLayerError, match="group_scope"):
+    lnx.convert(net)
+
+
+APPLICATIONS = {
+    "ResNet50": tf.keras.applications.ResNet50,
+    "MobileNetV2": tf.keras.applications.MobileNetV2,
+    "EfficientNetB0": tf.keras.applications.EfficientNetB0,
+    "DenseNet121": tf.keras.applications.DenseNet121,
+}
+
+
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_keras_application(name, tmp_path):
+  model = APPLICATIONS[name](weights=None, input_shape=(32, 32, 3), classes=10)
+  converted = lnx.convert(model, density_fit_steps=20)
+  plain = [l for l in converted._flatten_layers(include_self=False)
+           if type(l) in (L.Conv2D, L.DepthwiseConv2D, L.Dense)]
+  assert not plain
+  assert len(lilnetx_layers(converted)) == len(
+      [l for l in model._flatten_layers(include_self=False)
+       if type(l) in (L.Conv2D, L.DepthwiseConv2D, L.Dense)])
+  assert len(_registries(converted)) == 1
+  x = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+  y = np.arange(8) % 10
+  # Warm start from the (random) weights: inference outputs match closely.
+  np.testing.assert_allclose(converted(x).numpy(), model(x).numpy(), atol=0.05)
+  converted.compile("sgd", "sparse_categorical_crossentropy")
+  loss = converted.train_on_batch(x, y)
+  assert np.isfinite(loss)
+  stats = lnx.stats(converted)
+  assert stats["bytes"] > 0 and stats["latent_parameters"] > 0
+  assert hasattr(lnx, "compress") and hasattr(lnx, "decompress"), (
+      "lnx.compress / lnx.decompress are not available")
+  lnx.compress(converted, str(tmp_path / "model.lnx"), estimate=False)
+  restored = lnx.decompress(str(tmp_path / "model.lnx"))
+  np.testing.assert_allclose(restored(x).numpy(), converted(x).numpy(), atol=1e-5)
