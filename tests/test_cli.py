@@ -1,0 +1,81 @@
+"""`python -m lilnetx_tf compress|inspect|decompress` on a tiny saved model (subprocesses)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  return subprocess.run([sys.executable, "-m", "lilnetx_tf", *args], capture_output=True,
+                        text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("cli")
+  model = tf.keras.Sequential([tf.keras.Input((5,)), lnx.Dense(6, activation="relu"),
+                               tf.keras.layers.BatchNormalization(), lnx.Dense(3)])
+  path = str(directory / "tiny.keras")
+  model.save(path)
+  x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+  return directory, path, model(x).numpy(), x
+
+
+def test_compress_inspect_decompress(saved):
+  directory, path, expected, x = saved
+  lnx_path = str(directory / "tiny.lnx")
+  result = _cli("compress", path, lnx_path)
+  assert result.returncode == 0, result.stderr
+  assert "LATS" in result.stdout and "dense" in result.stdout and os.path.exists(lnx_path)
+
+  result = _cli("inspect", lnx_path)
+  assert result.returncode == 0, result.stderr
+  assert "coded/est" in result.stdout and "parameter bytes" in result.stdout
+
+  out = str(directory / "restored.keras")
+  result = _cli("decompress", "--input", lnx_path, "--output", out)
+  assert result.returncode == 0, result.stderr
+  restored = tf.keras.models.load_model(out, compile=False)
+  np.testing.assert_array_equal(restored(x).numpy(), expected)
+
+  corrupt = str(directory / "corrupt.lnx")
+  with open(lnx_path, "rb") as src, open(corrupt, "wb") as dst:
+    data = bytearray(src.read())
+    data[len(data) // 2] ^= 0xFF
+    dst.write(bytes(data))
+  result = _cli("inspect", "--noestimate", corrupt)
+  assert result.returncode == 1
+  assert "error:" in result.stderr and "checksum" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def _run_in_process(capsys, *args):
+  from lilnetx_tf.cli import main
+  with pytest.raises(SystemExit) as exit_info:
+    main.run(["lilnetx", *args])
+  captured = capsys.readouterr()
+  return exit_info.value.code, captured.out, captured.err
+
+
+def test_help_lists_commands(capsys):
+  code, out, _ = _run_in_process(capsys, "--help")
+  assert code == 0
+  for command in ("compress", "decompress", "inspect"):
+    assert command in out
+
+
+def test_command_help_and_unknown_command(capsys):
+  code, out, _ = _run_in_process(capsys, "compress", "--help")
+  assert code == 0 and "--float16" in out and "Usage: lilnetx compress" in out
+  code, _, err = _run_in_process(capsys, "frobnicate")
+  assert code == 2 and "unknown command" in err
