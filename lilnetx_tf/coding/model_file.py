@@ -10,7 +10,8 @@ Sections (see `container` for the byte layout around them):
         step, density and its Adam moments always stay exact). zlib when it helps.
   GRPS  JSON, one entry per parameter group: key, slice size, member layers (index among the
         model's LilNetX layers, name, latent shape), rows, table and string lengths.
-  CDFT  the groups' quantized CDF tables (`entropy.CdfTable.to_bytes`), concatenated; zlib.
+  CDFT  the groups' quantized CDF tables (`entropy.CdfTable.to_bytes`), concatenated, each
+        restricted to the range of latents actually used (the rest merged into the overflow bin).
   LATS  the groups' range-coded strings, concatenated; raw.
 
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
@@ -25,6 +26,7 @@ variable to q · latent_step, so the decoded kernels, hence predictions, are bit
 import json
 import os
 import struct
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -114,7 +116,6 @@ def _weights_section(model, latent_ids: set, exact_ids: set, float16: bool) -> t
 def _smaller_codec(data: bytes) -> str:
   """zlib if it saves at least 2% on a sample of `data`, else raw."""
   sample = data[:1 << 20]
-  import zlib
   return "zlib" if len(zlib.compress(sample, 1)) < 0.98 * len(sample) else "raw"
 
 
@@ -179,8 +180,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   sections = [
       container.Section("ARCH", _architecture(model), architecture_codec),
       container.Section("WGTS", weights, _smaller_codec(weights)),
-      container.Section("GRPS", groups_json, "zlib"),
-      container.Section("CDFT", b"".join(tables), "zlib"),
+      container.Section("GRPS", groups_json, _smaller_codec(groups_json)),
+      container.Section("CDFT", b"".join(tables), _smaller_codec(b"".join(tables))),
       container.Section("LATS", b"".join(strings), "raw"),
   ]
   blob = container.encode(sections)
