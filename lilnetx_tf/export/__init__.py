@@ -1,3 +1,195 @@
-"""Slim export: plain Keras / SavedModel / TFLite models with dead channels removed."""
+"""Slim export: SavedModel and TFLite files that are really smaller and faster.
 
-from lilnetx_tf.export.slimming import SlimCheckError, slim
+    small = lnx.slim(model)                         # plain Keras, dead channels removed
+    report = lnx.export(model, "out/", quantization="float16")
+    print(report)                                   # sizes, parameters, MACs, TFLite check
+
+`export` slims the model (see `lilnetx_tf.export.slimming` for what is removed and kept, and
+the tolerance), then writes into `directory`:
+  saved_model/   the slim model as a TF SavedModel (loadable with tf.keras.models.load_model
+                 or tf.saved_model.load, no lilnetx_tf needed)
+  model.tflite   the slim model converted to TFLite (float32, float16 weights or int8)
+  model.keras    (format "keras") the slim model in the Keras v3 format
+  report.json    the figures of the returned `ExportReport`
+Files are written into a temporary directory next to `directory` and renamed into place at
+the end, so `directory` either appears complete or not at all. The TFLite model is run by the
+interpreter on the sample inputs and compared with the slim Keras model; in float32 a
+difference beyond atol + rtol·max|output| (10× the slim tolerance) raises `ExportCheckError`,
+quantized models only report it.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from lilnetx_tf import errors
+from lilnetx_tf.export import tflite as tflite_lib
+from lilnetx_tf.export.slimming import (DEFAULT_ATOL, DEFAULT_RTOL, SlimCheckError, SlimInfo,
+                                        count_macs, count_parameters, sample_inputs, slim)
+
+FORMATS = ("saved_model", "tflite", "keras")
+
+
+class ExportCheckError(errors.LilNetXError):
+  """The exported float32 TFLite model does not match the slim Keras model."""
+
+
+def _fmt_bytes(n: Optional[int]) -> str:
+  if n is None:
+    return "-"
+  return f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.2f} MiB"
+
+
+def _ratio(before, after) -> str:
+  return f"{before / after:.2f}x" if before and after else "-"
+
+
+@dataclasses.dataclass
+class ExportReport:
+  """Figures of one export; `str(report)` is a readable table."""
+  directory: str
+  files: dict                      # relative path -> bytes
+  quantization: Optional[str]
+  parameters_before: int
+  parameters_after: int
+  macs_before: int
+  macs_after: int
+  tflite_bytes_before: Optional[int]   # the dense plain twin at the same quantization
+  tflite_bytes_after: Optional[int]
+  saved_model_bytes: Optional[int]
+  slim_max_difference: Optional[float]
+  tflite_max_difference: Optional[float]
+  output_scale: Optional[float]
+  folded_batchnorms: int
+  removed_channels: dict
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def table(self) -> str:
+    rows = [("", "before", "after", "ratio"),
+            ("parameters", f"{self.parameters_before:,}", f"{self.parameters_after:,}",
+             _ratio(self.parameters_before, self.parameters_after)),
+            ("MACs / example", f"{self.macs_before:,}", f"{self.macs_after:,}",
+             _ratio(self.macs_before, self.macs_after)),
+            (f"tflite ({self.quantization or 'float32'})",
+             _fmt_bytes(self.tflite_bytes_before), _fmt_bytes(self.tflite_bytes_after),
+             _ratio(self.tflite_bytes_before, self.tflite_bytes_after))]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"Export to {self.directory}"]
+    lines += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.append(f"  BatchNorms folded: {self.folded_batchnorms}; layers narrowed: "
+                 f"{len(self.removed_channels)}")
+    if self.slim_max_difference is not None:
+      lines.append(f"  max |slim - original| = {self.slim_max_difference:.3g}")
+    if self.tflite_max_difference is not None:
+      lines.append(f"  max |tflite - keras| = {self.tflite_max_difference:.3g} "
+                   f"(output scale {self.output_scale:.3g})")
+    for path, size in sorted(self.files.items()):
+      lines.append(f"  {path}: {_fmt_bytes(size)}")
+    return "\n".join(lines)
+
+  __str__ = table
+
+
+def _tree_bytes(path: str) -> int:
+  if os.path.isfile(path):
+    return os.path.getsize(path)
+  return sum(os.path.getsize(os.path.join(root, f))
+             for root, _, files in os.walk(path) for f in files)
+
+
+def export(model: tf.keras.Model, directory: str,
+           formats: Sequence[str] = ("saved_model", "tflite"),
+           quantization: Optional[str] = None, representative_data=None,
+           inputs: Optional[Sequence[np.ndarray]] = None, overwrite: bool = False,
+           compare_dense: bool = True, rtol: float = DEFAULT_RTOL,
+           atol: float = DEFAULT_ATOL) -> ExportReport:
+  """Slims `model` and writes it as SavedModel / TFLite / .keras into `directory`.
+
+  Args:
+    model: a Functional Keras model with LilNetX and/or plain layers.
+    directory: created atomically; must not exist unless `overwrite`.
+    formats: any of "saved_model", "tflite", "keras".
+    quantization: None (float32), "float16" or "int8" (TFLite only).
+    representative_data: int8 calibration inputs: an array of examples (without or with a
+      batch axis of 1), an iterable of per-input lists, or a callable returning one.
+    inputs: sample inputs (list, one batch array per model input) for the checks; default
+      random normal, batch 2.
+    compare_dense: also convert the unslimmed plain twin, for the "before" file size.
+  Returns an `ExportReport` (also written to report.json).
+  """
+  formats = tuple(formats)
+  unknown = set(formats) - set(FORMATS)
+  if unknown or not formats:
+    raise errors.InvalidArgumentError(f"`formats` must be a non-empty subset of {FORMATS}, "
+                                      f"got {formats!r}.")
+  if quantization not in tflite_lib.QUANTIZATIONS:
+    raise errors.InvalidArgumentError(
+        f"`quantization` must be one of {tflite_lib.QUANTIZATIONS}, got {quantization!r}.")
+  directory = os.path.abspath(directory)
+  if os.path.exists(directory) and not overwrite:
+    raise errors.InvalidArgumentError(f"{directory} exists; pass overwrite=True to replace it.")
+  sample = list(inputs) if inputs is not None else sample_inputs(model)
+  slim_model = slim(model, inputs=sample, rtol=rtol, atol=atol)
+  info: SlimInfo = slim_model.slim_info
+
+  parent = os.path.dirname(directory)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+  try:
+    files = {}
+    tflite_after = tflite_before = tflite_diff = scale = saved_bytes = None
+    if "saved_model" in formats:
+      path = os.path.join(tmp, "saved_model")
+      slim_model.save(path, save_format="tf", include_optimizer=False)
+      saved_bytes = files["saved_model"] = _tree_bytes(path)
+    if "keras" in formats:
+      path = os.path.join(tmp, "model.keras")
+      slim_model.save(path)
+      files["model.keras"] = _tree_bytes(path)
+    if "tflite" in formats:
+      content = tflite_lib.convert(slim_model, quantization, representative_data)
+      with open(os.path.join(tmp, "model.tflite"), "wb") as f:
+        f.write(content)
+      tflite_after = files["model.tflite"] = len(content)
+      tflite_diff, scale = tflite_lib.max_difference(content, slim_model, sample)
+      allowed = 10 * (atol + rtol * scale)
+      if quantization is None and not tflite_diff <= allowed:
+        raise ExportCheckError(f"TFLite differs from the slim Keras model by {tflite_diff:.3g} "
+                               f"> {allowed:.3g}.")
+      if compare_dense:
+        dense = slim(model, check=False, fold_batchnorm=False, remove_channels=False)
+        tflite_before = len(tflite_lib.convert(dense, quantization, representative_data))
+    report = ExportReport(
+        directory=directory, files=files, quantization=quantization,
+        parameters_before=count_parameters(model), parameters_after=count_parameters(slim_model),
+        macs_before=count_macs(model), macs_after=count_macs(slim_model),
+        tflite_bytes_before=tflite_before, tflite_bytes_after=tflite_after,
+        saved_model_bytes=saved_bytes, slim_max_difference=info.max_difference,
+        tflite_max_difference=tflite_diff, output_scale=scale,
+        folded_batchnorms=info.folded_batchnorms,
+        removed_channels={k: list(v) for k, v in info.removed_channels.items()})
+    with open(os.path.join(tmp, "report.json"), "w") as f:
+      json.dump(report.to_dict(), f, indent=1)
+    if os.path.exists(directory):
+      backup = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old-", dir=parent)
+      os.rename(directory, os.path.join(backup, "old"))
+      os.rename(tmp, directory)
+      shutil.rmtree(backup, ignore_errors=True)
+    else:
+      os.rename(tmp, directory)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return report
+
+
+__all__ = ["ExportCheckError", "ExportReport", "SlimCheckError", "export", "slim"]

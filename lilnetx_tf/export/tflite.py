@@ -1,0 +1,150 @@
+"""TFLite conversion, interpreter runs and latency measurement for plain Keras models.
+
+Quantization modes (TF 2.14 converter recipes):
+  None       float32 weights and activations.
+  "float16"  float16 weights (`optimizations=[DEFAULT]`, `supported_types=[tf.float16]`);
+             computed in float32 on CPU.
+  "int8"     full integer weights and activations with float32 inputs and outputs
+             (`optimizations=[DEFAULT]`, `representative_dataset`, `TFLITE_BUILTINS_INT8`).
+             Calibration needs representative inputs; random normal inputs are used (with a
+             warning) when none are given, which is fine for testing, poor for accuracy.
+"""
+
+import time
+import warnings
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from lilnetx_tf import errors
+
+QUANTIZATIONS = (None, "float16", "int8")
+
+
+def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]:
+  """A converter `representative_dataset` from arrays, an iterable, or a callable."""
+  if data is None:
+    warnings.warn("int8 quantization without `representative_data`: calibrating on random "
+                  "normal inputs; pass real samples for a usable int8 model.")
+    rng = np.random.default_rng(0)
+    shapes = [[1] + [32 if d is None else int(d) for d in t.shape[1:]] for t in model.inputs]
+    data = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(16)]
+  if callable(data):
+    source = data
+  elif isinstance(data, np.ndarray):
+    source = lambda: ([x[None]] for x in data)
+  else:
+    source = lambda: iter(data)
+
+  def generator():
+    for sample in source():
+      sample = sample if isinstance(sample, (list, tuple)) else [sample]
+      batch = []
+      for x, t in zip(sample, model.inputs):
+        x = np.asarray(x, np.float32)
+        if x.ndim == t.shape.rank - 1:
+          x = x[None]
+        batch.append(x)
+      yield batch
+  return generator
+
+
+def convert(model: tf.keras.Model, quantization: Optional[str] = None,
+            representative_data=None) -> bytes:
+  """The .tflite flatbuffer of a plain Keras model."""
+  if quantization not in QUANTIZATIONS:
+    raise errors.InvalidArgumentError(
+        f"`quantization` must be one of {QUANTIZATIONS}, got {quantization!r}.")
+  converter = tf.lite.TFLiteConverter.from_keras_model(model)
+  if quantization == "float16":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+  elif quantization == "int8":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(model, representative_data)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  return converter.convert()
+
+
+def interpreter(content: bytes, num_threads: int = 1) -> tf.lite.Interpreter:
+  interp = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+  interp.allocate_tensors()
+  return interp
+
+
+def _match_inputs(interp, model: tf.keras.Model) -> list:
+  """Interpreter input details in the order of `model.inputs` (by name, else by position)."""
+  details = interp.get_input_details()
+  if len(details) == 1:
+    return details
+  ordered = []
+  for t in model.inputs:
+    name = t.name.split(":")[0]
+    found = [d for d in details if name in d["name"]]
+    ordered.append(found[0] if found else details[len(ordered)])
+  return ordered
+
+
+def run(content: bytes, model: tf.keras.Model, inputs: Sequence[np.ndarray],
+        num_threads: int = 1) -> list:
+  """Runs the .tflite model example by example (batch 1); returns one array per output."""
+  interp = interpreter(content, num_threads)
+  in_details = _match_inputs(interp, model)
+  out_details = interp.get_output_details()
+  batch = len(inputs[0])
+  results = [[] for _ in out_details]
+  for b in range(batch):
+    for d, x in zip(in_details, inputs):
+      example = np.asarray(x[b:b + 1], np.float32)
+      if tuple(d["shape"]) != example.shape:
+        interp.resize_tensor_input(d["index"], example.shape)
+        interp.allocate_tensors()
+      interp.set_tensor(d["index"], example)
+    interp.invoke()
+    for i, d in enumerate(out_details):
+      results[i].append(interp.get_tensor(d["index"]).copy())
+  return [np.concatenate(r) for r in results]
+
+
+def max_difference(content: bytes, model: tf.keras.Model,
+                   inputs: Sequence[np.ndarray]) -> tuple[float, float]:
+  """(largest |TFLite − Keras| over outputs, largest |Keras|) on `inputs`."""
+  feed = inputs[0] if len(inputs) == 1 else list(inputs)
+  reference = [np.asarray(r) for r in tf.nest.flatten(model(feed, training=False))]
+  got = run(content, model, inputs)
+  diff = 0.0
+  unused = list(range(len(got)))
+  for ref in reference:   # outputs are matched by shape, in order
+    i = next((i for i in unused if got[i].shape == ref.shape), None)
+    if i is None:
+      raise errors.LilNetXError(f"No TFLite output of shape {ref.shape}.")
+    unused.remove(i)
+    diff = max(diff, float(np.max(np.abs(got[i].astype(np.float64) - ref))))
+  scale = max(float(np.max(np.abs(r))) for r in reference)
+  return diff, scale
+
+
+class Timer:
+  """Batch-1 latency of one .tflite model: `time(n)` returns n invoke() durations in seconds."""
+
+  def __init__(self, content: bytes, num_threads: int, seed: int = 0, warmup: int = 20):
+    self.interp = interpreter(content, num_threads)
+    rng = np.random.default_rng(seed)
+    for d in self.interp.get_input_details():
+      shape = [1 if s < 0 else int(s) for s in d["shape"]]
+      if shape[0] != 1:
+        shape[0] = 1
+        self.interp.resize_tensor_input(d["index"], shape)
+        self.interp.allocate_tensors()
+      self.interp.set_tensor(d["index"], rng.standard_normal(shape).astype(d["dtype"]))
+    for _ in range(warmup):
+      self.interp.invoke()
+
+  def time(self, runs: int = 1) -> list:
+    out = []
+    for _ in range(runs):
+      start = time.perf_counter()
+      self.interp.invoke()
+      out.append(time.perf_counter() - start)
+    return out
