@@ -1,0 +1,244 @@
+"""lnx.slim / lnx.export: channels really removed, outputs unchanged, files written."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+from lilnetx_tf import errors
+from lilnetx_tf.export import slimming
+
+L = tf.keras.layers
+
+try:  # the generic DenseNet builder (small block counts) is not in the public API
+  from keras.src.applications import densenet as _keras_densenet
+except ImportError:  # pragma: no cover
+  from keras.applications import densenet as _keras_densenet
+
+
+def _zero_out(layer, channels):
+  """Zeroes output channels of a plain or LilNetX conv / dense / depthwise layer."""
+  channels = list(channels)
+  if lnx.is_lilnetx_layer(layer):
+    v = layer.latent_variable.numpy()
+    v[:, channels] = 0 if not isinstance(layer, L.DepthwiseConv2D) else v[:, channels]
+    if isinstance(layer, L.DepthwiseConv2D):
+      v[channels] = 0
+    layer.latent_variable.assign(v)
+  elif isinstance(layer, L.DepthwiseConv2D):
+    k = layer.depthwise_kernel.numpy()
+    k[:, :, channels] = 0
+    layer.depthwise_kernel.assign(k)
+  else:
+    k = layer.kernel.numpy()
+    k[..., channels] = 0
+    layer.kernel.assign(k)
+
+
+def _set_bias(layer, value):
+  layer.bias.assign(np.full(layer.bias.shape, value, np.float32))
+
+
+def _widths(model):
+  return {l.name: (l.filters if isinstance(l, L.Conv2D) else l.units)
+          for l in model.layers if type(l) in (L.Conv2D, L.Dense)}
+
+
+def _assert_plain(model):
+  assert not any(lnx.is_lilnetx_layer(l) for l in model._flatten_layers())
+
+
+def test_conv_chain_lnx_layers():
+  i = tf.keras.Input((8, 8, 3))
+  x = lnx.Conv2D(8, 3, padding="same", activation="relu", name="c1")(i)
+  x = lnx.Conv2D(6, 3, padding="same", activation="relu", name="c2")(x)
+  x = L.GlobalAveragePooling2D()(x)
+  y = lnx.Dense(4, name="d")(x)
+  model = tf.keras.Model(i, y)
+  for name in ("c1", "c2"):
+    _zero_out(model.get_layer(name), [0, 2, 5])
+    model.get_layer(name).bias.assign(-np.ones(model.get_layer(name).bias.shape))
+  small = lnx.slim(model)
+  _assert_plain(small)
+  assert _widths(small) == {"c1": 5, "c2": 3, "d": 4}
+  assert small.slim_info.max_difference <= small.slim_info.tolerance
+  x = np.random.default_rng(1).standard_normal((3, 8, 8, 3)).astype(np.float32)
+  np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+
+
+def test_batchnorm_folding_and_plain_layers():
+  i = tf.keras.Input((8, 8, 3))
+  x = L.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(i)
+  x = L.BatchNormalization()(x)
+  x = L.ReLU()(x)
+  x = L.Conv2D(5, 1, name="c2")(x)
+  model = tf.keras.Model(i, x)
+  bn = model.layers[2]
+  rng = np.random.default_rng(0)
+  bn.set_weights([rng.uniform(0.5, 2, 8), rng.normal(size=8), rng.normal(size=8),
+                  rng.uniform(0.5, 2, 8)])
+  _zero_out(model.get_layer("c1"), [1, 3])
+  small = lnx.slim(model)
+  assert small.slim_info.folded_batchnorms == 1
+  assert not any(isinstance(l, L.BatchNormalization) for l in small.layers)
+  # A dead channel is the constant relu(β − γμ/σ) read by a 1×1 conv: folded into its bias.
+  assert _widths(small)["c1"] == 6
+
+
+def _residual(dead_a, dead_b):
+  i = tf.keras.Input((8, 8, 4))
+  a = L.Conv2D(6, 3, padding="same", name="a")(i)
+  b = L.Conv2D(6, 1, name="b")(i)
+  x = L.ReLU()(L.Add()([a, b]))
+  y = L.Conv2D(3, 3, padding="same", name="out")(x)
+  model = tf.keras.Model(i, y)
+  _zero_out(model.get_layer("a"), dead_a)
+  _zero_out(model.get_layer("b"), dead_b)
+  return model
+
+
+def test_residual_add():
+  small = lnx.slim(_residual([0, 1], []))            # dead in one branch only: kept
+  assert _widths(small)["a"] == 6 and _widths(small)["b"] == 6
+  small = lnx.slim(_residual([0, 1, 4], [1, 4]))     # 1 and 4 dead in both: removed
+  assert _widths(small)["a"] == 4 and _widths(small)["b"] == 4
+
+
+def test_concatenate_offsets():
+  i = tf.keras.Input((6, 6, 3))
+  a = L.Conv2D(4, 3, padding="same", activation="relu", name="a")(i)
+  b = L.Conv2D(5, 3, padding="same", activation="relu", name="b")(i)
+  x = L.Concatenate()([a, b])
+  y = L.Conv2D(2, 3, padding="same", name="out")(x)
+  model = tf.keras.Model(i, y)
+  _zero_out(model.get_layer("a"), [3])
+  _zero_out(model.get_layer("b"), [0, 2])
+  for name in ("a", "b"):
+    _set_bias(model.get_layer(name), -0.5)              # relu(−0.5) = 0: removable
+  small = lnx.slim(model)
+  assert _widths(small) == {"a": 3, "b": 3, "out": 2}
+  assert small.get_layer("out").kernel.shape[2] == 6
+
+
+def test_depthwise_ties_channels():
+  i = tf.keras.Input((8, 8, 3))
+  x = L.Conv2D(6, 1, name="c1")(i)
+  x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+  x = L.ReLU()(x)
+  y = L.Conv2D(4, 1, name="c2")(x)
+  model = tf.keras.Model(i, y)
+  _zero_out(model.get_layer("c1"), [1, 2])
+  _zero_out(model.get_layer("dw"), [4])
+  model.get_layer("c1").bias.assign(np.zeros(6))
+  small = lnx.slim(model)
+  assert _widths(small)["c1"] == 3
+  assert small.get_layer("dw").depthwise_kernel.shape[2] == 3
+
+
+def test_flatten_dense_channel_major():
+  i = tf.keras.Input((4, 4, 2))
+  x = L.Conv2D(5, 3, padding="same", activation="relu", name="c")(i)
+  x = L.Flatten()(x)
+  y = L.Dense(3, name="d")(x)
+  model = tf.keras.Model(i, y)
+  _zero_out(model.get_layer("c"), [0, 3])
+  _set_bias(model.get_layer("c"), 0.7)                 # constant 0.7, folded into the Dense
+  small = lnx.slim(model)
+  assert _widths(small)["c"] == 3
+  assert small.get_layer("d").kernel.shape[0] == 4 * 4 * 3
+
+
+@pytest.mark.parametrize("kernel_size,padding,kept", [(3, "same", 6), (1, "same", 4),
+                                                      (3, "valid", 4)])
+def test_constant_channels_exact(kernel_size, padding, kept):
+  i = tf.keras.Input((7, 7, 3))
+  x = L.Conv2D(6, 3, padding="same", activation="relu", name="c1")(i)
+  y = L.Conv2D(4, kernel_size, padding=padding, name="c2")(x)
+  model = tf.keras.Model(i, y)
+  _zero_out(model.get_layer("c1"), [1, 4])
+  _set_bias(model.get_layer("c1"), 0.9)                # constant 0.9 ≠ 0 after ReLU
+  small = lnx.slim(model, rtol=1e-5, atol=1e-6)
+  assert _widths(small)["c1"] == kept                  # SAME k×k: border-exactness keeps them
+  x = np.random.default_rng(2).standard_normal((2, 7, 7, 3)).astype(np.float32)
+  np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+
+
+def _zero_fraction(model, fraction, seed=0):
+  rng = np.random.default_rng(seed)
+  for layer in model._flatten_layers(include_self=False):
+    if type(layer) in (L.Conv2D, L.DepthwiseConv2D):
+      n = layer.depthwise_kernel.shape[2] if type(layer) is L.DepthwiseConv2D else layer.filters
+      _zero_out(layer, np.flatnonzero(rng.random(n) < fraction))
+
+
+APPLICATIONS = {
+    "MobileNetV2": lambda: tf.keras.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10,
+        classifier_activation=None),
+    "DenseNet-small": lambda: _keras_densenet.DenseNet(
+        [1, 1, 1, 1], weights=None, input_shape=(32, 32, 3), classes=10,
+        classifier_activation=None),
+}
+if os.environ.get("LNX_SLOW_TESTS"):
+  APPLICATIONS.update({
+      "ResNet50": lambda: tf.keras.applications.ResNet50(
+          weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None),
+      "EfficientNetB0": lambda: tf.keras.applications.EfficientNetB0(
+          weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None),
+      "DenseNet121": lambda: tf.keras.applications.DenseNet121(
+          weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None)})
+
+
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_applications_with_zeroed_channels(name):
+  model = APPLICATIONS[name]()
+  _zero_fraction(model, 0.3)
+  small = lnx.slim(model)                  # raises SlimCheckError if outputs differ
+  assert slimming.count_macs(small) < 0.8 * slimming.count_macs(model)
+  assert small.slim_info.removed_channels
+
+
+def _tiny():
+  i = tf.keras.Input((8, 8, 3))
+  x = lnx.Conv2D(8, 3, padding="same", activation="relu", name="c1")(i)
+  x = L.GlobalAveragePooling2D()(x)
+  y = lnx.Dense(3, name="d")(x)
+  model = tf.keras.Model(i, y)
+  _zero_out(model.get_layer("c1"), [0, 1, 2, 3])
+  return model
+
+
+def test_export_files_and_tflite_match(tmp_path):
+  model = _tiny()
+  out = str(tmp_path / "exp")
+  report = lnx.export(model, out, formats=("saved_model", "tflite"), compare_dense=False)
+  assert sorted(os.listdir(out)) == ["model.tflite", "report.json", "saved_model"]
+  assert report.tflite_max_difference <= 1e-4 * max(1, report.output_scale)
+  assert report.macs_after < report.macs_before
+  assert "MACs" in str(report)
+  loaded = tf.keras.models.load_model(os.path.join(out, "saved_model"))
+  x = np.ones((1, 8, 8, 3), np.float32)
+  np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
+  with pytest.raises(errors.InvalidArgumentError):
+    lnx.export(model, out)                                   # exists, no overwrite
+  assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+
+
+@pytest.mark.parametrize("quantization", ["float16", "int8"])
+def test_quantized_exports_run(tmp_path, quantization):
+  model = _tiny()
+  data = np.random.default_rng(0).standard_normal((8, 8, 8, 3)).astype(np.float32)
+  report = lnx.export(model, str(tmp_path / quantization), formats=("tflite",),
+                      quantization=quantization, representative_data=data,
+                      compare_dense=False)
+  assert report.tflite_bytes_after > 0 and report.tflite_max_difference < 0.5
+
+
+def test_rejects_subclassed_models():
+  class Net(tf.keras.Model):
+    def call(self, x):
+      return x
+  with pytest.raises(errors.UnsupportedLayerError):
+    lnx.slim(Net())
