@@ -75,13 +75,21 @@ def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str,
       f"{figures['in_channel_sparsity']:.3f} / {figures['out_channel_sparsity']:.3f}")
   rows["MACs dense → effective"] = (
       f"{figures['macs_dense']:,} → {figures['macs_effective']:,} ({figures['macs_ratio']:.2f}×)")
+  exported = None
   if export:
-    x_sample = next(iter(test))[0][:8]
-    exported = lnx.export(restored, os.path.join(output_dir, "export"),
-                          representative_data=x_sample)
-    rows.update(exported.summary_rows())
+    x_sample = next(iter(test))[0][:8].numpy()
+    exported = lnx.export(restored, os.path.join(output_dir, "export"), inputs=[x_sample],
+                          overwrite=True)
+    rows["TFLite float32 dense → slim"] = (
+        f"{exported.tflite_bytes_before:,} B → {exported.tflite_bytes_after:,} B")
+    rows["slim parameters / MACs"] = (
+        f"{exported.parameters_after:,} / {exported.macs_after:,} "
+        f"(dense {exported.parameters_before:,} / {exported.macs_before:,})")
+    rows["max |TFLite − Keras|"] = f"{exported.tflite_max_difference:.2e}"
   width = max(len(k) for k in rows)
   print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows.items()))
+  if exported is not None:
+    print("\n" + exported.table())
   return dict(rows, test_accuracy=test_acc, file_bytes=os.path.getsize(path))
 
 

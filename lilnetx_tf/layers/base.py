@@ -17,6 +17,7 @@ import zlib
 from typing import Optional
 
 import tensorflow as tf
+from keras.src.engine import base_layer_utils
 
 from lilnetx_tf import errors
 from lilnetx_tf.layers import registry as registry_lib
@@ -119,9 +120,15 @@ class LatentKernelMixin:
     self._join(registry)
 
   def initialize_latent(self, bound: float, latent_step: float) -> None:
-    """Draws the latent from U(−bound, bound) (the reference's 'boundary' init)."""
+    """Draws the latent from U(−bound − ½, bound + ½) (the reference's 'boundary' init).
+
+    The extra ½ makes round(latent) uniform on the integers −bound..bound (for integer bound),
+    whose variance ((2·bound + 1)² − 1) / 12 is what `group.latent_bound` assumes.
+    """
     shape = self.latent_variable.shape
-    self.latent_variable.assign(tf.random.uniform(shape, -bound, bound) * latent_step)
+    half_width = bound + 0.5
+    self.latent_variable.assign(
+        tf.random.uniform(shape, -half_width, half_width) * latent_step)
 
   # ---------------------------------------------------------------------------------------------
   # Latents and decoding.
@@ -162,6 +169,8 @@ class LatentKernelMixin:
     return self.latent + noise
 
   def _add_penalties(self, training) -> None:
+    if base_layer_utils.call_context().in_keras_graph:
+      return  # Functional construction: nothing to add, and tracing the rate here is slow.
     training = tf.get_static_value(training) if training is not None else False
     training = bool(training) if training is not None else False
     if training and self.group.leader() is self:
