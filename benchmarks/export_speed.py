@@ -12,7 +12,6 @@ process. Target: speedup ≥ 0.8 × MAC ratio wherever the MAC ratio is ≥ 1.5.
 """
 
 import argparse
-import statistics
 
 import numpy as np
 import tensorflow as tf
@@ -57,12 +56,7 @@ def main():
     mac_ratio = slimming.count_macs(dense) / slimming.count_macs(slim)
     contents = {"dense": tflite_lib.convert(dense), "slim": tflite_lib.convert(slim)}
     for threads in [int(t) for t in args.threads.split(",")]:
-      timers = {k: tflite_lib.Timer(c, threads) for k, c in contents.items()}
-      times = {k: [] for k in timers}
-      for _ in range(max(1, args.runs // 10)):
-        for k, timer in timers.items():
-          times[k] += timer.time(10)
-      med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+      med = tflite_lib.median_latencies(contents, args.runs, threads)
       speedup = med["dense"] / med["slim"]
       rows.append((p, threads, mac_ratio, med["dense"], med["slim"], speedup,
                    speedup / mac_ratio, len(contents["dense"]), len(contents["slim"])))

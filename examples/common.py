@@ -1,6 +1,8 @@
 """What the examples share: TFDS input pipelines, the optimizer schedule and the closing
 compress → decompress → evaluate → export summary."""
 
+import gzip
+import json
 import os
 import time
 from typing import Optional
@@ -10,6 +12,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import lilnetx_tf as lnx
+from lilnetx_tf.export import slimming
+from lilnetx_tf.export import tflite as tflite_lib
 
 
 def image_dataset(name: str, split: str, batch_size: int, training: bool,
@@ -51,46 +55,138 @@ def accuracy(model: tf.keras.Model, dataset: tf.data.Dataset) -> float:
   return correct / total
 
 
-def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str,
-           extra_rows: Optional[dict] = None, export: bool = True) -> dict:
-  """Compresses `model`, decompresses the file, evaluates it, exports slim TFLite, prints a table."""
+def tflite_accuracy(content: bytes, model: tf.keras.Model, dataset: tf.data.Dataset) -> float:
+  """Top-1 accuracy of a .tflite model (run by the interpreter, batch 1) on `dataset`."""
+  correct = total = 0
+  for x, y in dataset:
+    logits = tflite_lib.run(content, model, [x.numpy()])[0]
+    correct += int(np.sum(np.argmax(logits, -1) == y.numpy()))
+    total += len(y)
+  return correct / total
+
+
+def _gzipped(content: bytes) -> int:
+  return len(gzip.compress(content, compresslevel=9, mtime=0))
+
+
+def shipped_sizes(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str,
+                  representative: np.ndarray) -> dict:
+  """What a user would otherwise ship for a plain Keras model: file sizes (raw and gzipped) of
+  the Keras float32 weights and of float32 / float16 / int8 TFLite, and each TFLite accuracy."""
+  rows = {}
+  weights_path = os.path.join(output_dir, "baseline.weights.h5")
+  model.save_weights(weights_path)
+  with open(weights_path, "rb") as f:
+    content = f.read()
+  rows["keras float32 weights"] = dict(bytes=len(content), gzip_bytes=_gzipped(content))
+  for quantization in tflite_lib.QUANTIZATIONS:
+    content = tflite_lib.convert(model, quantization, representative_data=representative)
+    rows[f"tflite {quantization or 'float32'}"] = dict(
+        bytes=len(content), gzip_bytes=_gzipped(content),
+        accuracy=tflite_accuracy(content, model, test))
+  return rows
+
+
+def _print_rows(rows: dict) -> None:
+  width = max(len(k) for k in rows)
+  print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows.items()), flush=True)
+
+
+def _write_summary(output_dir: str, summary: dict) -> None:
+  path = os.path.join(output_dir, "summary.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(summary, f, indent=1, default=str)
+  os.replace(path + ".tmp", path)
+  print(f"\nsummary written to {path}")
+
+
+def finish_baseline(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str,
+                    config: dict) -> dict:
+  """Evaluates a plain (dense) baseline and measures what shipping it would cost."""
   os.makedirs(output_dir, exist_ok=True)
-  rows = dict(extra_rows or {})
+  representative = np.concatenate([x.numpy() for x, _ in test.take(1)])[:128]
+  summary = dict(config, test_accuracy=accuracy(model, test),
+                 parameters=int(model.count_params()),
+                 shipped=shipped_sizes(model, test, output_dir, representative))
+  rows = {k: v for k, v in config.items()}
+  rows["accuracy (Keras float32)"] = f"{summary['test_accuracy']:.4f}"
+  for name, figures in summary["shipped"].items():
+    accuracy_text = f", accuracy {figures['accuracy']:.4f}" if "accuracy" in figures else ""
+    rows[name] = f"{figures['bytes']:,} B (gzip {figures['gzip_bytes']:,} B){accuracy_text}"
+  _print_rows(rows)
+  _write_summary(output_dir, summary)
+  return summary
+
+
+def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config: dict,
+           export: bool = True, float16: bool = False, latency_runs: int = 200) -> dict:
+  """Compresses `model`, decompresses the file, evaluates it, exports slim TFLite, times slim
+  vs. dense TFLite, prints one table and writes `summary.json` into `output_dir`.
+
+  `float16` stores the non-latent floats (biases, BatchNorm) as float16 in the file; the
+  decompressed model's accuracy in the table is then that of the float16 file.
+  """
+  os.makedirs(output_dir, exist_ok=True)
   figures = lnx.stats(model)
-  rows["accuracy (trained model)"] = f"{accuracy(model, test):.4f}"
+  summary = dict(config, trained_accuracy=accuracy(model, test))
   path = os.path.join(output_dir, "model.lnx")
   start = time.perf_counter()
-  report = lnx.compress(model, path)
-  rows["compress time"] = f"{time.perf_counter() - start:.2f} s"
+  report = lnx.compress(model, path, float16=float16)
+  summary["compress_seconds"] = time.perf_counter() - start
   start = time.perf_counter()
   restored = lnx.decompress(path)
-  rows["decompress time"] = f"{time.perf_counter() - start:.2f} s"
-  test_acc = accuracy(restored, test)
-  rows["accuracy (decompressed file)"] = f"{test_acc:.4f}"
-  rows["file size (total)"] = f"{os.path.getsize(path)} B"
-  rows["file size (parameter bytes)"] = f"{report.parameter_bytes} B"
-  rows["estimated latent bytes"] = f"{figures['bytes']:.0f} B"
-  rows["slice sparsity"] = f"{figures['slice_sparsity']:.3f}"
+  summary["decompress_seconds"] = time.perf_counter() - start
+  summary.update(
+      test_accuracy=accuracy(restored, test), file_bytes=os.path.getsize(path),
+      parameter_bytes=report.parameter_bytes, estimated_latent_bytes=figures["bytes"],
+      coded_latent_bytes=report.coded_latent_bytes,
+      **{k: figures[k] for k in ("slice_sparsity", "in_channel_sparsity",
+                                 "out_channel_sparsity", "macs_dense", "macs_effective",
+                                 "macs_ratio", "parameters")})
+  rows = {k: v for k, v in config.items()}
+  rows["accuracy (trained model)"] = f"{summary['trained_accuracy']:.4f}"
+  rows["accuracy (decompressed file)"] = f"{summary['test_accuracy']:.4f}"
+  rows["compress / decompress time"] = (
+      f"{summary['compress_seconds']:.2f} s / {summary['decompress_seconds']:.2f} s")
+  rows["file size (total / parameter bytes)"] = (
+      f"{summary['file_bytes']:,} B / {summary['parameter_bytes']:,} B")
+  rows["coded / estimated latent bytes"] = (
+      f"{summary['coded_latent_bytes']:,} B / {summary['estimated_latent_bytes']:,.0f} B")
+  rows["slice sparsity"] = f"{summary['slice_sparsity']:.3f}"
   rows["in / out channel sparsity"] = (
-      f"{figures['in_channel_sparsity']:.3f} / {figures['out_channel_sparsity']:.3f}")
+      f"{summary['in_channel_sparsity']:.3f} / {summary['out_channel_sparsity']:.3f}")
   rows["MACs dense → effective"] = (
-      f"{figures['macs_dense']:,} → {figures['macs_effective']:,} ({figures['macs_ratio']:.2f}×)")
+      f"{summary['macs_dense']:,} → {summary['macs_effective']:,} "
+      f"({summary['macs_ratio']:.2f}×)")
   exported = None
   if export:
     x_sample = next(iter(test))[0][:8].numpy()
     exported = lnx.export(restored, os.path.join(output_dir, "export"), inputs=[x_sample],
                           overwrite=True)
+    with open(os.path.join(exported.directory, "model.tflite"), "rb") as f:
+      slim_content = f.read()
+    dense = slimming.slim(restored, check=False, remove_channels=False)
+    latency = tflite_lib.median_latencies(
+        {"dense": tflite_lib.convert(dense), "slim": slim_content}, runs=latency_runs)
+    summary.update(tflite_bytes_dense=exported.tflite_bytes_before,
+                   tflite_bytes_slim=exported.tflite_bytes_after,
+                   slim_parameters=exported.parameters_after, slim_macs=exported.macs_after,
+                   tflite_max_difference=exported.tflite_max_difference,
+                   latency_ms_dense=latency["dense"], latency_ms_slim=latency["slim"])
     rows["TFLite float32 dense → slim"] = (
         f"{exported.tflite_bytes_before:,} B → {exported.tflite_bytes_after:,} B")
     rows["slim parameters / MACs"] = (
         f"{exported.parameters_after:,} / {exported.macs_after:,} "
         f"(dense {exported.parameters_before:,} / {exported.macs_before:,})")
+    rows["TFLite latency dense → slim"] = (
+        f"{latency['dense']:.3f} ms → {latency['slim']:.3f} ms "
+        f"({latency['dense'] / latency['slim']:.2f}×; batch 1, 1 thread, median)")
     rows["max |TFLite − Keras|"] = f"{exported.tflite_max_difference:.2e}"
-  width = max(len(k) for k in rows)
-  print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows.items()))
+  _print_rows(rows)
   if exported is not None:
     print("\n" + exported.table())
-  return dict(rows, test_accuracy=test_acc, file_bytes=os.path.getsize(path))
+  _write_summary(output_dir, summary)
+  return summary
 
 
 def seed_everything(seed: int) -> None:

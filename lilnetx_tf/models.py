@@ -14,6 +14,7 @@ Builders:
   resnet20      CIFAR ResNet-20 (He et al. 2016): 3×3 conv stem, 3 stages × 3 basic blocks of
                 16/32/64 (× width) channels, conv-BN-ReLU, 1×1-conv + BN projection shortcuts
                 where the shape changes, global average pooling, dense classifier.
+  resnet56      the same with 9 blocks per stage.
   vgg16_cifar   VGG-16 for 32×32 inputs: 13 3×3 conv-BN-ReLU layers in 5 blocks with max
                 pooling, then a dense classifier (the usual CIFAR variant: 512 → classes).
   lenet5        LeNet-5 (Caffe variant used by LilNetX): conv 20@5×5, pool, conv 50@5×5, pool,
@@ -91,6 +92,15 @@ def resnet20(width: float = 1, num_classes: int = 10, input_shape: Sequence[int]
   return tf.keras.Model(inputs, outputs, name=name)
 
 
+def resnet56(width: float = 1, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
+             layers: str = "lnx", conv_layer: Optional[LayerFactory] = None,
+             dense_layer: Optional[LayerFactory] = None,
+             name: str = "resnet56") -> tf.keras.Model:
+  """CIFAR ResNet-56: `resnet20` with 9 basic blocks per stage."""
+  return resnet20(width=width, num_classes=num_classes, input_shape=input_shape, layers=layers,
+                  conv_layer=conv_layer, dense_layer=dense_layer, blocks_per_stage=9, name=name)
+
+
 def vgg16_cifar(num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
                 layers: str = "lnx", conv_layer: Optional[LayerFactory] = None,
                 dense_layer: Optional[LayerFactory] = None, width: float = 1,
@@ -144,7 +154,7 @@ def lenet300_100(num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1)
   return tf.keras.Model(inputs, outputs, name=name)
 
 
-BUILDERS = dict(resnet20=resnet20, vgg16_cifar=vgg16_cifar, lenet5=lenet5,
+BUILDERS = dict(resnet20=resnet20, resnet56=resnet56, vgg16_cifar=vgg16_cifar, lenet5=lenet5,
                 lenet300_100=lenet300_100)
 
 

@@ -49,8 +49,11 @@ def trained(tmp_path_factory):
 
 
 def _non_latent(model):
-  latent_ids = {id(l.latent_variable) for l in lilnetx_layers(model)}
-  return [v.numpy() for v in model.weights if id(v) not in latent_ids]
+  """All variables but the latents and the groups' training state."""
+  layers = lilnetx_layers(model)
+  skipped = {id(l.latent_variable) for l in layers}
+  skipped |= {id(v) for l in layers for v in l.group.training_state}
+  return [v.numpy() for v in model.weights if id(v) not in skipped]
 
 
 def test_round_trip_is_bit_exact(trained):
@@ -62,7 +65,7 @@ def test_round_trip_is_bit_exact(trained):
     np.testing.assert_array_equal(a.integer_latent.numpy(), b.integer_latent.numpy())
     np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
   for a, b in zip(_non_latent(model), _non_latent(restored)):
-    np.testing.assert_array_equal(a, b)   # decoders, steps, densities, Adam moments, BN, biases
+    np.testing.assert_array_equal(a, b)   # decoders, latent steps, densities, BN, biases
 
 
 def test_groups_and_density_restored(trained):
@@ -71,7 +74,10 @@ def test_groups_and_density_restored(trained):
   assert sorted(groups) == ["conv3x3", "dense"]
   original = {l.group_key: l.group for l in lilnetx_layers(model)}
   for key, group in groups.items():
-    assert int(group.step.numpy()) == int(original[key].step.numpy()) > 0
+    # The density optimizer's state is not stored: a decompressed model starts it afresh.
+    assert int(original[key].step.numpy()) > 0
+    assert int(group.step.numpy()) == 0
+    assert all(not np.any(v.numpy()) for v in group.training_state)
     for a, b in zip(group.density_variables, original[key].density_variables):
       np.testing.assert_array_equal(a.numpy(), b.numpy())
   members = [l.name for l in groups["conv3x3"].members()]

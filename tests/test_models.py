@@ -27,6 +27,15 @@ def test_resnet20_architecture():
   assert [l.filters for l in convs if l.name.endswith("block1_2_conv")] == [16, 32, 64]
 
 
+def test_resnet56_architecture():
+  model = models.build("resnet56", layers="plain")
+  convs = [l for l in model.layers if isinstance(l, tf.keras.layers.Conv2D)]
+  assert len(convs) == 1 + 54 + 2
+  assert _count(model, tf.keras.layers.Add) == 27
+  # The well-known ~0.85M parameters of CIFAR ResNet-56.
+  assert 0.84e6 < model.count_params() < 0.87e6
+
+
 def test_lnx_and_plain_twins_match():
   for name, shape in (("resnet20", (32, 32, 3)), ("lenet5", (28, 28, 1)),
                       ("lenet300_100", (28, 28, 1))):

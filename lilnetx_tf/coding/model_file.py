@@ -3,11 +3,12 @@
 Sections (see `container` for the byte layout around them):
 
   ARCH  JSON {"format": "keras-json", "lilnetx_tf": version, "model": model.to_json()}; lzma.
-  WGTS  every model variable except the LilNetX latents, in `model.weights` order:
+  WGTS  every model variable except the LilNetX latents and the groups' training state (the
+        density's Adam moments and step count, reset to zero on loading), in `model.weights` order:
         u32 manifest length | manifest JSON [{"shape", "dtype", "stored"}, ...] | the tensors'
         little-endian bytes, concatenated. Float32 is stored losslessly, or (``float16=True``)
         biases, BatchNorm and plain-layer floats as float16 (group variables: decoder, latent
-        step, density and its Adam moments always stay exact). zlib when it helps.
+        step and density always stay exact). zlib when it helps.
   GRPS  JSON, one entry per parameter group: key, slice size, member layers (index among the
         model's LilNetX layers, name, latent shape), rows, table and string lengths.
   CDFT  the groups' quantized CDF tables (`entropy.CdfTable.to_bytes`), concatenated, each
@@ -92,11 +93,16 @@ def _float16_ok(values: np.ndarray) -> bool:
                                                    <= _FLOAT16_MAX))
 
 
-def _weights_section(model, latent_ids: set, exact_ids: set, float16: bool) -> tuple:
+def _stored_variables(model, layers: list) -> list:
+  """The variables WGTS holds: all but the latents and the groups' training state."""
+  skipped = {id(l.latent_variable) for l in layers}
+  skipped |= {id(v) for group, _ in _groups(layers) for v in group.training_state}
+  return [v for v in model.weights if id(v) not in skipped]
+
+
+def _weights_section(model, layers: list, exact_ids: set, float16: bool) -> tuple:
   manifest, blobs, count = [], [], 0
-  for variable in model.weights:
-    if id(variable) in latent_ids:
-      continue
+  for variable in _stored_variables(model, layers):
     values = variable.numpy()
     dtype = values.dtype.name
     if dtype not in _DTYPES:
@@ -150,9 +156,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   path = _with_suffix(path)
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
-  latent_ids = {id(l.latent_variable) for l in layers}
   exact_ids = {id(v) for group, _ in groups for v in group.weights}
-  weights, weight_count = _weights_section(model, latent_ids, exact_ids, float16)
+  weights, weight_count = _weights_section(model, layers, exact_ids, float16)
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
@@ -248,14 +253,14 @@ def _rebuild(arch: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
         "custom layers, import or pass them with custom_objects=.") from None
 
 
-def _load_weights(model, data: bytes, latent_ids: set) -> None:
+def _load_weights(model, data: bytes, layers: list) -> None:
   if len(data) < 4:
     raise errors.ModelFileError("The WGTS section is truncated.")
   (head_length,) = struct.unpack_from("<I", data, 0)
   if head_length > len(data) - 4:
     raise errors.ModelFileError("The WGTS section's manifest length is invalid.")
   manifest = _json(data[4:4 + head_length], "WGTS")
-  variables = [v for v in model.weights if id(v) not in latent_ids]
+  variables = _stored_variables(model, layers)
   if not isinstance(manifest, list) or len(manifest) != len(variables):
     raise errors.ModelFileError(
         f"The WGTS section holds {len(manifest) if isinstance(manifest, list) else '?'} "
@@ -339,8 +344,7 @@ def _read(path: str, custom_objects: Optional[dict]) -> tuple:
   by_tag, stored = _sections(path)
   model = _rebuild(by_tag["ARCH"].data, custom_objects)
   layers = _lilnetx_layers(model)
-  latent_ids = {id(l.latent_variable) for l in layers}
-  _load_weights(model, by_tag["WGTS"].data, latent_ids)
+  _load_weights(model, by_tag["WGTS"].data, layers)
   decoded = _load_latents(model, by_tag["GRPS"].data, by_tag["CDFT"].data, by_tag["LATS"].data)
   return model, decoded, stored
 

@@ -10,6 +10,7 @@ Quantization modes (TF 2.14 converter recipes):
              warning) when none are given, which is fine for testing, poor for accuracy.
 """
 
+import statistics
 import time
 import warnings
 from typing import Callable, Iterable, Optional, Sequence, Union
@@ -148,3 +149,18 @@ class Timer:
       self.interp.invoke()
       out.append(time.perf_counter() - start)
     return out
+
+
+def median_latencies(contents: dict, runs: int = 200, num_threads: int = 1,
+                     block: int = 10) -> dict:
+  """Median batch-1 latency in ms of each named .tflite model, timed alternately in blocks.
+
+  Interleaving the models in blocks of `block` invokes makes them share whatever else the
+  machine is doing, so their ratio is meaningful even on a busy machine.
+  """
+  timers = {name: Timer(content, num_threads) for name, content in contents.items()}
+  times = {name: [] for name in timers}
+  for _ in range(max(1, runs // block)):
+    for name, timer in timers.items():
+      times[name] += timer.time(block)
+  return {name: statistics.median(t) * 1e3 for name, t in times.items()}

@@ -103,6 +103,12 @@ class ParameterGroup(tf.keras.layers.Layer):
     """The density model's parameters (updated by the group's own Adam step)."""
     return self._density_variables
 
+  @property
+  def training_state(self) -> tuple:
+    """The density optimizer's state (step count, Adam moments): needed to resume training,
+    not to run or decode the model."""
+    return (self.step,) + tuple(v for pair in self._adam_moments for v in pair)
+
   def save_own_variables(self, store):
     # Keras' default only stores weights made with `add_weight`; the density's own variables
     # must travel too.
@@ -182,7 +188,11 @@ class ParameterGroup(tf.keras.layers.Layer):
     variables = self._density_variables
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(variables)
-      total = tf.add_n([tf.reduce_sum(self.bits(tf.stop_gradient(z))) for z in latents])
+      # One density evaluation on all members' latents: a graph per member would make the
+      # first training step of a deep model slow to trace.
+      stacked = tf.concat([tf.reshape(tf.stop_gradient(z), (-1, self.slice_size))
+                           for z in latents], axis=0)
+      total = tf.reduce_sum(self.bits(stacked))
     grads = tape.gradient(total, variables)
     t = tf.cast(self.step + 1, tf.float32)
     beta1, beta2, epsilon = 0.9, 0.999, 1e-7
