@@ -39,7 +39,6 @@ _CONVERTIBLE = {
     tf.keras.layers.Dense: lnx_dense.Dense,
 }
 # Options the LilNetX layers do not take: the latents are regularized by the LilNetX objective.
-_PENALTIES = ("rate_weight", "slice_weight", "l2_weight")
 _DROPPED_OPTIONS = ("kernel_regularizer", "kernel_constraint", "depthwise_regularizer",
                     "depthwise_constraint")
 # Families of layers with a weight kernel: anything of these kinds we do not convert is reported.
@@ -62,8 +61,8 @@ def convert(model: tf.keras.Model,
             warm_start: bool = True,
             layers: LayerSelection = None,
             strict: bool = False,
-            boundary: float = 3.0,
-            density_learning_rate: float = 1e-4,
+            boundary: float = base.DEFAULT_BOUNDARY,
+            density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
             warm_start_resolution: float = 0.1,
             density_fit_steps: int = 200) -> tf.keras.Model:
   """Returns a copy of `model` whose Conv2D, DepthwiseConv2D and Dense layers are LilNetX layers.
@@ -121,7 +120,6 @@ def convert(model: tf.keras.Model,
   registry = registry_lib.GroupRegistry()
   with registry_lib.group_scope(registry):
     new_model = converter.clone(model)
-  converter.restore_penalties()
   if not model.built or not new_model.built:
     warnings.warn(f"Model {model.name!r} is not built: it has no weights to copy; the "
                   "converted model starts from a fresh initialization.", UserWarning,
@@ -203,7 +201,6 @@ class _Converter:
     self.converted: list = []   # (old, new) converted layers
     self.unsupported: list = []
     self.dropped: list = []
-    self._penalties: list = []
     self._survey(model, in_selected_model=False)
 
   # A first pass over the model decides what happens to each layer (and warns once).
@@ -265,30 +262,13 @@ class _Converter:
           config[key] = None
       config.update(self.layer_kwargs)
       lnx_class = type(layer) if is_lilnetx_layer(layer) else _CONVERTIBLE[type(layer)]
-      new = self._new_lilnetx_layer(lnx_class, config)
+      new = lnx_class.from_config(config)
       self.converted.append((layer, new))
-    elif is_lilnetx_layer(layer):
-      new = self._new_lilnetx_layer(type(layer), layer.get_config())
-      self.copied.append((layer, new))
     else:
       new = layer.__class__.from_config(layer.get_config())
       self.copied.append((layer, new))
     self.memo[id(layer)] = new
     return new
-
-  def _new_lilnetx_layer(self, lnx_class, config: dict):
-    # Keras runs `call` once symbolically on every layer while it rebuilds the graph; with the
-    # penalties on, each LilNetX layer would build its density's graph there for nothing (half
-    # a minute for ResNet50). They are off while cloning and restored by `restore_penalties`.
-    penalties = {key: config[key] for key in _PENALTIES if key in config}
-    new = lnx_class.from_config({**config, **{key: 0.0 for key in penalties}})
-    self._penalties.append((new, penalties))
-    return new
-
-  def restore_penalties(self) -> None:
-    for new, penalties in self._penalties:
-      for key, value in penalties.items():
-        setattr(new, key, value)
 
   def copy_weights(self, warm_start: bool) -> None:
     for old, new in self.copied:

@@ -20,7 +20,7 @@ Default ranges (log-uniform):
     puts the knee inside the range. Above 1 accuracy falls apart in short budgets.
   slice_weight 1e-6 … 1e-3: λ_G multiplies the plain sum of slice L2 norms (not normalized), so
     its gradient per latent is ~λ_G; 1e-6 is the reference implementation's value (gd weights,
-    nearly no structured sparsity), the library default is 1e-4, and 1e-3 already zeroes most
+    nearly no structured sparsity), the library default is 1e-5, and 1e-3 already zeroes most
     slices of small models within a few epochs. The range spans "off" to "strong".
 """
 

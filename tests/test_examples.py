@@ -1,0 +1,53 @@
+"""Integration: the MNIST example end to end on real data (train, compress, decompress, export).
+
+Needs MNIST prepared by TFDS where `TFDS_DATA_DIR` points (the Makefile sets it when the shared
+datasets folder exists beside the checkout); without it the test is skipped, since nothing may
+download here.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _mnist_prepared() -> bool:
+  data_dir = os.environ.get("TFDS_DATA_DIR", "")
+  return bool(data_dir) and bool(glob.glob(os.path.join(data_dir, "mnist", "*", "dataset_info.json")))
+
+
+@pytest.mark.skipif(not _mnist_prepared(), reason="MNIST is not prepared under TFDS_DATA_DIR")
+@pytest.mark.parametrize("layers", ["lnx", "plain"])
+def test_mnist_example(tmp_path, layers):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  run = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "examples", "mnist.py"), "--model=lenet5",
+       f"--layers={layers}", "--epochs=1", "--train_examples=4000", "--float16",
+       f"--output_dir={tmp_path}"],
+      env=env, capture_output=True, text=True, timeout=900)
+  assert run.returncode == 0, run.stderr[-4000:]
+  with open(tmp_path / "summary.json") as f:
+    summary = json.load(f)
+  assert summary["test_accuracy"] > 0.5          # 32 steps of LeNet5 on real MNIST
+  if layers == "plain":
+    shipped = summary["shipped"]
+    assert set(shipped) == {"keras float32 weights", "tflite float32", "tflite float16",
+                            "tflite int8"}
+    assert shipped["tflite int8"]["bytes"] < shipped["tflite float16"]["bytes"] < \
+        shipped["tflite float32"]["bytes"]
+    assert shipped["tflite int8"]["accuracy"] > 0.8
+    return
+  # The table's accuracy is that of the decompressed float16 file, close to the trained model.
+  assert abs(summary["test_accuracy"] - summary["trained_accuracy"]) < 0.01
+  assert os.path.getsize(tmp_path / "model.lnx") == summary["file_bytes"]
+  assert summary["parameter_bytes"] < summary["file_bytes"]
+  assert summary["coded_latent_bytes"] <= 1.01 * summary["estimated_latent_bytes"] + 64
+  assert os.path.exists(tmp_path / "export" / "model.tflite")
+  assert summary["tflite_max_difference"] < 1e-3
+  assert summary["latency_ms_dense"] > 0 and summary["latency_ms_slim"] > 0
+  assert "accuracy (decompressed file)" in run.stdout
