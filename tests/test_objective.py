@@ -205,7 +205,7 @@ def test_any_optimizer(optimizer):
 
 
 @pytest.mark.parametrize("argument", ["rate_weight", "slice_weight", "l2_weight"])
-@pytest.mark.parametrize("value", [-1.0, -1e-9, math.nan, math.inf, -math.inf, "big", None, [1]])
+@pytest.mark.parametrize("value", [-1.0, -1e-9, math.nan, math.inf, -math.inf, "big", "1e-3", True, None, [1]])
 @pytest.mark.parametrize("layer_class", [lnx.Conv2D, lnx.Dense])
 def test_bad_lambda_rejected(layer_class, argument, value):
   args = (4, 3) if layer_class is lnx.Conv2D else (4,)

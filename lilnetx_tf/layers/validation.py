@@ -7,7 +7,14 @@ from lilnetx_tf import errors
 
 
 def non_negative_float(name: str, value: Any) -> float:
-  """Returns `value` as a float, or raises if it is not a finite number >= 0."""
+  """Returns `value` as a float, or raises if it is not a finite number >= 0.
+
+  Strings and booleans are refused even where `float()` would take them ("1e-3", True): they
+  are almost always a mistake in a config.
+  """
+  if isinstance(value, (str, bytes, bool)) or type(value).__name__ == "bool_":
+    raise errors.InvalidArgumentError(
+        f"`{name}` must be a non-negative number, got {value!r}.")
   try:
     number = float(value)
   except (TypeError, ValueError):
