@@ -70,6 +70,8 @@ def convert(model: tf.keras.Model,
   Args:
     model: A Functional or Sequential Keras model (nested models and shared layers included).
       Subclassed models cannot be cloned: build them from `lnx` layers instead.
+      A Sequential model that calls one layer twice comes back as a Functional model (Keras
+      cannot clone it as a Sequential without dropping the second call).
     rate_weight, slice_weight, l2_weight, boundary, density_learning_rate: LilNetX arguments
       of every converted layer (see `lnx.Conv2D`).
     warm_start: Start from the original weights (see the module docstring). If False, the
@@ -190,6 +192,15 @@ def _describe(layer) -> str:
   return f"{layer.name!r} ({type(layer).__name__})"
 
 
+def _repeats_a_layer(model: tf.keras.Sequential) -> bool:
+  """Whether a built Sequential model calls one layer object more than once."""
+  # pylint: disable=protected-access
+  if not getattr(model, "_is_graph_network", False):
+    return False
+  calls = sum(len(nodes) for nodes in model._nodes_by_depth.values())
+  return calls > len({id(layer) for layer in model._self_tracked_trackables})
+
+
 class _Converter:
   """Clones a model once, remembering which new layer came from which old one."""
 
@@ -244,17 +255,24 @@ class _Converter:
 
   def clone(self, model):
     try:
-      return tf.keras.models.clone_model(model, clone_function=self._clone_layer)
+      return self._clone_model(model)
     finally:
       for layer in _all_layers(model):
         if hasattr(layer, "_lilnetx_plan"):
           object.__delattr__(layer, "_lilnetx_plan")
 
+  def _clone_model(self, model):
+    if isinstance(model, tf.keras.Sequential) and _repeats_a_layer(model):
+      # Keras clones a Sequential from its de-duplicated `layers`, which silently drops the
+      # second call of a repeated layer; the Functional view keeps every call.
+      model = tf.keras.Model(model.inputs, model.outputs, name=model.name)
+    return tf.keras.models.clone_model(model, clone_function=self._clone_layer)
+
   def _clone_layer(self, layer):
     if id(layer) in self.memo:       # a layer shared between (nested) models stays one layer
       return self.memo[id(layer)]
     if isinstance(layer, tf.keras.Model):
-      new = tf.keras.models.clone_model(layer, clone_function=self._clone_layer)
+      new = self._clone_model(layer)
     elif getattr(layer, "_lilnetx_plan", "copy") == "convert":
       config = layer.get_config()
       for key in _DROPPED_OPTIONS:

@@ -57,6 +57,19 @@ def test_sequential(image_data, tmp_path):
   np.testing.assert_allclose(restored(x).numpy(), converted(x).numpy(), atol=1e-5)
 
 
+def test_sequential_with_a_repeated_layer_keeps_both_calls():
+  shared = L.Dense(6, activation="relu")
+  model = tf.keras.Sequential([tf.keras.Input((6,)), shared, shared, L.Dense(2)])
+  converted = lnx.convert(model, warm_start_resolution=1e-3)
+  dense = [l for l in converted.layers if isinstance(l, lnx.Dense)]
+  assert len(dense) == 2 and len(_registries(converted)) == 1
+  x = np.random.default_rng(0).random((4, 6), dtype=np.float32)
+  expected = model(x).numpy()
+  np.testing.assert_allclose(converted(x).numpy(), expected, atol=0.02 * np.abs(expected).max())
+  once = model.layers[-1](shared(x)).numpy()
+  assert np.abs(once - expected).max() > 0.1 * np.abs(expected).max()
+
+
 def test_functional_copies_other_layers_and_biases(image_data):
   model = _small_functional()
   _train(model, image_data, epochs=1)
