@@ -28,6 +28,7 @@ from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import dense as lnx_dense
+from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import is_lilnetx_layer
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf.layers import validation
@@ -379,26 +380,18 @@ def fit_densities(groups_and_members: list, steps: int, max_slices: int = 8192,
     moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
                for v in variables]
     problems.append((group, tf.constant(latents, tf.float32), variables, moments))
-  beta1, beta2, epsilon = 0.9, 0.999, 1e-7
 
   @tf.function
-  def fit():  # plain Adam on the densities' (non-trainable) variables
+  def fit():
     for t in tf.range(steps, dtype=tf.int64):
-      tf_t = tf.cast(t + 1, tf.float32)
-      rate = learning_rate * tf.sqrt(1.0 - beta2**tf_t) / (1.0 - beta1**tf_t)
       for index, (group, sample, variables, moments) in enumerate(problems):
         noise = tf.random.stateless_uniform(
             tf.shape(sample), tf.stack([tf.constant(seed + index, tf.int64), t]), -0.5, 0.5)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
           tape.watch(variables)
           loss = tf.reduce_mean(group.bits(sample + noise))
-        grads = tape.gradient(loss, variables)
-        for variable, grad, (m, v) in zip(variables, grads, moments):
-          if grad is None:
-            continue
-          m.assign(beta1 * m + (1.0 - beta1) * grad)
-          v.assign(beta2 * v + (1.0 - beta2) * tf.square(grad))
-          variable.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
+        group_lib.adam_step(variables, tape.gradient(loss, variables), moments, t + 1,
+                            learning_rate)
 
   if problems and steps:
     fit()

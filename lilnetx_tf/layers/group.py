@@ -27,6 +27,24 @@ def _density_variable_creator(next_creator, **kwargs):
   return next_creator(**kwargs)
 
 
+def adam_step(variables: Sequence[tf.Variable], grads: Sequence, moments: Sequence,
+              step: tf.Tensor, learning_rate: float) -> None:
+  """One Adam update (β = 0.9, 0.999) of `variables` in place; `step` counts from 1.
+
+  The densities are not trained by the user's optimizer (their variables are non-trainable),
+  so they get this small Adam of their own.
+  """
+  beta1, beta2, epsilon = 0.9, 0.999, 1e-7
+  step = tf.cast(step, tf.float32)
+  rate = learning_rate * tf.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+  for variable, grad, (m, v) in zip(variables, grads, moments):
+    if grad is None:
+      continue
+    m.assign(beta1 * m + (1.0 - beta1) * grad)
+    v.assign(beta2 * v + (1.0 - beta2) * tf.square(grad))
+    variable.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
+
+
 def latent_bound(scale: float, fan: int) -> float:
   """Half-width B of the U(−B, B) latent init that gives decoded weights variance 2 / fan.
 
@@ -193,16 +211,8 @@ class ParameterGroup(tf.keras.layers.Layer):
       stacked = tf.concat([tf.reshape(tf.stop_gradient(z), (-1, self.slice_size))
                            for z in latents], axis=0)
       total = tf.reduce_sum(self.bits(stacked))
-    grads = tape.gradient(total, variables)
-    t = tf.cast(self.step + 1, tf.float32)
-    beta1, beta2, epsilon = 0.9, 0.999, 1e-7
-    rate = self.density_learning_rate * tf.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-    for variable, grad, (m, v) in zip(variables, grads, self._adam_moments):
-      if grad is None:
-        continue
-      m.assign(beta1 * m + (1.0 - beta1) * grad)
-      v.assign(beta2 * v + (1.0 - beta2) * tf.square(grad))
-      variable.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
+    adam_step(variables, tape.gradient(total, variables), self._adam_moments, self.step + 1,
+              self.density_learning_rate)
     self.step.assign_add(1)
 
   def call(self, inputs):
