@@ -1,11 +1,12 @@
 """What the examples share: TFDS input pipelines, the optimizer schedule and the closing
 compress → decompress → evaluate → export summary."""
 
+import functools
 import gzip
 import json
 import os
 import time
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -187,6 +188,37 @@ def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config
     print("\n" + exported.table())
   _write_summary(output_dir, summary)
   return summary
+
+
+def build_model(builder: Callable[..., tf.keras.Model], layers: str,
+                **lilnetx) -> tf.keras.Model:
+  """`builder` (a `lilnetx_tf.models` function) in plain Keras layers or in LilNetX layers
+  that all take the `lilnetx` arguments (rate_weight, slice_weight, ...)."""
+  if layers == "plain":
+    return builder(layers="plain")
+  return builder(conv_layer=functools.partial(lnx.Conv2D, **lilnetx),
+                 dense_layer=functools.partial(lnx.Dense, **lilnetx))
+
+
+def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.data.Dataset, *,
+                     epochs: int, learning_rate: float, warmup_steps: int, output_dir: str,
+                     config: dict, lilnetx: bool, extra_callbacks: Sequence = (),
+                     export: bool = True, float16: bool = False) -> dict:
+  """Compiles with `adam_cosine`, fits (with `CompressionMetrics` for a LilNetX model) and
+  ends with `finish` (LilNetX) or `finish_baseline` (plain Keras)."""
+  model.compile(
+      optimizer=adam_cosine(learning_rate, int(train.cardinality()) * epochs, warmup_steps),
+      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"])
+  callbacks = [lnx.callbacks.CompressionMetrics()] if lilnetx else []
+  start = time.perf_counter()
+  model.fit(train, epochs=epochs, validation_data=test, verbose=2,
+            callbacks=callbacks + list(extra_callbacks))
+  config = dict(config, train_minutes_this_run=round((time.perf_counter() - start) / 60, 1))
+  if not lilnetx:
+    return finish_baseline(model, test, output_dir, config)
+  return finish(model, test, output_dir, dict(config, float16=float16), export=export,
+                float16=float16)
 
 
 def seed_everything(seed: int) -> None:

@@ -12,8 +12,6 @@ the table gives what a user would otherwise ship: Keras weights and float32 / fl
 TFLite sizes (also gzipped) with their accuracies.
 """
 
-import functools
-import time
 
 from absl import app
 from absl import flags
@@ -21,7 +19,6 @@ from absl import flags
 import tensorflow as tf
 
 import common
-import lilnetx_tf as lnx
 from lilnetx_tf import models
 
 FLAGS = flags.FLAGS
@@ -42,12 +39,8 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 def build_model() -> tf.keras.Model:
   builder = models.lenet5 if FLAGS.model == "lenet5" else models.lenet300_100
-  if FLAGS.layers == "plain":
-    return builder(layers="plain")
-  lilnetx = dict(rate_weight=FLAGS.rate_weight, slice_weight=FLAGS.slice_weight,
-                 boundary=FLAGS.boundary)
-  return builder(conv_layer=functools.partial(lnx.Conv2D, **lilnetx),
-                 dense_layer=functools.partial(lnx.Dense, **lilnetx))
+  return common.build_model(builder, FLAGS.layers, rate_weight=FLAGS.rate_weight,
+                            slice_weight=FLAGS.slice_weight, boundary=FLAGS.boundary)
 
 
 def main(argv):
@@ -56,24 +49,15 @@ def main(argv):
   train = common.image_dataset("mnist", "train", FLAGS.batch_size, training=True,
                                take=FLAGS.train_examples or None)
   test = common.image_dataset("mnist", "test", 1000, training=False)
-  steps = int(train.cardinality()) * FLAGS.epochs
-  model = build_model()
-  model.compile(optimizer=common.adam_cosine(FLAGS.learning_rate, steps, steps // 20),
-                loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
-  callbacks = [lnx.callbacks.CompressionMetrics()] if FLAGS.layers == "lnx" else []
-  start = time.perf_counter()
-  model.fit(train, epochs=FLAGS.epochs, validation_data=test, verbose=2, callbacks=callbacks)
   config = dict(model=FLAGS.model, layers=FLAGS.layers, epochs=FLAGS.epochs,
-                train_examples=FLAGS.train_examples or 60_000,
-                train_minutes=round((time.perf_counter() - start) / 60, 1))
-  if FLAGS.layers == "plain":
-    common.finish_baseline(model, test, FLAGS.output_dir, config)
-  else:
+                train_examples=FLAGS.train_examples or 60_000)
+  if FLAGS.layers == "lnx":
     config.update(rate_weight=FLAGS.rate_weight, slice_weight=FLAGS.slice_weight,
-                  boundary=FLAGS.boundary, float16=FLAGS.float16)
-    common.finish(model, test, FLAGS.output_dir, config, export=FLAGS.export,
-                  float16=FLAGS.float16)
+                  boundary=FLAGS.boundary)
+  common.train_and_report(
+      build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
+      warmup_steps=int(train.cardinality()) * FLAGS.epochs // 20, output_dir=FLAGS.output_dir,
+      config=config, lilnetx=FLAGS.layers == "lnx", export=FLAGS.export, float16=FLAGS.float16)
 
 
 if __name__ == "__main__":
