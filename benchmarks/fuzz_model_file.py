@@ -15,7 +15,6 @@ a section from a second file of the same architecture) and counts the outcomes:
 import collections
 import os
 import random
-import struct
 import sys
 import tempfile
 import time
@@ -62,17 +61,6 @@ def _model(seed):
   return tf.keras.Model(inputs, lnx.Dense(3)(h))
 
 
-def _spans(blob):
-  (count,) = struct.unpack_from("<I", blob, 12)
-  position, spans = container.FILE_HEADER_SIZE, []
-  for _ in range(count):
-    (stored,) = struct.unpack_from("<Q", blob, position + 8)
-    end = position + container.SECTION_HEADER_SIZE + stored
-    spans.append((position, end))
-    position = end
-  return spans
-
-
 def mutate(rng, blob, other):
   kind = rng.choice(["flip", "flips", "truncate", "insert", "delete", "overwrite", "splice"])
   n = len(blob)
@@ -91,7 +79,7 @@ def mutate(rng, blob, other):
     p = rng.randrange(n); return kind, blob[:p] + blob[p + rng.randint(1, 64):]
   if kind == "overwrite":
     p = rng.randrange(n); d = os.urandom(rng.randint(1, 32)); return kind, blob[:p] + d + blob[p + len(d):]
-  a, b = _spans(blob), _spans(other)
+  a, b = container.section_spans(blob), container.section_spans(other)
   i = rng.randrange(len(a))
   if rng.random() < 0.5:        # a section record from the other file
     return kind, blob[:a[i][0]] + other[b[i][0]:b[i][1]] + blob[a[i][1]:]

@@ -40,18 +40,6 @@ def files(tmp_path_factory):
   return blobs[0], blobs[1], weights
 
 
-def _sections(blob: bytes) -> list:
-  """(start, end) of each section record (header and payload)."""
-  (count,) = struct.unpack_from("<I", blob, 12)
-  position, spans = container.FILE_HEADER_SIZE, []
-  for _ in range(count):
-    (stored,) = struct.unpack_from("<Q", blob, position + 8)
-    end = position + container.SECTION_HEADER_SIZE + stored
-    spans.append((position, end))
-    position = end
-  return spans
-
-
 def _load(blob: bytes, path) -> tf.keras.Model:
   with open(path, "wb") as handle:
     handle.write(blob)
@@ -112,7 +100,7 @@ def test_unknown_version(files, tmp_path):
 
 def test_section_from_another_model(files, tmp_path):
   a, b, _ = files
-  spans_a, spans_b = _sections(a), _sections(b)
+  spans_a, spans_b = container.section_spans(a), container.section_spans(b)
   for index in range(len(spans_a)):
     (sa, ea), (sb, eb) = spans_a[index], spans_b[index]
     if a[sa:ea] == b[sb:eb]:
@@ -123,7 +111,7 @@ def test_section_from_another_model(files, tmp_path):
 
 def test_swapped_sections_and_trailing_bytes(files, tmp_path):
   blob = files[0]
-  spans = _sections(blob)
+  spans = container.section_spans(blob)
   (s1, e1), (s2, e2) = spans[1], spans[2]
   swapped = blob[:s1] + blob[s2:e2] + blob[s1:e1] + blob[e2:]
   with pytest.raises(errors.ModelFileError):

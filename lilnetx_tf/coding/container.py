@@ -245,3 +245,16 @@ def read(path: str, max_bytes: Optional[int] = None) -> list[StoredSection]:
   if max_bytes is not None and len(blob) > max_bytes:
     raise errors.ModelFileError(f"{path} is larger than {max_bytes} bytes.")
   return decode(blob, source=path)
+
+
+def section_spans(data: bytes) -> list:
+  """(start, end) byte offsets of each section record (header and payload) of a well-formed
+  file, for tools that cut files apart (fuzzing, tests); `read` is what validates."""
+  (count,) = struct.unpack_from("<I", data, 12)
+  position, spans = FILE_HEADER_SIZE, []
+  for _ in range(count):
+    (stored,) = struct.unpack_from("<Q", data, position + 8)
+    end = position + SECTION_HEADER_SIZE + stored
+    spans.append((position, end))
+    position = end
+  return spans
