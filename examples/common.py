@@ -75,7 +75,8 @@ def shipped_sizes(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str,
   """What a user would otherwise ship for a plain Keras model: file sizes (raw and gzipped) of
   the Keras float32 weights and of float32 / float16 / int8 TFLite, and each TFLite accuracy."""
   rows = {}
-  weights_path = os.path.join(output_dir, "baseline.weights.h5")
+  # Legacy HDF5 weights: the model variables only (".weights.h5" would add the optimizer's).
+  weights_path = os.path.join(output_dir, "baseline_weights.h5")
   model.save_weights(weights_path)
   with open(weights_path, "rb") as f:
     content = f.read()
