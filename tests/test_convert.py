@@ -48,8 +48,6 @@ def test_sequential(image_data, tmp_path):
   assert len(_registries(converted)) == 1
   _train(converted, image_data, epochs=1)
   assert lnx.stats(converted)["bytes"] > 0
-  assert hasattr(lnx, "compress") and hasattr(lnx, "decompress"), (
-      "lnx.compress / lnx.decompress are not available")
   path = str(tmp_path / "model.lnx")
   lnx.compress(converted, path, estimate=False)
   restored = lnx.decompress(path)

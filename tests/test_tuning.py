@@ -181,7 +181,6 @@ def test_search_end_to_end_and_resume(tmp_path):
       t.trial_id: t.bytes for t in result.trials}
 
 
-@pytest.mark.skipif(not hasattr(lnx, "convert"), reason="lnx.convert is not available")
 def test_search_converts_an_existing_model(tmp_path):
   (x, y), val = _data()
   plain = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Conv2D(4, 3),
