@@ -27,19 +27,9 @@ from lilnetx_tf import models
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "resnet20", ["resnet20", "resnet56", "vgg16"], "Architecture.")
 flags.DEFINE_float("width", 1.0, "Channel width multiplier.")
-flags.DEFINE_enum("layers", "lnx", ["lnx", "plain"], "LilNetX layers, or the dense baseline.")
-flags.DEFINE_integer("epochs", 6, "Training epochs.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_float("learning_rate", 3e-3, "Peak Adam learning rate.")
 flags.DEFINE_float("warmup_epochs", 1.0, "Linear warm-up before the cosine decay.")
-flags.DEFINE_float("rate_weight", 0.05, "λ_I: task-loss price of one bit per slice.")
-flags.DEFINE_float("slice_weight", 1e-5, "λ_G: weight of the sum of slice L2 norms.")
-flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
-flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
-flags.DEFINE_bool("float16", False, "Store biases and BatchNorm as float16 in the .lnx file.")
-flags.DEFINE_bool("export", True, "Export slim SavedModel and TFLite at the end.")
-flags.DEFINE_string("output_dir", "runs/cifar10", "Checkpoints, logs, .lnx file and exports.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+common.define_flags(epochs=6, rate_weight=0.05, output_dir="runs/cifar10")
+flags.adopt_module_key_flags(common)
 
 _BUILDERS = dict(resnet20=models.resnet20, resnet56=models.resnet56,
                  vgg16=models.vgg16_cifar)

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Callable, Optional, Sequence
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -15,6 +16,22 @@ import tensorflow_datasets as tfds
 import lilnetx_tf as lnx
 from lilnetx_tf.export import slimming
 from lilnetx_tf.export import tflite as tflite_lib
+
+
+def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
+  """The absl flags the MNIST and CIFAR-10 examples share (with per-example defaults)."""
+  flags.DEFINE_enum("layers", "lnx", ["lnx", "plain"], "LilNetX layers, or the dense baseline.")
+  flags.DEFINE_integer("epochs", epochs, "Training epochs.")
+  flags.DEFINE_integer("batch_size", 128, "Batch size.")
+  flags.DEFINE_float("learning_rate", 3e-3, "Peak Adam learning rate (cosine schedule).")
+  flags.DEFINE_float("rate_weight", rate_weight, "λ_I: task-loss price of one bit per slice.")
+  flags.DEFINE_float("slice_weight", 1e-5, "λ_G: weight of the sum of slice L2 norms.")
+  flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
+  flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
+  flags.DEFINE_bool("float16", False, "Store biases and BatchNorm as float16 in the .lnx file.")
+  flags.DEFINE_bool("export", True, "Export slim SavedModel and TFLite at the end.")
+  flags.DEFINE_string("output_dir", output_dir, "Checkpoints, logs, .lnx file and exports.")
+  flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def image_dataset(name: str, split: str, batch_size: int, training: bool,

@@ -23,18 +23,8 @@ from lilnetx_tf import models
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "lenet5", ["lenet5", "lenet300_100"], "Architecture.")
-flags.DEFINE_enum("layers", "lnx", ["lnx", "plain"], "LilNetX layers, or the dense baseline.")
-flags.DEFINE_integer("epochs", 10, "Training epochs.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_float("learning_rate", 3e-3, "Peak Adam learning rate (cosine schedule).")
-flags.DEFINE_float("rate_weight", 0.3, "λ_I: task-loss price of one bit per slice.")
-flags.DEFINE_float("slice_weight", 1e-5, "λ_G: weight of the sum of slice L2 norms.")
-flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
-flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
-flags.DEFINE_bool("float16", False, "Store biases and BatchNorm as float16 in the .lnx file.")
-flags.DEFINE_bool("export", True, "Export slim SavedModel and TFLite at the end.")
-flags.DEFINE_string("output_dir", "runs/mnist", "Where the .lnx file and exports go.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+common.define_flags(epochs=10, rate_weight=0.3, output_dir="runs/mnist")
+flags.adopt_module_key_flags(common)
 
 
 def build_model() -> tf.keras.Model:
