@@ -59,7 +59,8 @@ def main(argv):
       extra_callbacks=[
           tf.keras.callbacks.BackupAndRestore(os.path.join(FLAGS.output_dir, "backup")),
           tf.keras.callbacks.TensorBoard(os.path.join(FLAGS.output_dir, "logs"))],
-      export=FLAGS.export, float16=FLAGS.float16)
+      export=FLAGS.export, finish_only=FLAGS.finish_only,
+      file_options=common.file_options())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Callable, Optional, Sequence
 
+from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -28,10 +29,20 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_float("slice_weight", 1e-5, "λ_G: weight of the sum of slice L2 norms.")
   flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
   flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
-  flags.DEFINE_bool("float16", False, "Store biases and BatchNorm as float16 in the .lnx file.")
+  flags.DEFINE_bool("float16", False, "Store the non-latent floats (decoders, biases, "
+                    "BatchNorm) as float16 in the .lnx file.")
+  flags.DEFINE_bool("inference_only", False, "Leave the densities out of the .lnx file and "
+                    "fold BatchNorm: the smallest file to deploy.")
+  flags.DEFINE_bool("finish_only", False, "Skip training: compress, evaluate and export "
+                    "OUTPUT_DIR/trained.keras, which a finished run saved.")
   flags.DEFINE_bool("export", True, "Export slim SavedModel and TFLite at the end.")
   flags.DEFINE_string("output_dir", output_dir, "Checkpoints, logs, .lnx file and exports.")
   flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def file_options() -> dict:
+  """The `lnx.compress` options the flags ask for."""
+  return dict(float16=flags.FLAGS.float16, inference_only=flags.FLAGS.inference_only)
 
 
 def image_dataset(name: str, split: str, batch_size: int, training: bool,
@@ -138,19 +149,20 @@ def finish_baseline(model: tf.keras.Model, test: tf.data.Dataset, output_dir: st
 
 
 def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config: dict,
-           export: bool = True, float16: bool = False, latency_runs: int = 200) -> dict:
+           export: bool = True, file_options: Optional[dict] = None,
+           latency_runs: int = 200) -> dict:
   """Compresses `model`, decompresses the file, evaluates it, exports slim TFLite, times slim
   vs. dense TFLite, prints one table and writes `summary.json` into `output_dir`.
 
-  `float16` stores the non-latent floats (biases, BatchNorm) as float16 in the file; the
-  decompressed model's accuracy in the table is then that of the float16 file.
+  `file_options` go to `lnx.compress` (e.g. float16, inference_only); the decompressed
+  model's accuracy in the table is that of the file as written.
   """
   os.makedirs(output_dir, exist_ok=True)
   figures = lnx.stats(model)
   summary = dict(config, trained_accuracy=accuracy(model, test))
   path = os.path.join(output_dir, "model.lnx")
   start = time.perf_counter()
-  report = lnx.compress(model, path, float16=float16)
+  report = lnx.compress(model, path, **(file_options or {}))
   summary["compress_seconds"] = time.perf_counter() - start
   start = time.perf_counter()
   restored = lnx.decompress(path)
@@ -218,25 +230,41 @@ def build_model(builder: Callable[..., tf.keras.Model], layers: str,
                  dense_layer=functools.partial(lnx.Dense, **lilnetx))
 
 
+def _save_atomic(model: tf.keras.Model, path: str) -> None:
+  partial = path + ".partial.keras"
+  model.save(partial)
+  os.replace(partial, path)
+
+
 def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.data.Dataset, *,
                      epochs: int, learning_rate: float, warmup_steps: int, output_dir: str,
                      config: dict, lilnetx: bool, extra_callbacks: Sequence = (),
-                     export: bool = True, float16: bool = False) -> dict:
-  """Compiles with `adam_cosine`, fits (with `CompressionMetrics` for a LilNetX model) and
-  ends with `finish` (LilNetX) or `finish_baseline` (plain Keras)."""
-  model.compile(
-      optimizer=adam_cosine(learning_rate, int(train.cardinality()) * epochs, warmup_steps),
-      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-      metrics=["accuracy"])
-  callbacks = [lnx.callbacks.CompressionMetrics()] if lilnetx else []
+                     export: bool = True, file_options: Optional[dict] = None,
+                     finish_only: bool = False) -> dict:
+  """Compiles with `adam_cosine`, fits (with `CompressionMetrics` for a LilNetX model), saves
+  the trained model as OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or
+  `finish_baseline` (plain Keras). `finish_only` loads that file instead of training."""
+  trained_path = os.path.join(output_dir, "trained.keras")
   start = time.perf_counter()
-  model.fit(train, epochs=epochs, validation_data=test, verbose=2,
-            callbacks=callbacks + list(extra_callbacks))
+  if finish_only:
+    if not os.path.exists(trained_path):
+      raise app.UsageError(f"--finish_only needs {trained_path} from a finished run.")
+    model = tf.keras.models.load_model(trained_path, compile=False)
+  else:
+    model.compile(
+        optimizer=adam_cosine(learning_rate, int(train.cardinality()) * epochs, warmup_steps),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"])
+    callbacks = [lnx.callbacks.CompressionMetrics()] if lilnetx else []
+    model.fit(train, epochs=epochs, validation_data=test, verbose=2,
+              callbacks=callbacks + list(extra_callbacks))
+    os.makedirs(output_dir, exist_ok=True)
+    _save_atomic(model, trained_path)
   config = dict(config, train_minutes_this_run=round((time.perf_counter() - start) / 60, 1))
   if not lilnetx:
     return finish_baseline(model, test, output_dir, config)
-  return finish(model, test, output_dir, dict(config, float16=float16), export=export,
-                float16=float16)
+  return finish(model, test, output_dir, dict(config, **(file_options or {})), export=export,
+                file_options=file_options)
 
 
 def seed_everything(seed: int) -> None:

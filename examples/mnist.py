@@ -47,7 +47,8 @@ def main(argv):
   common.train_and_report(
       build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       warmup_steps=int(train.cardinality()) * FLAGS.epochs // 20, output_dir=FLAGS.output_dir,
-      config=config, lilnetx=FLAGS.layers == "lnx", export=FLAGS.export, float16=FLAGS.float16)
+      config=config, lilnetx=FLAGS.layers == "lnx", export=FLAGS.export,
+      finish_only=FLAGS.finish_only, file_options=common.file_options())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from lilnetx_tf.coding import compress, decompress
 from lilnetx_tf.convert import convert
 from lilnetx_tf.export import export, slim
 from lilnetx_tf.layers import Conv2D, DepthwiseConv2D, Dense, GroupRegistry, ParameterGroup
-from lilnetx_tf.layers import group_scope, is_lilnetx_layer
+from lilnetx_tf.layers import fit_densities, group_scope, is_lilnetx_layer
 from lilnetx_tf.stats import stats
 from lilnetx_tf import tuning
 

@@ -27,8 +27,8 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
+from lilnetx_tf.layers import density_fit
 from lilnetx_tf.layers import dense as lnx_dense
-from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import is_lilnetx_layer
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf.layers import validation
@@ -357,41 +357,5 @@ def _warm_start(registry, converted: list, resolution: float, fit_steps: int) ->
     group.decoder.assign(step * eye)
     for new, slices in members:
       new.latent_variable.assign(slices)
-  fit_densities([(group, [new for new, _ in members]) for group, members in by_group.values()],
-                fit_steps)
-
-
-def fit_densities(groups_and_members: list, steps: int, max_slices: int = 8192,
-                  learning_rate: float = 1e-2, seed: int = 0) -> None:
-  """Fits each group's density to (a sample of) its members' current latents with Adam.
-
-  A warm-started latent can span many more integers than a fresh density covers; without this
-  the rate term starts with a large, meaningless gradient and `lnx.stats` overestimates the
-  size. All groups are fitted in one traced loop (tracing the density is the slow part).
-  """
-  rng = np.random.default_rng(seed)
-  problems = []
-  for group, members in groups_and_members:
-    latents = np.concatenate(
-        [np.reshape(m.latent.numpy(), (-1, group.slice_size)) for m in members])
-    if len(latents) > max_slices:
-      latents = latents[rng.choice(len(latents), max_slices, replace=False)]
-    variables = list(group.density_variables)
-    moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
-               for v in variables]
-    problems.append((group, tf.constant(latents, tf.float32), variables, moments))
-
-  @tf.function
-  def fit():
-    for t in tf.range(steps, dtype=tf.int64):
-      for index, (group, sample, variables, moments) in enumerate(problems):
-        noise = tf.random.stateless_uniform(
-            tf.shape(sample), tf.stack([tf.constant(seed + index, tf.int64), t]), -0.5, 0.5)
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-          tape.watch(variables)
-          loss = tf.reduce_mean(group.bits(sample + noise))
-        group_lib.adam_step(variables, tape.gradient(loss, variables), moments, t + 1,
-                            learning_rate)
-
-  if problems and steps:
-    fit()
+  density_fit.fit_group_densities(
+      [(group, [new for new, _ in members]) for group, members in by_group.values()], fit_steps)

@@ -168,6 +168,11 @@ def test_entropy_coder_round_trip_and_escape():
   np.testing.assert_array_equal(entropy.decode(string, 500, parsed), rows)
 
 
+def _within_float16(a: np.ndarray, b: np.ndarray) -> bool:
+  """The module docstring's float16 tolerance."""
+  return bool(np.all(np.abs(a - b) <= np.maximum(np.abs(a) * 2.0 ** -11, 2.0 ** -25)))
+
+
 def test_float16_option(trained, tmp_path):
   model, _, exact_report, _, x = trained
   path = str(tmp_path / "half.lnx")
@@ -176,12 +181,73 @@ def test_float16_option(trained, tmp_path):
   assert report.section("WGTS").raw_bytes < exact_report.section("WGTS").raw_bytes
   restored = lnx.decompress(path)
   for a, b in zip(lilnetx_layers(model), lilnetx_layers(restored)):
-    np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())   # latents and decoders
+    np.testing.assert_array_equal(a.integer_latent.numpy(), b.integer_latent.numpy())
+    assert a.group.decoder.numpy().dtype == np.float32
+    assert _within_float16(a.group.decoder.numpy(), b.group.decoder.numpy())
+    assert a.group.latent_step.numpy() == b.group.latent_step.numpy()   # always exact
+    for u, v in zip(a.group.density_variables, b.group.density_variables):
+      np.testing.assert_array_equal(u.numpy(), v.numpy())
   for a, b in zip(_non_latent(model), _non_latent(restored)):
-    if a.dtype == np.float32:   # documented tolerance
-      assert np.all(np.abs(a - b) <= np.maximum(np.abs(a) * 2.0 ** -11, 2.0 ** -25))
+    if a.dtype == np.float32:
+      assert _within_float16(a, b)
   np.testing.assert_allclose(model(x, training=False).numpy(),
                              restored(x, training=False).numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_inference_only_option(trained, tmp_path):
+  model, _, exact_report, _, x = trained
+  path = str(tmp_path / "lean.lnx")
+  report = lnx.compress(model, path, inference_only=True)
+  assert report.inference_only and "inference only" in str(report)
+  assert report.estimated_latent_bytes is not None   # computed from the live model
+  # No densities, and BatchNorm's mean and variance become fills: fewer bytes.
+  assert report.section("WGTS").raw_bytes < exact_report.section("WGTS").raw_bytes
+  assert report.section("CDFT").raw_bytes == exact_report.section("CDFT").raw_bytes
+  assert report.section("LATS").raw_bytes == exact_report.section("LATS").raw_bytes
+  restored = lnx.decompress(path)
+  for a, b in zip(lilnetx_layers(model), lilnetx_layers(restored)):
+    np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
+  bn = restored.get_layer("bn")
+  assert not np.any(bn.moving_mean.numpy())
+  np.testing.assert_array_equal(bn.moving_variance.numpy() + np.float32(bn.epsilon), 1.0)
+  # The folded BatchNorm computes the same function at inference.
+  np.testing.assert_allclose(model(x, training=False).numpy(),
+                             restored(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+  inspected = model_file.inspect(path)
+  assert inspected.inference_only and inspected.estimated_latent_bytes is None
+  assert inspected.total_bytes == report.total_bytes
+
+
+def test_inference_only_model_trains_after_fit_densities(trained, tmp_path):
+  model, _, _, _, x = trained
+  path = str(tmp_path / "lean.lnx")
+  lnx.compress(model, path, inference_only=True)
+  restored = lnx.decompress(path)
+  fresh = lnx.stats(restored)["bytes"]
+  lnx.fit_densities(restored, steps=100)
+  fitted = lnx.stats(restored)["bytes"]
+  assert fitted < 0.8 * fresh            # an untrained density prices the latents badly
+  assert fitted < 1.5 * lnx.stats(model)["bytes"]
+
+
+def test_constant_tensors_cost_no_bytes(tmp_path):
+  def build(bias: float):
+    model = tf.keras.Sequential([tf.keras.Input((64,)), lnx.Dense(
+        256, bias_initializer=tf.keras.initializers.Constant(bias))])
+    return model
+
+  sizes = {}
+  for bias in (0.0, -0.0, 0.25):
+    model = build(bias)
+    path = str(tmp_path / f"b{bias}.lnx")
+    sizes[bias] = lnx.compress(model, path).section("WGTS").raw_bytes
+    restored = lnx.decompress(path)
+    np.testing.assert_array_equal(restored.layers[-1].bias.numpy().view(np.uint32),
+                                  model.layers[-1].bias.numpy().view(np.uint32))
+  model = build(0.0)
+  model.layers[-1].bias.assign(np.linspace(-1, 1, 256, dtype=np.float32))
+  varied = lnx.compress(model, str(tmp_path / "varied.lnx")).section("WGTS").raw_bytes
+  assert varied > max(sizes.values()) + 4 * 256 - 16   # the fills cost a few manifest bytes
 
 
 def test_subclassed_model_is_rejected(tmp_path):

@@ -5,7 +5,8 @@ Usage: lilnetx compress [flags] MODEL [OUTPUT.lnx]
 MODEL is a saved Keras model: a .keras or .h5 file or a SavedModel directory. The integer
 latents are range-coded with the model's learned densities; everything else (architecture,
 decoders, densities, BatchNorm statistics, biases, plain layers) is stored losslessly, or with
---float16 as float16 for non-latent floats. Prints bytes per section and per parameter group.
+--float16 as float16 for non-latent floats. --inference_only leaves out the densities and folds
+BatchNorm (the smallest file to deploy). Prints bytes per section and per parameter group.
 """
 
 from absl import flags
@@ -16,7 +17,10 @@ _INPUT = flags.DEFINE_string("input", None, "Saved Keras model (.keras, .h5 or S
 _OUTPUT = flags.DEFINE_string("output", None, "Output .lnx file (default: MODEL with .lnx).")
 _FLOAT16 = flags.DEFINE_bool(
     "float16", False, "Store non-latent floats (biases, BatchNorm, plain layers) as float16 "
-    "(relative error <= 2**-11); group decoders and densities always stay exact.")
+    "(relative error <= 2**-11), decoders included; latent steps and densities stay exact.")
+_INFERENCE_ONLY = flags.DEFINE_bool(
+    "inference_only", False, "Leave out the groups' densities (only needed to train further) "
+    "and fold BatchNorm to scale and shift.")
 _ARCH_CODEC = flags.DEFINE_enum("architecture_codec", "lzma", ["lzma", "zlib"],
                                 "Compression of the Keras architecture JSON.")
 _PRECISION = flags.DEFINE_integer("precision", 16, "Range-coder CDF precision in bits (1..16).",
@@ -37,6 +41,7 @@ def main(argv):
   import lilnetx_tf as lnx
   model = _common.load_keras_model(source)
   report = lnx.compress(model, output, float16=_FLOAT16.value,
+                        inference_only=_INFERENCE_ONLY.value,
                         architecture_codec=_ARCH_CODEC.value, precision=_PRECISION.value,
                         estimate=_ESTIMATE.value)
   print(report)

@@ -5,12 +5,14 @@ Sections (see `container` for the byte layout around them):
   ARCH  JSON {"format": "keras-json", "lilnetx_tf": version, "model": model.to_json()}; lzma.
   WGTS  every model variable except the LilNetX latents and the groups' training state (the
         density's Adam moments and step count, reset to zero on loading), in `model.weights` order:
-        u32 manifest length | manifest JSON [{"shape", "dtype", "stored"}, ...] | the tensors'
-        little-endian bytes, concatenated. Float32 is stored losslessly, or (``float16=True``)
-        biases, BatchNorm and plain-layer floats as float16 (group variables: decoder, latent
-        step and density always stay exact). zlib when it helps.
-  GRPS  JSON, one entry per parameter group: key, slice size, member layers (index among the
-        model's LilNetX layers, name, latent shape), rows, table and string lengths.
+        u32 manifest length | manifest JSON [[shape, dtype, stored], ...] | the tensors'
+        little-endian bytes, concatenated. A tensor whose elements are all equal is stored as
+        [shape, dtype, "fill", value] and no bytes. Float32 is stored losslessly, or
+        (``float16=True``) as float16, except each group's latent step and density.
+        zlib when it helps.
+  GRPS  JSON: "densities" (whether WGTS holds the groups' densities) and one entry per parameter
+        group: key, slice size, member layers ([index among the model's LilNetX layers, latent
+        shape]), rows, table and string lengths.
   CDFT  the groups' quantized CDF tables (`entropy.CdfTable.to_bytes`), concatenated, each
         restricted to the range of latents actually used (the rest merged into the overflow bin).
   LATS  the groups' range-coded strings, concatenated; raw.
@@ -18,6 +20,12 @@ Sections (see `container` for the byte layout around them):
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
 |w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
 is kept as float32.
+
+``inference_only=True`` writes what inference needs and nothing more: the groups' densities are
+left out (the CDF tables decode the latents; a decompressed model starts its densities afresh,
+so fit it further only after `lnx.fit_densities`), and each BatchNormalization layer with
+center and scale is folded to scale (in gamma) and shift (in beta) over a zero mean and a unit
+variance (mean and variance stored as fills), which computes the same function at inference.
 
 Decompressing rebuilds the model from its config (which recreates the group sharing), loads
 the float weights, decodes each group's latents with its stored table and sets every latent
@@ -40,6 +48,7 @@ from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
 from lilnetx_tf.layers import is_lilnetx_layer
 
 SUFFIX = ".lnx"
+_FILL = "fill"
 _REQUIRED = ("ARCH", "WGTS", "GRPS", "CDFT", "LATS")
 _DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8",
            "int32": "<i4", "int8": "<i1", "uint8": "u1", "bool": "?"}
@@ -93,28 +102,74 @@ def _float16_ok(values: np.ndarray) -> bool:
                                                    <= _FLOAT16_MAX))
 
 
-def _stored_variables(model, layers: list) -> list:
-  """The variables WGTS holds: all but the latents and the groups' training state."""
+def _stored_variables(model, layers: list, densities: bool) -> list:
+  """The variables WGTS holds: all but the latents, the groups' training state and, unless
+  `densities`, the groups' densities."""
   skipped = {id(l.latent_variable) for l in layers}
-  skipped |= {id(v) for group, _ in _groups(layers) for v in group.training_state}
+  for group, _ in _groups(layers):
+    skipped |= {id(v) for v in group.training_state}
+    if not densities:
+      skipped |= {id(v) for v in group.density_variables}
   return [v for v in model.weights if id(v) not in skipped]
 
 
-def _weights_section(model, layers: list, exact_ids: set, float16: bool) -> tuple:
+def _unit_variance(epsilon: np.float32) -> np.float32:
+  """The float32 v closest to 1 − epsilon with v + epsilon == 1 exactly in float32."""
+  v = np.float32(1) - epsilon
+  while np.float32(v + epsilon) > 1:
+    v = np.nextafter(v, np.float32(0))
+  while np.float32(v + epsilon) < 1:
+    v = np.nextafter(v, np.float32(2))
+  return v
+
+
+def _folded_batch_norms(model) -> dict:
+  """id(variable) → stored values that fold each BatchNormalization (with center and scale,
+  without renorm) to y = x · scale + shift at inference."""
+  folded = {}
+  for layer in model._flatten_layers(include_self=False):
+    if not (isinstance(layer, tf.keras.layers.BatchNormalization) and layer.center
+            and layer.scale and not layer.renorm and layer.moving_mean.dtype == tf.float32):
+      continue
+    epsilon = np.float32(layer.epsilon)
+    mean, variance = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+    scale = layer.gamma.numpy() / np.sqrt(variance + epsilon)
+    folded[id(layer.gamma)] = scale
+    folded[id(layer.beta)] = layer.beta.numpy() - mean * scale
+    folded[id(layer.moving_mean)] = np.zeros_like(mean)
+    folded[id(layer.moving_variance)] = np.full_like(variance, _unit_variance(epsilon))
+  return folded
+
+
+def _fill_value(values: np.ndarray):
+  """The common value of a constant tensor (bit-exact, finite), else None."""
+  if values.size < 2 or values.dtype.kind not in "fiub":
+    return None
+  first = values.reshape(-1)[:1]
+  if not np.all(np.isfinite(first)) or \
+     values.tobytes() != np.broadcast_to(first, values.shape).tobytes():
+    return None
+  return first[0].item()
+
+
+def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool) -> tuple:
   manifest, blobs, count = [], [], 0
-  for variable in _stored_variables(model, layers):
-    values = variable.numpy()
-    dtype = values.dtype.name
+  for variable in variables:
+    values = values_of[id(variable)] if id(variable) in values_of else variable.numpy()
+    dtype = variable.dtype.name
     if dtype not in _DTYPES:
       raise errors.UnsupportedLayerError(
           f"Variable {variable.name} has dtype {dtype}, which the model file cannot store.")
+    count += values.size
+    fill = _fill_value(values)
+    if fill is not None:
+      manifest.append([list(values.shape), dtype, _FILL, fill])
+      continue
     stored = dtype
     if float16 and id(variable) not in exact_ids and _float16_ok(values):
       stored = "float16"
-    manifest.append({"name": variable.name, "shape": list(values.shape), "dtype": dtype,
-                     "stored": stored})
+    manifest.append([list(values.shape), dtype, stored])
     blobs.append(np.ascontiguousarray(values.astype(_DTYPES[stored])).tobytes())
-    count += values.size
   head = json.dumps(manifest, separators=(",", ":")).encode()
   return struct.pack("<I", len(head)) + head + b"".join(blobs), count
 
@@ -131,14 +186,17 @@ def _with_suffix(path: str) -> str:
 
 
 def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
-             architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
+             inference_only: bool = False, architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
              tail_mass: float = entropy.DEFAULT_TAIL_MASS, estimate: bool = True) -> Report:
   """Writes `model` (Functional or Sequential, built) to one `.lnx` file at `path`.
 
   Args:
     model: A built Keras model with LilNetX layers (plain Keras layers are stored too).
     path: Output path; `.lnx` is appended when missing. Written atomically.
-    float16: Store biases, BatchNorm and plain-layer floats as float16 (see module docstring).
+    float16: Store the non-latent floats (decoders, biases, BatchNorm, plain layers) as
+      float16, except each group's latent step and density (see module docstring).
+    inference_only: Leave out the groups' densities and fold BatchNorm to scale and shift:
+      the smallest file for deployment (see module docstring).
     architecture_codec: "lzma" or "zlib" for the Keras config.
     precision: Range-coder CDF precision in bits (1..16).
     tail_mass: Probability mass left outside each table (coded with the overflow escape).
@@ -156,8 +214,10 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   path = _with_suffix(path)
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
-  exact_ids = {id(v) for group, _ in groups for v in group.weights}
-  weights, weight_count = _weights_section(model, layers, exact_ids, float16)
+  exact_ids = {id(v) for group, _ in groups for v in (group.latent_step, *group.density_variables)}
+  folded = _folded_batch_norms(model) if inference_only else {}
+  weights, weight_count = _weights_section(
+      _stored_variables(model, layers, densities=not inference_only), folded, exact_ids, float16)
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
@@ -175,12 +235,13 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     strings.append(string)
     manifest.append({
         "key": layer.group_key, "slice_size": group.slice_size, "rows": int(rows.shape[0]),
-        "members": [[i, l.name, list(l.latent_variable.shape)] for i, l in members],
+        "members": [[i, list(l.latent_variable.shape)] for i, l in members],
         "table_bytes": len(table_bytes), "string_bytes": len(string)})
     estimated = entropy.estimated_bits(group, latents) / 8 if estimate else None
     group_reports.append(GroupReport(layer.group_key, group.slice_size, len(members),
                                      int(rows.size), len(string), len(table_bytes), estimated))
-  groups_json = json.dumps({"groups": manifest, "layers": len(layers)},
+  groups_json = json.dumps({"densities": not inference_only, "groups": manifest,
+                            "layers": len(layers)},
                            separators=(",", ":")).encode()
   sections = [
       container.Section("ARCH", _architecture(model), architecture_codec),
@@ -197,7 +258,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
                 sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
                           for s in stored],
                 groups=group_reports, parameters=weight_count + latent_count,
-                latent_parameters=latent_count, float16=float16)
+                latent_parameters=latent_count, float16=float16, inference_only=inference_only)
 
 
 # -------------------------------------------------------------------------------------------
@@ -223,20 +284,43 @@ def _sections(path: str) -> tuple[dict, list]:
   return by_tag, stored
 
 
-def _group_manifest(data: bytes) -> list:
+def _group_manifest(data: bytes) -> tuple[bool, list]:
+  """(whether WGTS holds the densities, the groups' entries) of a GRPS section."""
   doc = _json(data, "GRPS")
   try:
-    groups = doc["groups"]
+    densities, groups = doc["densities"], doc["groups"]
     for g in groups:
       ok = (isinstance(g["key"], str) and all(isinstance(g[k], int) and g[k] >= 0 for k in
                                               ("slice_size", "rows", "table_bytes", "string_bytes"))
-            and all(isinstance(m[0], int) and isinstance(m[1], str) and
-                    all(isinstance(d, int) and d >= 0 for d in m[2]) for m in g["members"]))
-      if not ok:
+            and all(isinstance(m[0], int) and all(isinstance(d, int) and d >= 0 for d in m[1])
+                    for m in g["members"]))
+      if not ok or not isinstance(densities, bool):
         raise TypeError
   except (KeyError, TypeError, IndexError):
     raise errors.ModelFileError("The GRPS section is malformed.") from None
-  return groups
+  return densities, groups
+
+
+def _weights_manifest(data: bytes) -> tuple[list, int]:
+  """The WGTS entries as (shape, dtype, stored, fill value) and where the tensor bytes start."""
+  if len(data) < 4:
+    raise errors.ModelFileError("The WGTS section is truncated.")
+  (head_length,) = struct.unpack_from("<I", data, 0)
+  if head_length > len(data) - 4:
+    raise errors.ModelFileError("The WGTS section's manifest length is invalid.")
+  manifest = _json(data[4:4 + head_length], "WGTS")
+  entries = []
+  for entry in manifest if isinstance(manifest, list) else [None]:
+    ok = isinstance(entry, list) and len(entry) in (3, 4)
+    if ok:
+      shape, dtype, stored, *fill = entry
+      ok = (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+            and dtype in _DTYPES and (stored in _DTYPES if not fill else stored == _FILL)
+            and all(isinstance(v, (int, float)) and np.isfinite(v) for v in fill))
+    if not ok:
+      raise errors.ModelFileError("The WGTS section's manifest is malformed.")
+    entries.append((tuple(shape), dtype, stored, fill[0] if fill else None))
+  return entries, 4 + head_length
 
 
 def _rebuild(arch: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
@@ -253,38 +337,27 @@ def _rebuild(arch: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
         "custom layers, import or pass them with custom_objects=.") from None
 
 
-def _load_weights(model, data: bytes, layers: list) -> None:
-  if len(data) < 4:
-    raise errors.ModelFileError("The WGTS section is truncated.")
-  (head_length,) = struct.unpack_from("<I", data, 0)
-  if head_length > len(data) - 4:
-    raise errors.ModelFileError("The WGTS section's manifest length is invalid.")
-  manifest = _json(data[4:4 + head_length], "WGTS")
-  variables = _stored_variables(model, layers)
-  if not isinstance(manifest, list) or len(manifest) != len(variables):
+def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
+  entries, position = _weights_manifest(data)
+  variables = _stored_variables(model, layers, densities)
+  if len(entries) != len(variables):
     raise errors.ModelFileError(
-        f"The WGTS section holds {len(manifest) if isinstance(manifest, list) else '?'} "
-        f"tensors, the architecture has {len(variables)}.")
-  position = 4 + head_length
+        f"The WGTS section holds {len(entries)} tensors, the architecture has {len(variables)}.")
   values = []
-  for entry, variable in zip(manifest, variables):
-    try:
-      shape, dtype, stored = entry["shape"], entry["dtype"], entry["stored"]
-      ok = isinstance(shape, list) and all(isinstance(d, int) for d in shape)
-    except (KeyError, TypeError):
-      ok = False
-    if not ok or stored not in _DTYPES or dtype not in _DTYPES:
-      raise errors.ModelFileError("The WGTS section's manifest is malformed.")
-    if tuple(shape) != tuple(variable.shape) or dtype != variable.dtype.name:
+  for (shape, dtype, stored, fill), variable in zip(entries, variables):
+    if shape != tuple(variable.shape) or dtype != variable.dtype.name:
       raise errors.ModelFileError(
-          f"WGTS tensor for {variable.name} is {dtype}{shape}, the architecture has "
+          f"WGTS tensor for {variable.name} is {dtype}{list(shape)}, the architecture has "
           f"{variable.dtype.name}{list(variable.shape)} (a section from another model?).")
-    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[stored]).itemsize
+    if stored == _FILL:
+      values.append(np.full(shape, fill, dtype=_DTYPES[dtype]))
+      continue
+    count = int(np.prod(shape, dtype=np.int64))
+    size = count * np.dtype(_DTYPES[stored]).itemsize
     if size > len(data) - position:
       raise errors.ModelFileError("The WGTS section is shorter than its manifest says.")
-    array = np.frombuffer(data, _DTYPES[stored], size // np.dtype(_DTYPES[stored]).itemsize,
-                          position).reshape(shape)
-    values.append(array.astype(dtype))
+    values.append(np.frombuffer(data, _DTYPES[stored], count, position).reshape(shape)
+                  .astype(_DTYPES[dtype]))
     position += size
   if position != len(data):
     raise errors.ModelFileError("The WGTS section is longer than its manifest says.")
@@ -292,10 +365,8 @@ def _load_weights(model, data: bytes, layers: list) -> None:
     variable.assign(value)
 
 
-def _load_latents(model, groups_data: bytes, tables: bytes, strings: bytes) -> list:
-  layers = _lilnetx_layers(model)
+def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: bytes) -> list:
   groups = _groups(layers)
-  manifest = _group_manifest(groups_data)
   if len(manifest) != len(groups):
     raise errors.ModelFileError(
         f"The file has {len(manifest)} parameter groups, the architecture {len(groups)}.")
@@ -305,7 +376,7 @@ def _load_latents(model, groups_data: bytes, tables: bytes, strings: bytes) -> l
   table_pos = string_pos = 0
   decoded = []
   for entry, (group, members) in zip(manifest, groups):
-    expected = [[i, l.name, list(l.latent_variable.shape)] for i, l in members]
+    expected = [[i, list(l.latent_variable.shape)] for i, l in members]
     rows = sum(l.num_slices for _, l in members)
     if (entry["key"] != members[0][1].group_key or entry["slice_size"] != group.slice_size
         or entry["members"] != expected or entry["rows"] != rows):
@@ -326,7 +397,7 @@ def _load_latents(model, groups_data: bytes, tables: bytes, strings: bytes) -> l
       layer.latent_variable.assign(values * step)
       latents.append(values)
       start += count
-    decoded.append((entry, group, latents, table))
+    decoded.append((entry, group, latents))
   return decoded
 
 
@@ -336,40 +407,37 @@ def decompress(path: str, custom_objects: Optional[dict] = None) -> tf.keras.Mod
   Raises `errors.ModelFileError` if the file is truncated, corrupt, of another format version,
   or assembled from sections of different files.
   """
-  model, _, _ = _read(path, custom_objects)
-  return model
+  return _read(path, custom_objects)[0]
 
 
 def _read(path: str, custom_objects: Optional[dict]) -> tuple:
   by_tag, stored = _sections(path)
+  densities, manifest = _group_manifest(by_tag["GRPS"].data)
   model = _rebuild(by_tag["ARCH"].data, custom_objects)
   layers = _lilnetx_layers(model)
-  _load_weights(model, by_tag["WGTS"].data, layers)
-  decoded = _load_latents(model, by_tag["GRPS"].data, by_tag["CDFT"].data, by_tag["LATS"].data)
-  return model, decoded, stored
+  _load_weights(model, by_tag["WGTS"].data, layers, densities)
+  decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data)
+  return model, densities, decoded, stored
 
 
 def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = None) -> Report:
   """Verifies a `.lnx` file and reports its bytes per section and per group.
 
-  With `estimate`, the model is decompressed and the latents' self-information under its
-  stored densities is reported next to the coded bytes.
+  With `estimate` and a file that holds the densities (not `inference_only`), the model is
+  decompressed and the latents' self-information under its densities is reported next to the
+  coded bytes.
   """
   path = os.fspath(path)
-  if estimate:
-    _, decoded, stored = _read(path, custom_objects)
-    manifest = [d[0] for d in decoded]
-    estimates = [entropy.estimated_bits(g, latents) / 8 for _, g, latents, _ in decoded]
-  else:
-    by_tag, stored = _sections(path)
-    manifest = _group_manifest(by_tag["GRPS"].data)
-    estimates = [None] * len(manifest)
+  by_tag, stored = _sections(path)
+  densities, manifest = _group_manifest(by_tag["GRPS"].data)
+  estimates = [None] * len(manifest)
+  if estimate and densities:
+    _, _, decoded, _ = _read(path, custom_objects)
+    estimates = [entropy.estimated_bits(g, latents) / 8 for _, g, latents in decoded]
   total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in stored)
-  weights = next(s.data for s in stored if s.tag == "WGTS")
-  (head_length,) = struct.unpack_from("<I", weights, 0)
-  float_manifest = _json(weights[4:4 + head_length], "WGTS")
-  weight_count = sum(int(np.prod(e["shape"], dtype=np.int64)) for e in float_manifest)
-  float16 = any(e["stored"] == "float16" and e["dtype"] != "float16" for e in float_manifest)
+  entries, _ = _weights_manifest(by_tag["WGTS"].data)
+  weight_count = sum(int(np.prod(shape, dtype=np.int64)) for shape, *_ in entries)
+  float16 = any(stored == "float16" and dtype != "float16" for _, dtype, stored, _ in entries)
   group_reports = [
       GroupReport(g["key"], g["slice_size"], len(g["members"]), g["rows"] * g["slice_size"],
                   g["string_bytes"], g["table_bytes"], est)
@@ -379,4 +447,4 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
                 sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
                           for s in stored],
                 groups=group_reports, parameters=weight_count + latent_count,
-                latent_parameters=latent_count, float16=float16)
+                latent_parameters=latent_count, float16=float16, inference_only=not densities)

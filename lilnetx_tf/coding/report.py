@@ -58,6 +58,7 @@ class Report:
   parameters: int
   latent_parameters: int
   float16: bool = False
+  inference_only: bool = False
 
   @property
   def coded_latent_bytes(self) -> int:
@@ -90,7 +91,9 @@ class Report:
   def __str__(self) -> str:
     lines = [f"{self.path}: {self.total_bytes:,} bytes, {self.parameters:,} parameters "
              f"({self.latent_parameters:,} latent)"
-             + (", non-latent floats as float16" if self.float16 else "")]
+             + (", non-latent floats as float16" if self.float16 else "")
+             + (", inference only (no densities, BatchNorm folded)"
+                if self.inference_only else "")]
     lines.append("")
     rows = [("section", "codec", "raw bytes", "file bytes", "share", "")]
     rows.append(("header", "-", str(self.header_bytes), str(self.header_bytes),

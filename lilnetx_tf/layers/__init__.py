@@ -2,6 +2,7 @@
 
 from lilnetx_tf.layers.conv import Conv2D, DepthwiseConv2D
 from lilnetx_tf.layers.dense import Dense
+from lilnetx_tf.layers.density_fit import fit_densities
 from lilnetx_tf.layers.group import ParameterGroup
 from lilnetx_tf.layers.registry import GroupRegistry, group_scope
 

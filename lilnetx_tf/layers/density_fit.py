@@ -1,0 +1,58 @@
+"""Fitting the groups' densities to the latents they price, without touching the latents.
+
+Needed whenever latents change outside training: a warm-started conversion (`lnx.convert`), or a
+model decompressed from an `inference_only` file (which leaves the densities out), before it is
+trained further.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from lilnetx_tf.layers import group as group_lib
+
+
+def fit_densities(model: tf.keras.layers.Layer, steps: int = 200, max_slices: int = 8192,
+                  learning_rate: float = 1e-2, seed: int = 0) -> None:
+  """Fits the density of every parameter group of `model` to its members' current latents."""
+  from lilnetx_tf.layers import is_lilnetx_layer
+  by_group: dict = {}
+  for layer in model._flatten_layers(include_self=False):
+    if is_lilnetx_layer(layer):
+      by_group.setdefault(id(layer.group), (layer.group, []))[1].append(layer)
+  fit_group_densities(list(by_group.values()), steps, max_slices, learning_rate, seed)
+
+
+def fit_group_densities(groups_and_members: list, steps: int, max_slices: int = 8192,
+                  learning_rate: float = 1e-2, seed: int = 0) -> None:
+  """Fits each group's density to (a sample of) its members' current latents with Adam.
+
+  A warm-started latent can span many more integers than a fresh density covers; without this
+  the rate term starts with a large, meaningless gradient and `lnx.stats` overestimates the
+  size. All groups are fitted in one traced loop (tracing the density is the slow part).
+  """
+  rng = np.random.default_rng(seed)
+  problems = []
+  for group, members in groups_and_members:
+    latents = np.concatenate(
+        [np.reshape(m.latent.numpy(), (-1, group.slice_size)) for m in members])
+    if len(latents) > max_slices:
+      latents = latents[rng.choice(len(latents), max_slices, replace=False)]
+    variables = list(group.density_variables)
+    moments = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
+               for v in variables]
+    problems.append((group, tf.constant(latents, tf.float32), variables, moments))
+
+  @tf.function
+  def fit():
+    for t in tf.range(steps, dtype=tf.int64):
+      for index, (group, sample, variables, moments) in enumerate(problems):
+        noise = tf.random.stateless_uniform(
+            tf.shape(sample), tf.stack([tf.constant(seed + index, tf.int64), t]), -0.5, 0.5)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+          tape.watch(variables)
+          loss = tf.reduce_mean(group.bits(sample + noise))
+        group_lib.adam_step(variables, tape.gradient(loss, variables), moments, t + 1,
+                            learning_rate)
+
+  if problems and steps:
+    fit()
