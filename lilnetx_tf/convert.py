@@ -65,7 +65,7 @@ def convert(model: tf.keras.Model,
             boundary: float = base.DEFAULT_BOUNDARY,
             density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
             warm_start_resolution: float = 0.1,
-            density_fit_steps: int = 200) -> tf.keras.Model:
+            density_fit_steps: int = density_fit.DEFAULT_STEPS) -> tf.keras.Model:
   """Returns a copy of `model` whose Conv2D, DepthwiseConv2D and Dense layers are LilNetX layers.
 
   Args:

@@ -104,6 +104,13 @@ def test_warm_start_output_is_close(image_data):
   assert np.abs(fresh(x).numpy() - expected).max() / np.abs(expected).max() > relative
 
 
+def test_warm_start_fits_the_densities():
+  model = _small_functional()
+  unfitted = lnx.stats(lnx.convert(model, density_fit_steps=0))["bytes"]
+  fitted = lnx.stats(lnx.convert(model))["bytes"]
+  assert fitted < 0.98 * unfitted, (fitted, unfitted)
+
+
 def test_nested_model_and_shared_layer(image_data):
   inner_in = tf.keras.Input((12, 12, 3))
   inner = tf.keras.Model(inner_in, L.Conv2D(4, 3, name="inner_conv")(inner_in), name="inner")

@@ -193,9 +193,35 @@ class ParameterGroup(tf.keras.layers.Layer):
       return latent * self.decoder
     return tf.linalg.matmul(latent, self.decoder)
 
+  def _cumulative_logits(self, values: tf.Tensor) -> tf.Tensor:
+    """Logits of the base density's CDF at `values` (n, slice_size), as tfc computes them."""
+    base = self.density.base
+    logits = tf.transpose(values)[:, None, :]                       # (slice_size, 1, n)
+    for i, matrix in enumerate(base._matrices):
+      logits = tf.linalg.matmul(tf.nn.softplus(matrix), logits) + base._biases[i]
+      if i < len(base._factors):
+        logits += tf.math.tanh(base._factors[i]) * tf.math.tanh(logits)
+    return tf.transpose(logits[:, 0, :])
+
   def bits(self, latent: tf.Tensor) -> tf.Tensor:
-    """Self-information in bits of each latent, shape (..., slice_size)."""
-    return -self.density.log_prob(tf.cast(latent, tf.float32)) / _LN2
+    """Self-information in bits of each latent, shape (..., slice_size).
+
+    The same function as `-self.density.log_prob(latent) / ln 2` (tfc's
+    `NoisyDeepFactorized`: log(F(y + ½) − F(y − ½)) on whichever side of the median is
+    stable), written directly on the density's variables: both CDF evaluations share one pass,
+    and a deep model's graph holds ~20 ops per evaluation instead of tfp's hundreds, which is
+    what makes tracing a training step or a density fit slow.
+    """
+    latent = tf.cast(latent, tf.float32)
+    rows = tf.reshape(latent, (-1, self.slice_size))
+    logits = self._cumulative_logits(tf.concat([rows + 0.5, rows - 0.5], axis=0))
+    upper, lower = tf.split(logits, 2, axis=0)
+    log_cdf_upper, log_sf_upper = tf.math.log_sigmoid(upper), tf.math.log_sigmoid(-upper)
+    right = log_sf_upper < log_cdf_upper
+    big = tf.where(right, tf.math.log_sigmoid(-lower), log_cdf_upper)
+    small = tf.where(right, log_sf_upper, tf.math.log_sigmoid(lower))
+    log_prob = tf.where(tf.math.is_inf(big), big, tf.math.log1p(-tf.exp(small - big)) + big)
+    return tf.reshape(-log_prob / _LN2, tf.shape(latent))
 
   def update_density(self, latents: Sequence[tf.Tensor]) -> None:
     """One Adam step of the density on the bits of `latents` (noisy latents of all members).
