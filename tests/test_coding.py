@@ -269,3 +269,41 @@ def test_subclassed_model_is_rejected(tmp_path):
 def test_unbuilt_model_is_rejected(tmp_path):
   with pytest.raises(errors.InvalidArgumentError, match="not built"):
     lnx.compress(tf.keras.Sequential([lnx.Dense(2)]), str(tmp_path / "x.lnx"))
+
+
+def test_inference_only_zeroes_what_no_output_reads(tmp_path):
+  """Unread channels lose their parameters; a constant channel that is read keeps its bias."""
+  tf.keras.utils.set_random_seed(3)
+  inputs = tf.keras.Input((10, 10, 3))
+  h = lnx.Conv2D(6, 3, name="first")(inputs)
+  h = tf.keras.layers.BatchNormalization(name="bn")(h)
+  h = tf.keras.layers.ReLU()(h)
+  h = lnx.Conv2D(4, 3, name="second")(h)          # VALID: a constant input is absorbable
+  h = tf.keras.layers.GlobalAveragePooling2D()(h)
+  outputs = lnx.Dense(2, name="head")(h)
+  model = tf.keras.Model(inputs, outputs)
+  first, second = model.get_layer("first"), model.get_layer("second")
+  first.bias.assign(np.linspace(0.5, 1.0, 6, dtype=np.float32))
+  bn = model.get_layer("bn")
+  bn.beta.assign(np.full(6, 0.3, np.float32))
+  step = first.group.latent_step.numpy()
+  latents = np.round(first.latent.numpy())
+  latents[:, 4] = 0                               # channel 4: constant relu(bias), read below
+  first.latent_variable.assign(latents * step)
+  second_latents = np.round(second.latent.numpy())
+  second_latents[[1, 3]] = 0                      # channels 1 and 3 of `first`: never read
+  second.latent_variable.assign(second_latents * step)
+  x = np.random.default_rng(0).random((4, 10, 10, 3), dtype=np.float32)
+
+  path = str(tmp_path / "lean.lnx")
+  lnx.compress(model, path, inference_only=True)
+  restored = lnx.decompress(path)
+  np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+  restored_first = restored.get_layer("first")
+  bias = restored_first.bias.numpy()
+  assert bias[1] == bias[3] == 0 and np.all(bias[[0, 2, 4, 5]] != 0)
+  kept = np.round(restored_first.latent.numpy())
+  assert not np.any(kept[:, [1, 3]]) and np.any(kept[:, [0, 2]])
+  restored_bn = restored.get_layer("bn")
+  assert restored_bn.beta.numpy()[1] == restored_bn.gamma.numpy()[3] == 0
+  assert np.all(restored_bn.beta.numpy()[[0, 2, 4, 5]] != 0)

@@ -25,7 +25,8 @@ is kept as float32.
 left out (the CDF tables decode the latents; a decompressed model starts its densities afresh,
 so fit it further only after `lnx.fit_densities`), and each BatchNormalization layer with
 center and scale is folded to scale (in gamma) and shift (in beta) over a zero mean and a unit
-variance (mean and variance stored as fills), which computes the same function at inference.
+variance (mean and variance stored as fills), which computes the same function at inference;
+and the parameters of channels that never reach an output (`unread`) are stored as zeros.
 
 Decompressing rebuilds the model from its config (which recreates the group sharing), loads
 the float weights, decodes each group's latents with its stored table and sets every latent
@@ -44,6 +45,7 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.coding import container
 from lilnetx_tf.coding import entropy
+from lilnetx_tf.coding import unread
 from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
 from lilnetx_tf.layers import is_lilnetx_layer
 
@@ -215,15 +217,16 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
   exact_ids = {id(v) for group, _ in groups for v in (group.latent_step, *group.density_variables)}
-  folded = _folded_batch_norms(model) if inference_only else {}
+  stored = unread.zero_unread(model, _folded_batch_norms(model)) if inference_only else {}
   weights, weight_count = _weights_section(
-      _stored_variables(model, layers, densities=not inference_only), folded, exact_ids, float16)
+      _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16)
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
     latents = []
     for _, layer in members:
-      q = layer.integer_latent.numpy()
+      q = stored.get(id(layer.latent_variable))
+      q = layer.integer_latent.numpy() if q is None else q
       entropy.check_integers(q, layer.name)
       latents.append(q)
     rows = np.concatenate([q.reshape(-1, group.slice_size) for q in latents])
