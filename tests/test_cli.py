@@ -79,3 +79,13 @@ def test_command_help_and_unknown_command(capsys):
   assert code == 0 and "--float16" in out and "Usage: lilnetx compress" in out
   code, _, err = _run_in_process(capsys, "frobnicate")
   assert code == 2 and "unknown command" in err
+
+
+def test_compress_for_inference(saved, capsys):
+  directory, path, expected, x = saved
+  lean = str(directory / "lean.lnx")
+  code, out, _ = _run_in_process(capsys, "compress", "--float16", "--inference_only", path, lean)
+  assert code == 0 and "inference only" in out
+  report = lnx.coding.model_file.inspect(lean)
+  assert report.inference_only and report.float16
+  np.testing.assert_allclose(lnx.decompress(lean)(x).numpy(), expected, rtol=1e-2, atol=1e-2)
