@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -73,11 +74,13 @@ def main():
   anchor_bytes, anchor_error = EPR_ANCHORS[args.model]
   ax.plot([anchor_bytes / 1e3], [anchor_error], "s", color="tab:red", label="EPR (2020)")
   ax.set_xscale("log")
+  ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
   ax.set_xlabel("KB")
   ax.set_ylabel("test error (%)")
   ax.set_title(f"MNIST {args.model}, {args.epochs} epochs")
   ax.grid(True, which="both", alpha=0.3)
-  ax.legend()
+  ax.legend(loc="lower left", fontsize=8)
   fig.tight_layout()
   path = os.path.join(args.output_dir, "curve.png")
   fig.savefig(path, dpi=120)
