@@ -51,3 +51,15 @@ def test_mnist_example(tmp_path, layers):
   assert summary["tflite_max_difference"] < 1e-3
   assert summary["latency_ms_dense"] > 0 and summary["latency_ms_slim"] > 0
   assert "accuracy (decompressed file)" in run.stdout
+
+  # --finish_only redoes the file from the saved trained model, here for deployment.
+  run = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "examples", "mnist.py"), "--model=lenet5",
+       "--finish_only", "--float16", "--inference_only", "--noexport",
+       f"--output_dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=900)
+  assert run.returncode == 0, run.stderr[-4000:]
+  with open(tmp_path / "summary.json") as f:
+    lean = json.load(f)
+  assert lean["inference_only"] and lean["trained_accuracy"] == summary["trained_accuracy"]
+  assert lean["parameter_bytes"] < summary["parameter_bytes"]
+  assert abs(lean["test_accuracy"] - summary["test_accuracy"]) < 0.01
