@@ -47,6 +47,7 @@ from lilnetx_tf.coding import container
 from lilnetx_tf.coding import entropy
 from lilnetx_tf.coding import unread
 from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
+from lilnetx_tf.export import fold
 from lilnetx_tf.layers import is_lilnetx_layer
 
 SUFFIX = ".lnx"
@@ -133,13 +134,12 @@ def _folded_batch_norms(model) -> dict:
     if not (isinstance(layer, tf.keras.layers.BatchNormalization) and layer.center
             and layer.scale and not layer.renorm and layer.moving_mean.dtype == tf.float32):
       continue
-    epsilon = np.float32(layer.epsilon)
-    mean, variance = layer.moving_mean.numpy(), layer.moving_variance.numpy()
-    scale = layer.gamma.numpy() / np.sqrt(variance + epsilon)
-    folded[id(layer.gamma)] = scale
-    folded[id(layer.beta)] = layer.beta.numpy() - mean * scale
-    folded[id(layer.moving_mean)] = np.zeros_like(mean)
-    folded[id(layer.moving_variance)] = np.full_like(variance, _unit_variance(epsilon))
+    scale, shift = fold.bn_scale_shift(layer)
+    folded[id(layer.gamma)] = scale.astype(np.float32)
+    folded[id(layer.beta)] = shift.astype(np.float32)
+    folded[id(layer.moving_mean)] = np.zeros(scale.shape, np.float32)
+    folded[id(layer.moving_variance)] = np.full(scale.shape,
+                                                _unit_variance(np.float32(layer.epsilon)))
   return folded
 
 
