@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import lilnetx_tf as lnx
+from lilnetx_tf.layers.group import members_by_group
 from lilnetx_tf.stats import lilnetx_layers
 
 _MODELS = flags.DEFINE_list("models", ["ResNet50", "MobileNetV2", "EfficientNetB0",
@@ -27,13 +28,10 @@ _MODELS = flags.DEFINE_list("models", ["ResNet50", "MobileNetV2", "EfficientNetB
 
 def empirical_bytes(model: tf.keras.Model) -> float:
   """Σ over groups and slice positions of the integer latents' empirical entropy, in bytes."""
-  by_group: dict = {}
-  for layer in lilnetx_layers(model):
-    by_group.setdefault(id(layer.group), []).append(
-        layer.integer_latent.numpy().reshape(-1, layer.group.slice_size))
   bits = 0.0
-  for latents in by_group.values():
-    rows = np.concatenate(latents)
+  for group, members in members_by_group(lilnetx_layers(model)):
+    rows = np.concatenate([l.integer_latent.numpy().reshape(-1, group.slice_size)
+                           for l in members])
     for column in rows.T:
       _, counts = np.unique(column, return_counts=True)
       bits -= float(np.sum(counts * np.log2(counts / counts.sum())))

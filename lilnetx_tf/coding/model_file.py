@@ -48,6 +48,7 @@ from lilnetx_tf.coding import entropy
 from lilnetx_tf.coding import unread
 from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
 from lilnetx_tf.export import fold
+from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import is_lilnetx_layer
 
 SUFFIX = ".lnx"
@@ -63,15 +64,11 @@ def _lilnetx_layers(model) -> list:
 
 
 def _groups(layers: list) -> list:
-  """Distinct parameter groups in order of their first member, each with its members."""
-  groups = []
-  for index, layer in enumerate(layers):
-    entry = next((g for g in groups if g[0] is layer.group), None)
-    if entry is None:
-      entry = (layer.group, [])
-      groups.append(entry)
-    entry[1].append((index, layer))
-  return groups
+  """Distinct parameter groups in order of their first member, each with its
+  (index among `layers`, layer) members."""
+  index = {id(layer): i for i, layer in enumerate(layers)}
+  return [(group, [(index[id(layer)], layer) for layer in members])
+          for group, members in group_lib.members_by_group(layers)]
 
 
 def _check_model(model) -> None:

@@ -8,6 +8,7 @@ trained further.
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf.layers import base
 from lilnetx_tf.layers import group as group_lib
 
 # Tracing the densities costs more than the steps; 50 Adam steps at 1e-2 on 2048 slices per group
@@ -20,12 +21,9 @@ def fit_densities(model: tf.keras.layers.Layer, steps: int = DEFAULT_STEPS,
                   max_slices: int = DEFAULT_MAX_SLICES, learning_rate: float = 1e-2,
                   seed: int = 0) -> None:
   """Fits the density of every parameter group of `model` to its members' current latents."""
-  from lilnetx_tf.layers import is_lilnetx_layer
-  by_group: dict = {}
-  for layer in model._flatten_layers(include_self=False):
-    if is_lilnetx_layer(layer):
-      by_group.setdefault(id(layer.group), (layer.group, []))[1].append(layer)
-  fit_group_densities(list(by_group.values()), steps, max_slices, learning_rate, seed)
+  layers = [l for l in model._flatten_layers(include_self=False)
+            if isinstance(l, base.LatentKernelMixin)]
+  fit_group_densities(group_lib.members_by_group(layers), steps, max_slices, learning_rate, seed)
 
 
 def fit_group_densities(groups_and_members: list, steps: int = DEFAULT_STEPS,

@@ -45,6 +45,14 @@ def adam_step(variables: Sequence[tf.Variable], grads: Sequence, moments: Sequen
     variable.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
 
 
+def members_by_group(layers: Sequence) -> list:
+  """[(group, [its members among `layers`, in order])], groups in order of their first member."""
+  by_group: dict = {}
+  for layer in layers:
+    by_group.setdefault(id(layer.group), (layer.group, []))[1].append(layer)
+  return list(by_group.values())
+
+
 def latent_bound(scale: float, fan: int) -> float:
   """Half-width B of the U(−B, B) latent init that gives decoded weights variance 2 / fan.
 
