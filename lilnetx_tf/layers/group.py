@@ -217,8 +217,9 @@ class ParameterGroup(tf.keras.layers.Layer):
     The same function as `-self.density.log_prob(latent) / ln 2` (tfc's
     `NoisyDeepFactorized`: log(F(y + ½) − F(y − ½)) on whichever side of the median is
     stable), written directly on the density's variables: both CDF evaluations share one pass,
-    and a deep model's graph holds ~20 ops per evaluation instead of tfp's hundreds, which is
-    what makes tracing a training step or a density fit slow.
+    and the graph of an evaluation with its gradient has half the ops of tfc's
+    (`benchmarks/rate_graph_size.py`); tracing it is what makes a deep model's first training
+    step and a density fit slow.
     """
     latent = tf.cast(latent, tf.float32)
     rows = tf.reshape(latent, (-1, self.slice_size))
