@@ -31,6 +31,8 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
   flags.DEFINE_bool("float16", False, "Store the non-latent floats (decoders, biases, "
                     "BatchNorm) as float16 in the .lnx file.")
+  flags.DEFINE_integer("float_bits", None, "Store them instead as FLOAT_BITS-bit integers "
+                       "(2..8) and a scale per tensor.", lower_bound=2, upper_bound=8)
   flags.DEFINE_bool("inference_only", False, "Leave the densities out of the .lnx file and "
                     "fold BatchNorm: the smallest file to deploy.")
   flags.DEFINE_bool("finish_only", False, "Skip training: compress, evaluate and export "
@@ -42,7 +44,8 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
 
 def file_options() -> dict:
   """The `lnx.compress` options the flags ask for."""
-  return dict(float16=flags.FLAGS.float16, inference_only=flags.FLAGS.inference_only)
+  return dict(float16=flags.FLAGS.float16, float_bits=flags.FLAGS.float_bits,
+              inference_only=flags.FLAGS.inference_only)
 
 
 def image_dataset(name: str, split: str, batch_size: int, training: bool,

@@ -1,5 +1,6 @@
 """The .lnx model file: bit-exact round trips, overflow latents, float16, report consistency."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -8,7 +9,7 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
-from lilnetx_tf.coding import entropy, model_file
+from lilnetx_tf.coding import entropy, latent_code, model_file
 from lilnetx_tf.stats import lilnetx_layers
 
 
@@ -138,9 +139,8 @@ def test_latents_outside_the_table_round_trip(tmp_path):
   q = np.round(first.latent.numpy())
   q[0, 0, 0], q[1, 2, 0], q[5, 4, 0] = 1000.0, -123456.0, 2.0 ** 24
   _set_integers(first, q)
-  table = entropy.build_table(first.group.density)
-  upper = int(table.offsets[0]) + len(table.widths[0]) - 2     # last symbol before overflow
-  assert table.offsets[0] > -123456 and upper < 1000           # these need the escape
+  run = entropy.fit(q)
+  assert run.escape and run.offset > -123456 and run.offset + run.widths.size - 2 < 2 ** 24
   path = str(tmp_path / "overflow.lnx")
   lnx.compress(model, path)
   restored = lnx.decompress(path)
@@ -154,18 +154,109 @@ def test_latents_outside_the_table_round_trip(tmp_path):
     lnx.compress(model, str(tmp_path / "too_large.lnx"))
 
 
-def test_entropy_coder_round_trip_and_escape():
-  density = lnx.ParameterGroup(9)
-  density.build(None)
-  table = entropy.build_table(density.density)
+def test_entropy_coder_round_trip_in_several_calls():
   rng = np.random.default_rng(2)
-  rows = np.round(rng.laplace(scale=3.0, size=(500, 9))).astype(np.float32)
+  rows = np.round(rng.laplace(scale=3.0, size=(500, 9)))
   rows[7, 3] = 50000.0
   rows[8, 8] = -3.0e6
-  restricted = table.restrict(rows.min(0), rows.max(0))
-  string = entropy.encode(rows, restricted)
-  parsed = entropy.CdfTable.from_bytes(restricted.to_bytes(), 9)
-  np.testing.assert_array_equal(entropy.decode(string, 500, parsed), rows)
+  flags = rng.random(300) < 0.1
+  distributions = [entropy.binary(int(flags.sum()), flags.size)]
+  distributions += [entropy.fit(rows[:, c]) for c in range(9)]
+  index = np.concatenate([np.zeros(300, int), np.tile(np.arange(1, 10), 500)])
+  string = entropy.encode(np.concatenate([flags, rows.reshape(-1)]), index, distributions)
+  parsed = entropy.tables_from_bytes(entropy.tables_to_bytes(distributions))
+  decoder = entropy.Decoder(string, parsed, "test symbols")
+  np.testing.assert_array_equal(decoder.decode(index[:300]), flags)
+  np.testing.assert_array_equal(decoder.decode(index[300:]).reshape(500, 9), rows)
+  decoder.finish()
+
+
+def test_entropy_coder_mixes_precisions():
+  """A 1-bit CDF ends in 2, which must not swallow a following 2-bit CDF's precision."""
+  one_bit = entropy.Distribution(0, np.array([1, 1]), escape=False, precision=1)
+  two_bit = entropy.Distribution(0, np.array([1, 3]), escape=False, precision=2)
+  values, index = np.array([1, 0, 1, 1, 0]), np.array([0, 1, 1, 0, 0])
+  string = entropy.encode(values, index, [one_bit, two_bit])
+  decoder = entropy.Decoder(string, [one_bit, two_bit], "test symbols")
+  np.testing.assert_array_equal(decoder.decode(index), values)
+
+
+def test_tables_take_the_cheapest_precision():
+  few = np.array([0] * 40 + [1] * 7 + [-1] * 3 + [2])
+  small = entropy.fit(few)
+  assert small.precision < entropy.DEFAULT_PRECISION
+  full = dataclasses.replace(small, precision=16,
+                             widths=entropy._quantize(np.array([3, 40, 7, 1, 0]), 16))
+
+  def bits(d):
+    coded = sum(d.precision - np.log2(d.widths[int(v) - d.offset]) for v in few)
+    return 8 * len(entropy.tables_to_bytes([d])) + coded
+  assert bits(small) < bits(full)
+  many = entropy.binary(500_000, 1_000_000)
+  assert many.precision >= 1 and np.all(many.widths >= 1)
+  with pytest.raises(errors.ModelFileError):
+    entropy.tables_from_bytes(entropy.tables_to_bytes([small])[:-1])
+
+
+def _channel_sparse(rng, shape, live_in, live_out, density):
+  q = np.round(rng.laplace(scale=2.0, size=shape))
+  q[live_in:] = 0
+  q[:, live_out:] = 0
+  q[rng.random(shape[:2]) > density] = 0
+  return q.astype(np.float32)
+
+
+def test_latent_code_round_trips_structured_latents():
+  rng = np.random.default_rng(3)
+  latents = [_channel_sparse(rng, (20, 30, 9), 12, 8, 0.3), np.zeros((5, 4, 9), np.float32),
+             np.round(rng.normal(size=(3, 2, 9))).astype(np.float32)]
+  tables, string = latent_code.encode_group(latents, 9)
+  decoded = latent_code.decode_group(tables, string, [q.shape for q in latents], "test")
+  for q, d in zip(latents, decoded):
+    np.testing.assert_array_equal(q, d)
+
+
+def test_latent_code_pools_value_tables_only_when_cheaper():
+  rng = np.random.default_rng(6)
+  iid = np.round(rng.laplace(scale=1.0, size=(30, 20, 9))).astype(np.float32)
+  by_position = np.broadcast_to(np.arange(1, 10, dtype=np.float32) * 3, (30, 20, 9)).copy()
+  by_position += np.round(rng.normal(scale=0.3, size=by_position.shape)).astype(np.float32)
+  for q, tables_expected in ((iid, 1), (by_position, 9)):
+    tables, string = latent_code.encode_group([q], 9)
+    assert len(entropy.tables_from_bytes(tables)) == 3 + tables_expected
+    np.testing.assert_array_equal(latent_code.decode_group(tables, string, [q.shape], "t")[0], q)
+
+
+def test_latent_code_prices_structure_not_every_zero():
+  """Dead channels and zero slices cost little: below the best per-latent code of the same
+  latents (the empirical entropy of each slice position)."""
+  rng = np.random.default_rng(4)
+  q = _channel_sparse(rng, (64, 64, 9), 20, 16, 0.5)
+  tables, string = latent_code.encode_group([q], 9)
+  rows = q.reshape(-1, 9)
+  per_latent_bits = 0.0
+  for c in range(9):
+    _, counts = np.unique(rows[:, c], return_counts=True)
+    per_latent_bits -= float(np.sum(counts * np.log2(counts / counts.sum())))
+  assert 8 * (len(tables) + len(string)) < 0.8 * per_latent_bits
+
+
+def test_latent_code_rejects_contradicting_flags():
+  rng = np.random.default_rng(5)
+  q = _channel_sparse(rng, (6, 5, 4), 4, 3, 0.6)
+  tables, string = latent_code.encode_group([q], 4)
+  bad = bytearray(string)
+  caught = 0
+  for position in range(len(bad)):
+    bad[position] ^= 0xFF
+    try:
+      decoded = latent_code.decode_group(tables, bytes(bad), [q.shape], "test")
+    except errors.ModelFileError:
+      caught += 1
+    else:
+      assert decoded[0].shape == q.shape
+    bad[position] ^= 0xFF
+  assert caught > 0
 
 
 def _within_float16(a: np.ndarray, b: np.ndarray) -> bool:
@@ -192,6 +283,38 @@ def test_float16_option(trained, tmp_path):
       assert _within_float16(a, b)
   np.testing.assert_allclose(model(x, training=False).numpy(),
                              restored(x, training=False).numpy(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_float_bits_option(trained, tmp_path, bits):
+  model, _, exact_report, _, x = trained
+  path = str(tmp_path / "quantized.lnx")
+  report = lnx.compress(model, path, float_bits=bits, estimate=False)
+  half = lnx.compress(model, str(tmp_path / "half.lnx"), float16=True, estimate=False)
+  assert report.float_bits == bits == model_file.inspect(path, estimate=False).float_bits
+  assert report.section("WGTS").file_bytes < half.section("WGTS").file_bytes
+  restored = lnx.decompress(path)
+  for a, b in zip(lilnetx_layers(model), lilnetx_layers(restored)):
+    np.testing.assert_array_equal(a.integer_latent.numpy(), b.integer_latent.numpy())
+    assert a.group.latent_step.numpy() == b.group.latent_step.numpy()   # always exact
+    for u, v in zip(a.group.density_variables, b.group.density_variables):
+      np.testing.assert_array_equal(u.numpy(), v.numpy())
+  top = 2 ** (bits - 1) - 1
+  for a, b in zip(_non_latent(model), _non_latent(restored)):
+    if a.dtype == np.float32 and a.size > 1 and np.ptp(a) > 0:
+      step = np.max(np.abs(a)) / top
+      assert np.all(np.abs(a - b) <= step / 2 * (1 + 1e-6))       # rounding to the grid
+      assert np.array_equal(a, b) or np.unique(b).size <= 2 * top + 1   # exact, or on a grid
+  lnx.compress(restored, str(tmp_path / "again.lnx"), float_bits=bits, estimate=False)
+  for u, v in zip(lnx.decompress(str(tmp_path / "again.lnx")).weights, restored.weights):
+    np.testing.assert_array_equal(u.numpy(), v.numpy())   # the grid is a fixed point
+
+
+@pytest.mark.parametrize("kwargs", [dict(float_bits=1), dict(float_bits=9),
+                                    dict(float_bits=8, float16=True)])
+def test_float_bits_rejects_bad_values(trained, tmp_path, kwargs):
+  with pytest.raises(errors.InvalidArgumentError, match="float_bits"):
+    lnx.compress(trained[0], str(tmp_path / "bad.lnx"), **kwargs)
 
 
 def test_inference_only_option(trained, tmp_path):

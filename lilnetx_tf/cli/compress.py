@@ -3,9 +3,10 @@
 Usage: lilnetx compress [flags] MODEL [OUTPUT.lnx]
 
 MODEL is a saved Keras model: a .keras or .h5 file or a SavedModel directory. The integer
-latents are range-coded with the model's learned densities; everything else (architecture,
-decoders, densities, BatchNorm statistics, biases, plain layers) is stored losslessly, or with
---float16 as float16 for non-latent floats. --inference_only leaves out the densities and folds
+latents are range-coded (channel and slice flags, then values, with tables fitted to them);
+everything else (architecture, decoders, densities, BatchNorm statistics, biases, plain layers)
+is stored losslessly, or with --float16 as float16 or --float_bits=8 as 8-bit integers and a
+scale per tensor for non-latent floats. --inference_only leaves out the densities and folds
 BatchNorm (the smallest file to deploy). Prints bytes per section and per parameter group.
 """
 
@@ -18,13 +19,17 @@ _OUTPUT = flags.DEFINE_string("output", None, "Output .lnx file (default: MODEL 
 _FLOAT16 = flags.DEFINE_bool(
     "float16", False, "Store non-latent floats (biases, BatchNorm, plain layers) as float16 "
     "(relative error <= 2**-11), decoders included; latent steps and densities stay exact.")
+_FLOAT_BITS = flags.DEFINE_integer(
+    "float_bits", None, "Store those floats instead as FLOAT_BITS-bit integers (2..8) times a "
+    "float32 scale per tensor: smaller, lossier; check the decompressed model's accuracy.",
+    lower_bound=2, upper_bound=8)
 _INFERENCE_ONLY = flags.DEFINE_bool(
     "inference_only", False, "Leave out the groups' densities (only needed to train further) "
     "and fold BatchNorm to scale and shift.")
 _ARCH_CODEC = flags.DEFINE_enum("architecture_codec", "lzma", ["lzma", "zlib"],
                                 "Compression of the Keras architecture JSON.")
-_PRECISION = flags.DEFINE_integer("precision", 16, "Range-coder CDF precision in bits (1..16).",
-                                  lower_bound=1, upper_bound=16)
+_PRECISION = flags.DEFINE_integer("precision", 16, "Largest range-coder table precision in bits "
+                                  "(1..16).", lower_bound=1, upper_bound=16)
 _ESTIMATE = flags.DEFINE_bool("estimate", True, "Report the model's estimated latent bytes.")
 
 
@@ -40,7 +45,7 @@ def main(argv):
     output += ".lnx"
   import lilnetx_tf as lnx
   model = _common.load_keras_model(source)
-  report = lnx.compress(model, output, float16=_FLOAT16.value,
+  report = lnx.compress(model, output, float16=_FLOAT16.value, float_bits=_FLOAT_BITS.value,
                         inference_only=_INFERENCE_ONLY.value,
                         architecture_codec=_ARCH_CODEC.value, precision=_PRECISION.value,
                         estimate=_ESTIMATE.value)

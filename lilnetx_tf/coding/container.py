@@ -39,7 +39,7 @@ from typing import Iterable, Optional
 from lilnetx_tf import errors
 
 MAGIC = b"\x89LNX\r\n\x1a\n"
-VERSION = 3
+VERSION = 4
 CODEC_RAW, CODEC_ZLIB, CODEC_LZMA = 0, 1, 2
 CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA}
 _CODEC_NAMES = {v: k for k, v in CODECS.items()}

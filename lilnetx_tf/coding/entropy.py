@@ -1,18 +1,21 @@
-"""Range coding of integer latents with a group's learned density (tensorflow-compression).
+"""Range coding of integer symbols with quantized frequency tables (tensorflow-compression).
 
-Tables: `build_table` runs `tfc.ContinuousBatchedEntropyModel(prior, coding_rank=2,
-compression=True, offset_heuristic=False)` on the trained density and keeps its quantized CDFs as
-integer bin widths (`CdfTable`). The file stores these integers, so decoding never recomputes a
-float: `decode` builds a stateless entropy model from the stored table. Every bin, the overflow
-bin included, is given a width of at least 1, so any integer (inside the table or, through the
-coder's overflow escape, outside it) can be coded.
+A `Distribution` is a run of integer bin widths over the symbols offset, offset + 1, ..., that
+sum to 2**precision, every width at least 1. An *escape* distribution ends with one extra bin,
+the range coder's overflow code: symbols outside the run are coded through it with an Elias
+gamma code, so any integer can be coded. Distributions are fitted to the symbols they will code
+(`fit`, `binary`), each at the precision (up to a maximum) that makes its stored widths plus
+the symbols it codes shortest: a table fitted to 300 symbols gains nothing from 16-bit widths.
+The file stores the widths, and decoding never recomputes a float.
 
-One string per group: all members' latents, as one (N, slice_size) array, go through a single
-`compress` call; `decode` is a single `decompress` call.
+`encode` codes all symbols of a stream, each with the distribution its index selects, in one
+string; a `Decoder` reads them back in the same order, in as many calls as the caller needs
+(later counts may depend on earlier symbols).
 """
 
 import dataclasses
-import struct
+from typing import Sequence
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
@@ -20,163 +23,110 @@ import tensorflow_compression as tfc
 from lilnetx_tf import errors
 
 DEFAULT_PRECISION = 16
-DEFAULT_TAIL_MASS = 2.0 ** -8
 MAX_ABS_LATENT = 2 ** 24          # integers float32 holds exactly
-_MAX_BINS = 1 << 16
+# The widest run a fitted distribution keeps; rarer outlying symbols go through the escape.
+MAX_RUN = 1 << 12
 _MAX_OFFSET = 1 << 30
-
-_TEMPLATES: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
-class CdfTable:
-  """Quantized CDFs of one group: per channel, the first symbol and the integer bin widths.
-
-  `widths[c]` holds the widths of channel c's bins for symbols offsets[c], offsets[c] + 1, ...,
-  followed by the overflow bin; each row sums to 2**precision.
-  """
+class Distribution:
+  """Bin widths of symbols offset, offset + 1, ... (and the escape bin last, if `escape`)."""
+  offset: int
+  widths: np.ndarray               # int64, each >= 1, summing to 2**precision
+  escape: bool
   precision: int
-  offsets: np.ndarray              # (channels,) int32
-  widths: tuple                    # channels × (bins,) int64 arrays
 
-  @property
-  def channels(self) -> int:
-    return int(self.offsets.shape[0])
-
-  def lookup(self) -> np.ndarray:
-    """The 1-D CDF lookup the tfc range coder takes (negative precision: overflow on)."""
-    parts = []
-    for w in self.widths:
-      parts += [np.array([-self.precision, 0], np.int32), np.cumsum(w).astype(np.int32)]
-    return np.concatenate(parts)
-
-  def restrict(self, minima: np.ndarray, maxima: np.ndarray) -> "CdfTable":
-    """The table with only the symbols in [minima[c], maxima[c]] kept per channel.
-
-    The widths of the dropped symbols move into the overflow bin, so the kept symbols cost
-    exactly what they cost before, dropped ones (unused by the data) go through the escape, and
-    the stored table shrinks to the range the latents actually use. Integer-exact.
-    """
-    offsets, widths = [], []
-    for c, w in enumerate(self.widths):
-      symbols = len(w) - 1
-      lo = min(max(int(minima[c]) - int(self.offsets[c]), 0), symbols - 1)
-      hi = max(min(int(maxima[c]) - int(self.offsets[c]), symbols - 1), lo)
-      kept = w[lo:hi + 1]
-      widths.append(np.concatenate([kept, [int(w.sum()) - int(kept.sum())]]).astype(np.int64))
-      offsets.append(int(self.offsets[c]) + lo)
-    return CdfTable(self.precision, np.array(offsets, np.int32), tuple(widths))
-
-  def to_bytes(self) -> bytes:
-    """u8 precision | u32 channels | channels × i32 offset | channels × u32 bins | u16 widths."""
-    bins = np.array([len(w) for w in self.widths], "<u4")
-    head = struct.pack("<BI", self.precision, self.channels)
-    widths = np.concatenate(self.widths).astype("<u2") if self.widths else np.zeros(0, "<u2")
-    return head + self.offsets.astype("<i4").tobytes() + bins.tobytes() + widths.tobytes()
-
-  @classmethod
-  def from_bytes(cls, data: bytes, channels: int) -> "CdfTable":
-    """Parses and validates a table written by `to_bytes` (raises `ModelFileError`)."""
-    if len(data) < 5:
-      raise errors.ModelFileError("Entropy table is truncated.")
-    precision, count = struct.unpack_from("<BI", data, 0)
-    if count != channels:
-      raise errors.ModelFileError(
-          f"Entropy table has {count} channels, the group has slice size {channels}.")
-    if not 1 <= precision <= 16:
-      raise errors.ModelFileError(f"Entropy table precision {precision} is not in [1, 16].")
-    if len(data) < 5 + 8 * count:
-      raise errors.ModelFileError("Entropy table is truncated.")
-    offsets = np.frombuffer(data, "<i4", count, 5).astype(np.int32)
-    bins = np.frombuffer(data, "<u4", count, 5 + 4 * count).astype(np.int64)
-    if np.any(bins < 2) or np.any(bins > _MAX_BINS) or np.any(np.abs(offsets) > _MAX_OFFSET):
-      raise errors.ModelFileError("Entropy table has an invalid bin count or offset.")
-    start = 5 + 8 * count
-    if len(data) != start + 2 * int(bins.sum()):
-      raise errors.ModelFileError("Entropy table length does not match its bin counts.")
-    flat = np.frombuffer(data, "<u2", int(bins.sum()), start).astype(np.int64)
-    widths = tuple(np.split(flat, np.cumsum(bins)[:-1]))
-    for w in widths:
-      if np.any(w < 1) or int(w.sum()) != 1 << precision:
-        raise errors.ModelFileError("Entropy table is not a valid quantized CDF.")
-    return cls(precision, offsets, widths)
+  def cdf(self) -> np.ndarray:
+    """This distribution in the range coder's lookup layout (negative precision: escape)."""
+    head = [-self.precision if self.escape else self.precision, 0]
+    return np.concatenate([np.array(head, np.int64), np.cumsum(self.widths)]).astype(np.int32)
 
 
-def _from_lookup(cdf: np.ndarray, cdf_offset: np.ndarray, precision: int) -> CdfTable:
-  """Splits tfc's concatenated CDF into per-channel widths, making every width >= 1."""
-  total = 1 << precision
-  widths, position = [], 0
-  for _ in range(len(cdf_offset)):
-    assert cdf[position] == -precision
-    end = position + 1
-    while cdf[end] != total:
-      end += 1
-    widths.append(_ensure_positive(np.diff(cdf[position + 1:end + 1]).astype(np.int64)))
-    position = end + 1
-  return CdfTable(precision, np.asarray(cdf_offset, np.int32), tuple(widths))
+def _quantize(counts: np.ndarray, precision: int) -> np.ndarray:
+  """Integer widths >= 1 proportional to `counts`, summing to 2**precision exactly."""
+  spare = (1 << precision) - counts.size
+  if spare < 0:
+    raise errors.InvalidArgumentError(
+        f"{counts.size} symbols do not fit a range-coder precision of {precision} bits.")
+  total = int(counts.sum())
+  if total == 0:
+    shares = np.full(counts.size, spare / counts.size)
+  else:
+    shares = counts.astype(np.float64) * spare / total
+  widths = np.floor(shares).astype(np.int64)
+  leftover = spare - int(widths.sum())
+  widths[np.argsort(widths - shares, kind="stable")[:leftover]] += 1
+  return widths + 1
 
 
-def _ensure_positive(widths: np.ndarray) -> np.ndarray:
-  """Gives zero-width bins width 1, taking it from the widest bins (integer-exact)."""
-  widths = widths.copy()
-  for i in np.flatnonzero(widths == 0):
-    widths[int(np.argmax(widths))] -= 1
-    widths[i] = 1
-  return widths
+def _head(offset: int, bins: int, escape: bool, precision: int) -> list:
+  return [int(escape) | (precision - 1) << 1 | bins << 5, _zigzag(offset)]
 
 
-def _template(density, precision: int, tail_mass: float):
-  """A cached (prior, traced table builder) with the structure of `density`, or None.
+def _cheapest(counts: np.ndarray, offset: int, escape: bool, max_precision: int) -> Distribution:
+  """The distribution of `counts` whose widths plus coded symbols take the fewest bits."""
+  best, best_bits = None, np.inf
+  for precision in range(max(1, int(np.ceil(np.log2(counts.size)))), max_precision + 1):
+    widths = _quantize(counts, precision)
+    table_bytes = len(_varints(_head(offset, widths.size, escape, precision)))
+    table_bytes += int(np.sum((np.frexp(widths[:-1].astype(np.float64))[1] + 6) // 7))
+    bits = 8 * table_bytes + float(np.sum(counts * (precision - np.log2(widths))))
+    if bits < best_bits:
+      best, best_bits = Distribution(offset, widths, escape, precision), bits
+  if best is None:
+    raise errors.InvalidArgumentError(
+        f"{counts.size} symbols do not fit a range-coder precision of {max_precision} bits.")
+  return best
 
-  Building tables takes seconds, nearly all of it in tracing; groups whose densities have the
-  same structure reuse one traced function, loading the density's values into its variables.
+
+def binary(ones: int, total: int, precision: int = DEFAULT_PRECISION) -> Distribution:
+  """The distribution of a flag that is 1 in `ones` of `total` cases (symbols 0 and 1)."""
+  return _cheapest(np.array([total - ones, ones]), 0, False, precision)
+
+
+def fit(values: np.ndarray, precision: int = DEFAULT_PRECISION) -> Distribution:
+  """An escape distribution fitted to integer `values` (float or int array, any shape).
+
+  The run covers the values' whole range when that is at most `MAX_RUN` symbols, else the
+  `MAX_RUN`-symbol window holding the most values; the escape bin is priced by the values
+  outside the run.
   """
-  if not isinstance(density, tfc.NoisyDeepFactorized):
-    return None
-  base = density.base
-  key = (tuple(density.batch_shape.as_list()), tuple(base.num_filters), precision, tail_mass,
-         density.dtype)
-  if key not in _TEMPLATES:
-    with tf.init_scope():
-      prior = tfc.NoisyDeepFactorized(batch_shape=key[0], num_filters=key[1], dtype=key[4])
-
-    @tf.function(autograph=False)
-    def build():
-      model = tfc.ContinuousBatchedEntropyModel(
-          prior, coding_rank=2, compression=True, stateless=True, offset_heuristic=False,
-          range_coder_precision=precision, tail_mass=tail_mass)
-      return model.cdf, model.cdf_offset
-    _TEMPLATES[key] = (prior, build)
-  prior, build = _TEMPLATES[key]
-  source, target = density.variables, prior.variables
-  if len(source) != len(target) or any(s.shape != t.shape for s, t in zip(source, target)):
-    return None
-  for s, t in zip(source, target):
-    t.assign(s)
-  return build
+  symbols, counts = np.unique(np.asarray(values, np.float64).reshape(-1), return_counts=True)
+  if symbols.size == 0:
+    symbols, counts = np.zeros(1), np.zeros(1, np.int64)
+  run = min(MAX_RUN, (1 << precision) - 1)
+  cumulative = np.concatenate([[0], np.cumsum(counts)])
+  ends = np.searchsorted(symbols, symbols + run)
+  first = int(np.argmax(cumulative[ends] - cumulative[:-1]))
+  low = int(symbols[first])
+  high = int(symbols[ends[first] - 1])
+  histogram = np.zeros(high - low + 2, np.int64)
+  inside = (symbols >= low) & (symbols <= high)
+  histogram[(symbols[inside] - low).astype(np.int64)] = counts[inside]
+  histogram[-1] = counts[~inside].sum()
+  return _cheapest(histogram, low, True, precision)
 
 
-def build_table(density, precision: int = DEFAULT_PRECISION,
-                tail_mass: float = DEFAULT_TAIL_MASS) -> CdfTable:
-  """Quantized CDF table of a trained (noisy) density with batch shape (slice_size,)."""
-  build = _template(density, precision, tail_mass)
-  if build is None:
-    @tf.function(autograph=False)
-    def build():
-      model = tfc.ContinuousBatchedEntropyModel(
-          density, coding_rank=2, compression=True, stateless=True, offset_heuristic=False,
-          range_coder_precision=precision, tail_mass=tail_mass)
-      return model.cdf, model.cdf_offset
-  with tf.device("/cpu:0"):
-    cdf, cdf_offset = build()
-  return _from_lookup(cdf.numpy(), cdf_offset.numpy(), precision)
+def description_bits(distribution: Distribution, values: np.ndarray) -> float:
+  """Bits of `distribution`'s stored table plus those of coding `values` with it (escaped
+  values priced at their escape bin alone)."""
+  symbols, counts = np.unique(np.asarray(values, np.int64).reshape(-1), return_counts=True)
+  position = symbols - distribution.offset
+  run = distribution.widths.size - int(distribution.escape)
+  position = np.where((position >= 0) & (position < run), position, distribution.widths.size - 1)
+  coded = float(np.sum(counts * (distribution.precision
+                                 - np.log2(distribution.widths[position]))))
+  return 8 * len(tables_to_bytes([distribution])) + coded
 
 
-def _coder(table: CdfTable) -> tfc.ContinuousBatchedEntropyModel:
-  return tfc.ContinuousBatchedEntropyModel(
-      compression=True, stateless=True, coding_rank=2, prior_shape=(table.channels,),
-      cdf=tf.constant(table.lookup()), cdf_offset=tf.constant(table.offsets),
-      offset_heuristic=False, decode_sanity_check=True)
+def _lookup(distributions: Sequence[Distribution]) -> tf.Tensor:
+  """The range coder's lookup: one row per distribution, padded with its final value. (A 1-D
+  concatenation would be ambiguous: the coder skips values equal to a CDF's final value after
+  it, so a next precision of 2 would vanish after a 1-bit CDF.)"""
+  cdfs = [d.cdf() for d in distributions]
+  width = max(c.size for c in cdfs)
+  return tf.constant(np.stack([np.pad(c, (0, width - c.size), mode="edge") for c in cdfs]))
 
 
 def check_integers(values: np.ndarray, what: str) -> None:
@@ -187,25 +137,125 @@ def check_integers(values: np.ndarray, what: str) -> None:
         "larger latent step or check the model for NaNs.")
 
 
-def encode(latents: np.ndarray, table: CdfTable) -> bytes:
-  """Range-codes integer latents of shape (N, channels) into one string."""
+def _symbols(values: np.ndarray, index: np.ndarray,
+             distributions: Sequence[Distribution]) -> np.ndarray:
+  offsets = np.array([d.offset for d in distributions], np.int64)
+  return (np.asarray(values, np.int64) - offsets[index]).astype(np.int32)
+
+
+def encode(values: np.ndarray, index: np.ndarray,
+           distributions: Sequence[Distribution]) -> bytes:
+  """Range-codes integer `values`, each with `distributions[index[k]]`, into one string."""
+  index = np.asarray(index, np.int32).reshape(-1)
   with tf.device("/cpu:0"):
-    return _coder(table).compress(tf.constant(latents, tf.float32)).numpy()
+    handle = tfc.create_range_encoder([], _lookup(distributions))
+    handle = tfc.entropy_encode_index(
+        handle, tf.constant(index), tf.constant(_symbols(values, index, distributions)))
+    return tfc.entropy_encode_finalize(handle).numpy()
 
 
-def decode(string: bytes, count: int, table: CdfTable, what: str = "latents") -> np.ndarray:
-  """Decodes `count` rows of integer latents (float32, shape (count, channels))."""
-  try:
+class Decoder:
+  """Reads back the symbols of one `encode` string, in order, over several `decode` calls."""
+
+  def __init__(self, string: bytes, distributions: Sequence[Distribution], what: str):
+    self._offsets = np.array([d.offset for d in distributions], np.int64)
+    self._what = what
     with tf.device("/cpu:0"):
-      values = _coder(table).decompress(tf.constant(string, tf.string), (count,)).numpy()
-  except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
-    raise errors.ModelFileError(f"Range decoding of {what} failed: {e.message}") from None
-  if np.any(np.abs(values) > MAX_ABS_LATENT):
-    raise errors.ModelFileError(f"Range decoding of {what} produced out-of-range values.")
-  return values
+      self._handle = tfc.create_range_decoder(tf.constant(string, tf.string),
+                                              _lookup(distributions))
+
+  def decode(self, index: np.ndarray) -> np.ndarray:
+    """The next `len(index)` symbols, each with the distribution `index` selects (int64)."""
+    index = np.asarray(index, np.int32).reshape(-1)
+    try:
+      with tf.device("/cpu:0"):
+        self._handle, symbols = tfc.entropy_decode_index(
+            self._handle, tf.constant(index), tf.constant([index.size], tf.int32), tf.int32)
+    except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
+      raise errors.ModelFileError(f"Range decoding of {self._what} failed: {e.message}") from None
+    values = symbols.numpy().astype(np.int64) + self._offsets[index]
+    if np.any(np.abs(values) > MAX_ABS_LATENT):
+      raise errors.ModelFileError(f"Range decoding of {self._what} produced out-of-range values.")
+    return values
+
+  def finish(self) -> None:
+    """Checks that the string ended where the symbols did (a weak check, like tfc's)."""
+    with tf.device("/cpu:0"):
+      ok = bool(tfc.entropy_decode_finalize(self._handle).numpy())
+    if not ok:
+      raise errors.ModelFileError(f"The range-coded {self._what} are corrupt.")
+
+
+def _varints(numbers) -> bytes:
+  out = bytearray()
+  for n in numbers:
+    n = int(n)
+    while n >= 0x80:
+      out.append((n & 0x7F) | 0x80)
+      n >>= 7
+    out.append(n)
+  return bytes(out)
+
+
+class _Reader:
+  """Varint reader over table bytes; every problem is a `ModelFileError`."""
+
+  def __init__(self, data: bytes):
+    self.data, self.position = data, 0
+
+  def varint(self) -> int:
+    n = shift = 0
+    while True:
+      if self.position >= len(self.data) or shift > 63:
+        raise errors.ModelFileError("Entropy tables are truncated or malformed.")
+      byte = self.data[self.position]
+      self.position += 1
+      n |= (byte & 0x7F) << shift
+      shift += 7
+      if byte < 0x80:
+        return n
+
+
+def _zigzag(n: int) -> int:
+  return 2 * n if n >= 0 else -2 * n - 1
+
+
+def _unzigzag(n: int) -> int:
+  return n // 2 if n % 2 == 0 else -(n + 1) // 2
+
+
+def tables_to_bytes(distributions: Sequence[Distribution]) -> bytes:
+  """count | per distribution: escape | (precision − 1) << 1 | bins << 5, zigzag offset, the
+  widths but the last (2**precision minus the others); all varints."""
+  numbers = [len(distributions)]
+  for d in distributions:
+    numbers += _head(d.offset, d.widths.size, d.escape, d.precision) + d.widths[:-1].tolist()
+  return _varints(numbers)
+
+
+def tables_from_bytes(data: bytes) -> list:
+  """The distributions of `tables_to_bytes`, validated (raises `ModelFileError`)."""
+  reader = _Reader(data)
+  count = reader.varint()
+  if count > len(data):
+    raise errors.ModelFileError("Entropy tables are truncated or malformed.")
+  distributions = []
+  for _ in range(count):
+    head, offset = reader.varint(), _unzigzag(reader.varint())
+    escape, precision, bins = bool(head & 1), (head >> 1 & 15) + 1, head >> 5
+    if not 1 <= bins <= 1 << precision or abs(offset) > _MAX_OFFSET:
+      raise errors.ModelFileError("An entropy table has an invalid bin count or offset.")
+    widths = [reader.varint() for _ in range(bins - 1)]
+    widths.append((1 << precision) - sum(widths))
+    widths = np.array(widths, np.int64)
+    if np.any(widths < 1):
+      raise errors.ModelFileError("An entropy table is not a valid quantized distribution.")
+    distributions.append(Distribution(offset, widths, escape, precision))
+  if reader.position != len(data):
+    raise errors.ModelFileError("Entropy tables are longer than their contents.")
+  return distributions
 
 
 def estimated_bits(group, latents: list) -> float:
   """Self-information (bits) of integer latents under the group's density, as `lnx.stats`."""
   return float(sum(float(tf.reduce_sum(group.bits(q))) for q in latents))
-

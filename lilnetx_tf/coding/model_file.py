@@ -8,14 +8,15 @@ Sections (see `container` for the byte layout around them):
         u32 manifest length | manifest JSON [[shape, dtype, stored], ...] | the tensors'
         little-endian bytes, concatenated. A tensor whose elements are all equal is stored as
         [shape, dtype, "fill", value] and no bytes. Float32 is stored losslessly, or
-        (``float16=True``) as float16, except each group's latent step and density.
-        zlib when it helps.
+        (``float16=True``) as float16, or (``float_bits=b``) as [shape, dtype, "int", b, scale]
+        with b-bit codes c in [−(2**(b−1) − 1), 2**(b−1) − 1], value c · scale, packed
+        big-endian; each group's latent step and density are always exact. zlib when it helps.
   GRPS  JSON: "densities" (whether WGTS holds the groups' densities) and one entry per parameter
-        group: key, slice size, member layers ([index among the model's LilNetX layers, latent
-        shape]), rows, table and string lengths.
-  CDFT  the groups' quantized CDF tables (`entropy.CdfTable.to_bytes`), concatenated, each
-        restricted to the range of latents actually used (the rest merged into the overflow bin).
-  LATS  the groups' range-coded strings, concatenated; raw.
+        group: [key, slice size, member layers, latents, table bytes, string bytes]. The members
+        and their shapes come from the architecture, in the order of `model.layers`.
+  CDFT  the groups' entropy tables (`entropy.tables_to_bytes`), concatenated: the empirical
+        frequencies of their channel and slice flags and of their values (`latent_code`).
+  LATS  the groups' range-coded strings (`latent_code`), concatenated; raw.
 
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
 |w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
@@ -45,6 +46,7 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.coding import container
 from lilnetx_tf.coding import entropy
+from lilnetx_tf.coding import latent_code
 from lilnetx_tf.coding import unread
 from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
 from lilnetx_tf.export import fold
@@ -53,6 +55,7 @@ from lilnetx_tf.layers import is_lilnetx_layer
 
 SUFFIX = ".lnx"
 _FILL = "fill"
+_QUANTIZED = "int"
 _REQUIRED = ("ARCH", "WGTS", "GRPS", "CDFT", "LATS")
 _DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8",
            "int32": "<i4", "int8": "<i1", "uint8": "u1", "bool": "?"}
@@ -151,7 +154,35 @@ def _fill_value(values: np.ndarray):
   return first[0].item()
 
 
-def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool) -> tuple:
+def _quantize(values: np.ndarray, bits: int) -> tuple[np.float32, np.ndarray]:
+  """(scale, codes): values ≈ codes · scale with integer |codes| <= 2**(bits−1) − 1."""
+  top = (1 << (bits - 1)) - 1
+  scale = np.float32(np.max(np.abs(values)) / np.float32(top))
+  return scale, np.clip(np.round(values / scale), -top, top).astype(np.int64)
+
+
+def _dequantize(codes: np.ndarray, scale: float) -> np.ndarray:
+  return codes.astype(np.float32) * np.float32(scale)
+
+
+def _pack(codes: np.ndarray, bits: int) -> bytes:
+  """Codes in [−top, top] as `bits`-bit unsigned integers, big-endian bit order."""
+  unsigned = codes.reshape(-1) + ((1 << (bits - 1)) - 1)
+  planes = (unsigned[:, None] >> np.arange(bits - 1, -1, -1)) & 1
+  return np.packbits(planes.astype(np.uint8).reshape(-1)).tobytes()
+
+
+def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
+  planes = np.unpackbits(np.frombuffer(data, np.uint8), count=count * bits).reshape(count, bits)
+  unsigned = planes.astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1))
+  top = (1 << (bits - 1)) - 1
+  if np.any(unsigned > 2 * top):
+    raise errors.ModelFileError("The WGTS section holds an invalid quantized value.")
+  return unsigned - top
+
+
+def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool,
+                     float_bits: Optional[int]) -> tuple:
   manifest, blobs, count = [], [], 0
   for variable in variables:
     values = values_of[id(variable)] if id(variable) in values_of else variable.numpy()
@@ -165,7 +196,13 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
       manifest.append([list(values.shape), dtype, _FILL, fill])
       continue
     stored = dtype
-    if float16 and id(variable) not in exact_ids and _float16_ok(values):
+    lossy = id(variable) not in exact_ids and _float16_ok(values)
+    if float_bits and lossy and np.all(np.isfinite(values)):
+      scale, codes = _quantize(values, float_bits)
+      manifest.append([list(values.shape), dtype, _QUANTIZED, float_bits, scale.item()])
+      blobs.append(_pack(codes, float_bits))
+      continue
+    if float16 and lossy:
       stored = "float16"
     manifest.append([list(values.shape), dtype, stored])
     blobs.append(np.ascontiguousarray(values.astype(_DTYPES[stored])).tobytes())
@@ -185,8 +222,8 @@ def _with_suffix(path: str) -> str:
 
 
 def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
-             inference_only: bool = False, architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
-             tail_mass: float = entropy.DEFAULT_TAIL_MASS, estimate: bool = True) -> Report:
+             float_bits: Optional[int] = None, inference_only: bool = False, architecture_codec: str = "lzma",
+             precision: int = entropy.DEFAULT_PRECISION, estimate: bool = True) -> Report:
   """Writes `model` (Functional or Sequential, built) to one `.lnx` file at `path`.
 
   Args:
@@ -194,11 +231,13 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     path: Output path; `.lnx` is appended when missing. Written atomically.
     float16: Store the non-latent floats (decoders, biases, BatchNorm, plain layers) as
       float16, except each group's latent step and density (see module docstring).
+    float_bits: Store those floats instead as `float_bits`-bit integers (2..8) times one
+      float32 scale per tensor: smaller and lossier than float16; check the decompressed
+      model's accuracy. Exclusive with `float16`.
     inference_only: Leave out the groups' densities and fold BatchNorm to scale and shift:
       the smallest file for deployment (see module docstring).
     architecture_codec: "lzma" or "zlib" for the Keras config.
-    precision: Range-coder CDF precision in bits (1..16).
-    tail_mass: Probability mass left outside each table (coded with the overflow escape).
+    precision: Range-coder precision in bits (1..16) of the entropy tables.
     estimate: Also compute the model's estimated self-information per group for the report.
 
   Returns:
@@ -210,13 +249,18 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
                                       f"{architecture_codec!r}.")
   if not 1 <= int(precision) <= 16:
     raise errors.InvalidArgumentError(f"precision must be in [1, 16], got {precision}.")
+  if float_bits is not None and (float16 or not 2 <= int(float_bits) <= 8):
+    raise errors.InvalidArgumentError(
+        f"float_bits must be in [2, 8] and not combined with float16, got {float_bits!r}"
+        + (" with float16=True." if float16 else "."))
   path = _with_suffix(path)
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
   exact_ids = {id(v) for group, _ in groups for v in (group.latent_step, *group.density_variables)}
   stored = unread.zero_unread(model, _folded_batch_norms(model)) if inference_only else {}
   weights, weight_count = _weights_section(
-      _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16)
+      _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16,
+      float_bits and int(float_bits))
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
@@ -226,20 +270,15 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
       q = layer.integer_latent.numpy() if q is None else q
       entropy.check_integers(q, layer.name)
       latents.append(q)
-    rows = np.concatenate([q.reshape(-1, group.slice_size) for q in latents])
-    table = entropy.build_table(group.density, int(precision), float(tail_mass))
-    table = table.restrict(rows.min(axis=0), rows.max(axis=0))
-    table_bytes = table.to_bytes()
-    string = entropy.encode(rows, table)
+    table_bytes, string = latent_code.encode_group(latents, group.slice_size, int(precision))
     tables.append(table_bytes)
     strings.append(string)
-    manifest.append({
-        "key": layer.group_key, "slice_size": group.slice_size, "rows": int(rows.shape[0]),
-        "members": [[i, list(l.latent_variable.shape)] for i, l in members],
-        "table_bytes": len(table_bytes), "string_bytes": len(string)})
+    manifest.append([layer.group_key, group.slice_size, len(members),
+                     sum(q.size for q in latents), len(table_bytes), len(string)])
     estimated = entropy.estimated_bits(group, latents) / 8 if estimate else None
     group_reports.append(GroupReport(layer.group_key, group.slice_size, len(members),
-                                     int(rows.size), len(string), len(table_bytes), estimated))
+                                     sum(q.size for q in latents), len(string), len(table_bytes),
+                                     estimated))
   groups_json = json.dumps({"densities": not inference_only, "groups": manifest,
                             "layers": len(layers)},
                            separators=(",", ":")).encode()
@@ -258,7 +297,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
                 sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
                           for s in stored],
                 groups=group_reports, parameters=weight_count + latent_count,
-                latent_parameters=latent_count, float16=float16, inference_only=inference_only)
+                latent_parameters=latent_count, float16=float16, float_bits=float_bits,
+                inference_only=inference_only)
 
 
 # -------------------------------------------------------------------------------------------
@@ -284,25 +324,29 @@ def _sections(path: str) -> tuple[dict, list]:
   return by_tag, stored
 
 
+_GROUP_FIELDS = ("key", "slice_size", "layers", "latents", "table_bytes", "string_bytes")
+
+
 def _group_manifest(data: bytes) -> tuple[bool, list]:
-  """(whether WGTS holds the densities, the groups' entries) of a GRPS section."""
+  """(whether WGTS holds the densities, the groups' entries as dicts of `_GROUP_FIELDS`) of a
+  GRPS section."""
   doc = _json(data, "GRPS")
   try:
     densities, groups = doc["densities"], doc["groups"]
-    for g in groups:
-      ok = (isinstance(g["key"], str) and all(isinstance(g[k], int) and g[k] >= 0 for k in
-                                              ("slice_size", "rows", "table_bytes", "string_bytes"))
-            and all(isinstance(m[0], int) and all(isinstance(d, int) and d >= 0 for d in m[1])
-                    for m in g["members"]))
-      if not ok or not isinstance(densities, bool):
-        raise TypeError
-  except (KeyError, TypeError, IndexError):
+    ok = isinstance(densities, bool) and all(
+        isinstance(g, list) and len(g) == len(_GROUP_FIELDS) and isinstance(g[0], str)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in g[1:])
+        for g in groups)
+    if not ok:
+      raise TypeError
+  except (KeyError, TypeError):
     raise errors.ModelFileError("The GRPS section is malformed.") from None
-  return densities, groups
+  return densities, [dict(zip(_GROUP_FIELDS, g)) for g in groups]
 
 
 def _weights_manifest(data: bytes) -> tuple[list, int]:
-  """The WGTS entries as (shape, dtype, stored, fill value) and where the tensor bytes start."""
+  """The WGTS entries as (shape, dtype, stored, [fill value] or [bits, scale] or []) and where
+  the tensor bytes start."""
   if len(data) < 4:
     raise errors.ModelFileError("The WGTS section is truncated.")
   (head_length,) = struct.unpack_from("<I", data, 0)
@@ -311,15 +355,18 @@ def _weights_manifest(data: bytes) -> tuple[list, int]:
   manifest = _json(data[4:4 + head_length], "WGTS")
   entries = []
   for entry in manifest if isinstance(manifest, list) else [None]:
-    ok = isinstance(entry, list) and len(entry) in (3, 4)
+    ok = isinstance(entry, list) and len(entry) in (3, 4, 5)
     if ok:
-      shape, dtype, stored, *fill = entry
+      shape, dtype, stored, *extra = entry
       ok = (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
-            and dtype in _DTYPES and (stored in _DTYPES if not fill else stored == _FILL)
-            and all(isinstance(v, (int, float)) and np.isfinite(v) for v in fill))
+            and dtype in _DTYPES
+            and all(isinstance(v, (int, float)) and np.isfinite(v) for v in extra)
+            and ((stored in _DTYPES and not extra) or (stored == _FILL and len(extra) == 1)
+                 or (stored == _QUANTIZED and len(extra) == 2 and dtype == "float32"
+                     and isinstance(extra[0], int) and 2 <= extra[0] <= 8 and extra[1] > 0)))
     if not ok:
       raise errors.ModelFileError("The WGTS section's manifest is malformed.")
-    entries.append((tuple(shape), dtype, stored, fill[0] if fill else None))
+    entries.append((tuple(shape), dtype, stored, extra))
   return entries, 4 + head_length
 
 
@@ -344,20 +391,28 @@ def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
     raise errors.ModelFileError(
         f"The WGTS section holds {len(entries)} tensors, the architecture has {len(variables)}.")
   values = []
-  for (shape, dtype, stored, fill), variable in zip(entries, variables):
+  for (shape, dtype, stored, extra), variable in zip(entries, variables):
     if shape != tuple(variable.shape) or dtype != variable.dtype.name:
       raise errors.ModelFileError(
           f"WGTS tensor for {variable.name} is {dtype}{list(shape)}, the architecture has "
           f"{variable.dtype.name}{list(variable.shape)} (a section from another model?).")
     if stored == _FILL:
-      values.append(np.full(shape, fill, dtype=_DTYPES[dtype]))
+      values.append(np.full(shape, extra[0], dtype=_DTYPES[dtype]))
       continue
     count = int(np.prod(shape, dtype=np.int64))
-    size = count * np.dtype(_DTYPES[stored]).itemsize
+    if stored == _QUANTIZED:
+      bits, scale = extra
+      size = (count * bits + 7) // 8
+    else:
+      size = count * np.dtype(_DTYPES[stored]).itemsize
     if size > len(data) - position:
       raise errors.ModelFileError("The WGTS section is shorter than its manifest says.")
-    values.append(np.frombuffer(data, _DTYPES[stored], count, position).reshape(shape)
-                  .astype(_DTYPES[dtype]))
+    if stored == _QUANTIZED:
+      codes = _unpack(data[position:position + size], count, bits)
+      values.append(_dequantize(codes, scale).reshape(shape))
+    else:
+      values.append(np.frombuffer(data, _DTYPES[stored], count, position).reshape(shape)
+                    .astype(_DTYPES[dtype]))
     position += size
   if position != len(data):
     raise errors.ModelFileError("The WGTS section is longer than its manifest says.")
@@ -376,28 +431,22 @@ def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: b
   table_pos = string_pos = 0
   decoded = []
   for entry, (group, members) in zip(manifest, groups):
-    expected = [[i, list(l.latent_variable.shape)] for i, l in members]
-    rows = sum(l.num_slices for _, l in members)
+    latents = sum(l.num_slices for _, l in members) * group.slice_size
     if (entry["key"] != members[0][1].group_key or entry["slice_size"] != group.slice_size
-        or entry["members"] != expected or entry["rows"] != rows):
+        or entry["layers"] != len(members) or entry["latents"] != latents):
       raise errors.ModelFileError(
           f"Group {entry['key']!r} in the file does not match the architecture's "
           f"{members[0][1].group_key!r} (a section from another model?).")
-    table = entropy.CdfTable.from_bytes(
-        tables[table_pos:table_pos + entry["table_bytes"]], group.slice_size)
-    string = strings[string_pos:string_pos + entry["string_bytes"]]
+    what = f"the latents of group {entry['key']!r}"
+    values = latent_code.decode_group(tables[table_pos:table_pos + entry["table_bytes"]],
+                                      strings[string_pos:string_pos + entry["string_bytes"]],
+                                      [tuple(l.latent_variable.shape) for _, l in members], what)
     table_pos += entry["table_bytes"]
     string_pos += entry["string_bytes"]
-    q = entropy.decode(string, rows, table, what=f"group {entry['key']!r}")
     step = np.float32(group.latent_step.numpy())
-    start, latents = 0, []
-    for _, layer in members:
-      count = layer.num_slices
-      values = q[start:start + count].reshape(layer.latent_variable.shape)
-      layer.latent_variable.assign(values * step)
-      latents.append(values)
-      start += count
-    decoded.append((entry, group, latents))
+    for (_, layer), q in zip(members, values):
+      layer.latent_variable.assign(q * step)
+    decoded.append((entry, group, values))
   return decoded
 
 
@@ -438,13 +487,16 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
   entries, _ = _weights_manifest(by_tag["WGTS"].data)
   weight_count = sum(int(np.prod(shape, dtype=np.int64)) for shape, *_ in entries)
   float16 = any(stored == "float16" and dtype != "float16" for _, dtype, stored, _ in entries)
+  float_bits = max((extra[0] for _, _, stored, extra in entries if stored == _QUANTIZED),
+                   default=None)
   group_reports = [
-      GroupReport(g["key"], g["slice_size"], len(g["members"]), g["rows"] * g["slice_size"],
-                  g["string_bytes"], g["table_bytes"], est)
+      GroupReport(g["key"], g["slice_size"], g["layers"], g["latents"], g["string_bytes"],
+                  g["table_bytes"], est)
       for g, est in zip(manifest, estimates)]
   latent_count = sum(g.parameters for g in group_reports)
   return Report(path=path, total_bytes=total, header_bytes=container.FILE_HEADER_SIZE,
                 sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
                           for s in stored],
                 groups=group_reports, parameters=weight_count + latent_count,
-                latent_parameters=latent_count, float16=float16, inference_only=not densities)
+                latent_parameters=latent_count, float16=float16, float_bits=float_bits,
+                inference_only=not densities)

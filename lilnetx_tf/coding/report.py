@@ -58,6 +58,7 @@ class Report:
   parameters: int
   latent_parameters: int
   float16: bool = False
+  float_bits: Optional[int] = None
   inference_only: bool = False
 
   @property
@@ -92,6 +93,8 @@ class Report:
     lines = [f"{self.path}: {self.total_bytes:,} bytes, {self.parameters:,} parameters "
              f"({self.latent_parameters:,} latent)"
              + (", non-latent floats as float16" if self.float16 else "")
+             + (f", non-latent floats as {self.float_bits}-bit integers" if self.float_bits
+                else "")
              + (", inference only (no densities, BatchNorm folded)"
                 if self.inference_only else "")]
     lines.append("")
