@@ -85,6 +85,18 @@ def binary(ones: int, total: int, precision: int = DEFAULT_PRECISION) -> Distrib
   return _cheapest(np.array([total - ones, ones]), 0, False, precision)
 
 
+def _histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(distinct integer values ascending, their counts); a bincount when the range is small."""
+  if values.size == 0:
+    return np.zeros(1, np.int64), np.zeros(1, np.int64)
+  low, high = int(values.min()), int(values.max())
+  if high - low >= 1 << 20:
+    return np.unique(values.astype(np.int64), return_counts=True)
+  counts = np.bincount((values.astype(np.int64) - low))
+  present = np.flatnonzero(counts)
+  return present + low, counts[present]
+
+
 def fit(values: np.ndarray, precision: int = DEFAULT_PRECISION) -> Distribution:
   """An escape distribution fitted to integer `values` (float or int array, any shape).
 
@@ -92,9 +104,7 @@ def fit(values: np.ndarray, precision: int = DEFAULT_PRECISION) -> Distribution:
   `MAX_RUN`-symbol window holding the most values; the escape bin is priced by the values
   outside the run.
   """
-  symbols, counts = np.unique(np.asarray(values, np.float64).reshape(-1), return_counts=True)
-  if symbols.size == 0:
-    symbols, counts = np.zeros(1), np.zeros(1, np.int64)
+  symbols, counts = _histogram(np.asarray(values).reshape(-1))
   run = min(MAX_RUN, (1 << precision) - 1)
   cumulative = np.concatenate([[0], np.cumsum(counts)])
   ends = np.searchsorted(symbols, symbols + run)
@@ -139,14 +149,15 @@ def check_integers(values: np.ndarray, what: str) -> None:
 
 def _symbols(values: np.ndarray, index: np.ndarray,
              distributions: Sequence[Distribution]) -> np.ndarray:
-  offsets = np.array([d.offset for d in distributions], np.int64)
-  return (np.asarray(values, np.int64) - offsets[index]).astype(np.int32)
+  """Values relative to their distribution's offset (all within ±2**25: int32)."""
+  offsets = np.array([d.offset for d in distributions], np.int32)
+  return np.asarray(values).astype(np.int32) - offsets[index]
 
 
 def encode(values: np.ndarray, index: np.ndarray,
            distributions: Sequence[Distribution]) -> bytes:
   """Range-codes integer `values`, each with `distributions[index[k]]`, into one string."""
-  index = np.asarray(index, np.int32).reshape(-1)
+  index = np.asarray(index).astype(np.int32, copy=False).reshape(-1)
   with tf.device("/cpu:0"):
     handle = tfc.create_range_encoder([], _lookup(distributions))
     handle = tfc.entropy_encode_index(

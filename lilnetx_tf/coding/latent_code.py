@@ -49,10 +49,10 @@ def encode_group(latents: Sequence[np.ndarray], slice_size: int,
   for m, (rows, columns, live, slices) in enumerate(structures):
     for kind, flags in enumerate((rows, columns, live)):
       distributions.append(entropy.binary(int(flags.sum()), flags.size, precision))
-      values.append(flags.astype(np.int64))
-      index.append(np.full(flags.size, _FLAGS * m + kind))
-    values.append(slices.reshape(-1))
-    index.append(np.tile(positions, len(slices)))
+      values.append(flags.astype(np.int32))
+      index.append(np.full(flags.size, _FLAGS * m + kind, np.int32))
+    values.append(slices.reshape(-1).astype(np.int32))
+    index.append(np.tile(positions.astype(np.int32), len(slices)))
   distributions += value_distributions
   string = entropy.encode(np.concatenate(values), np.concatenate(index),
                           distributions) if latents else b""
