@@ -23,7 +23,7 @@ Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11
 is kept as float32.
 
 ``inference_only=True`` writes what inference needs and nothing more: the groups' densities are
-left out (the CDF tables decode the latents; a decompressed model starts its densities afresh,
+left out (the fitted tables decode the latents; a decompressed model starts its densities afresh,
 so fit it further only after `lnx.fit_densities`), and each BatchNormalization layer with
 center and scale is folded to scale (in gamma) and shift (in beta) over a zero mean and a unit
 variance (mean and variance stored as fills), which computes the same function at inference;

@@ -46,8 +46,9 @@ class Report:
 
   total_bytes: file size. parameter_bytes: everything but the architecture section and the file
   header. coded_latent_bytes: the range-coded strings; estimated_latent_bytes: the self-information
-  of the same integer latents under the model's densities (`lnx.stats(model)["bytes"]`), the
-  ideal the coder approaches. latent_parameters / parameters: counts of latent weights and of
+  of the same integer latents under the model's densities (`lnx.stats(model)["bytes"]`, what
+  training priced). The file's code, fitted to the final latents and their channel and slice
+  structure, usually takes less. latent_parameters / parameters: counts of latent weights and of
   every stored tensor element.
   """
   path: str
