@@ -2,7 +2,8 @@
 
 Sections (see `container` for the byte layout around them):
 
-  ARCH  JSON {"format": "keras-json", "lilnetx_tf": version, "model": model.to_json()}; lzma.
+  ARCH  JSON {"format": "keras-json", "lilnetx_tf": version, "model": Keras config}, without
+        the layer arguments Keras fills in anyway (`architecture`); lzma.
   WGTS  every model variable except the LilNetX latents and the groups' training state (the
         density's Adam moments and step count, reset to zero on loading), in `model.weights` order:
         u32 manifest length | manifest JSON [[shape, dtype, stored], ...] | the tensors'
@@ -44,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf.coding import architecture
 from lilnetx_tf.coding import container
 from lilnetx_tf.coding import entropy
 from lilnetx_tf.coding import latent_code
@@ -86,18 +88,6 @@ def _check_model(model) -> None:
   if not model.built or not model.weights:
     raise errors.InvalidArgumentError(
         "The model is not built: call it on data or build it with an input shape first.")
-
-
-def _architecture(model) -> bytes:
-  try:
-    config = json.loads(model.to_json())
-  except (NotImplementedError, TypeError, ValueError) as e:
-    raise errors.UnsupportedLayerError(
-        f"The model's architecture cannot be serialized ({e}). Give custom layers a "
-        "get_config() and register them with tf.keras.utils.register_keras_serializable.") from e
-  from lilnetx_tf import __version__
-  return json.dumps({"format": "keras-json", "lilnetx_tf": __version__, "model": config},
-                    separators=(",", ":")).encode()
 
 
 def _float16_ok(values: np.ndarray) -> bool:
@@ -283,7 +273,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
                             "layers": len(layers)},
                            separators=(",", ":")).encode()
   sections = [
-      container.Section("ARCH", _architecture(model), architecture_codec),
+      container.Section("ARCH", architecture.encode(model), architecture_codec),
       container.Section("WGTS", weights, _smaller_codec(weights)),
       container.Section("GRPS", groups_json, _smaller_codec(groups_json)),
       container.Section("CDFT", b"".join(tables), _smaller_codec(b"".join(tables))),
@@ -370,20 +360,6 @@ def _weights_manifest(data: bytes) -> tuple[list, int]:
   return entries, 4 + head_length
 
 
-def _rebuild(arch: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
-  doc = _json(arch, "ARCH")
-  if not isinstance(doc, dict) or doc.get("format") != "keras-json" or "model" not in doc:
-    raise errors.ModelFileError("The ARCH section does not hold a Keras model config.")
-  import lilnetx_tf  # noqa: F401  (registers the LilNetX layers with Keras)
-  try:
-    return tf.keras.models.model_from_json(json.dumps(doc["model"]),
-                                           custom_objects=custom_objects)
-  except Exception as e:  # Keras raises many types for configs it cannot rebuild.
-    raise errors.ModelFileError(
-        f"Cannot rebuild the model architecture: {type(e).__name__}: {e}. If the model uses "
-        "custom layers, import or pass them with custom_objects=.") from None
-
-
 def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
   entries, position = _weights_manifest(data)
   variables = _stored_variables(model, layers, densities)
@@ -462,7 +438,7 @@ def decompress(path: str, custom_objects: Optional[dict] = None) -> tf.keras.Mod
 def _read(path: str, custom_objects: Optional[dict]) -> tuple:
   by_tag, stored = _sections(path)
   densities, manifest = _group_manifest(by_tag["GRPS"].data)
-  model = _rebuild(by_tag["ARCH"].data, custom_objects)
+  model = architecture.rebuild(by_tag["ARCH"].data, custom_objects)
   layers = _lilnetx_layers(model)
   _load_weights(model, by_tag["WGTS"].data, layers, densities)
   decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data)

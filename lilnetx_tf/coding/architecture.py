@@ -1,0 +1,89 @@
+"""The ARCH section: the model's Keras config, without the layer arguments it does not need.
+
+`model.to_json()` spells out every constructor argument of every layer, defaults included
+(initializers, regularizers, constraints, dtype, LilNetX hyperparameters, ...): most of the
+bytes of a small model's architecture. `encode` leaves out each argument whose removal
+rebuilds the layer with the same config, checked layer by layer, so Keras fills in the same
+values on loading; `rebuild` is `tf.keras.models.model_from_json` on the result.
+"""
+
+import json
+from typing import Optional
+
+import tensorflow as tf
+
+from lilnetx_tf import errors
+
+_NESTED = ("Functional", "Sequential", "Model")
+
+
+def _layer_config(entry: dict, config: dict) -> Optional[dict]:
+  """The config a layer entry rebuilds to, or None if it cannot be rebuilt on its own."""
+  spec = {k: entry[k] for k in ("class_name", "module", "registered_name") if k in entry}
+  try:
+    return tf.keras.layers.deserialize({**spec, "config": dict(config)}).get_config()
+  except Exception:  # Custom layers may raise anything; such layers are kept whole.
+    return None
+
+
+def _lean_layer(entry: dict, cache: dict) -> None:
+  """Removes, in place, the arguments of one layer entry that its class fills in anyway."""
+  if entry.get("class_name") in _NESTED:
+    _lean_layers(entry["config"], cache)
+    return
+  config = entry.get("config")
+  reference = _layer_config(entry, config) if isinstance(config, dict) else None
+  if reference is None:
+    return
+  lean = dict(config)
+  for key, value in config.items():
+    if key == "name":
+      continue
+    signature = (entry.get("class_name"), entry.get("module"), key,
+                 json.dumps(value, sort_keys=True))
+    if signature not in cache:
+      without = {k: v for k, v in lean.items() if k != key}
+      rebuilt = _layer_config(entry, without)
+      cache[signature] = rebuilt is not None and rebuilt.get(key) == reference.get(key)
+    if cache[signature]:
+      del lean[key]
+  if _layer_config(entry, lean) == reference:
+    entry["config"] = lean
+
+
+def _lean_layers(model_config: dict, cache: dict) -> None:
+  for entry in model_config.get("layers", []):
+    if isinstance(entry, dict):
+      _lean_layer(entry, cache)
+
+
+def encode(model: tf.keras.Model) -> bytes:
+  """The ARCH section's bytes: {"format", "lilnetx_tf" version, "model": lean Keras config}."""
+  try:
+    config = json.loads(model.to_json())
+  except (NotImplementedError, TypeError, ValueError) as e:
+    raise errors.UnsupportedLayerError(
+        f"The model's architecture cannot be serialized ({e}). Give custom layers a "
+        "get_config() and register them with tf.keras.utils.register_keras_serializable.") from e
+  _lean_layers(config.get("config", {}), {})
+  from lilnetx_tf import __version__
+  return json.dumps({"format": "keras-json", "lilnetx_tf": __version__, "model": config},
+                    separators=(",", ":")).encode()
+
+
+def rebuild(data: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
+  """The Keras model of an ARCH section (raises `ModelFileError`)."""
+  try:
+    doc = json.loads(data.decode("utf-8"))
+  except (UnicodeDecodeError, ValueError, RecursionError):
+    raise errors.ModelFileError("The ARCH section is not valid JSON.") from None
+  if not isinstance(doc, dict) or doc.get("format") != "keras-json" or "model" not in doc:
+    raise errors.ModelFileError("The ARCH section does not hold a Keras model config.")
+  import lilnetx_tf  # noqa: F401  (registers the LilNetX layers with Keras)
+  try:
+    return tf.keras.models.model_from_json(json.dumps(doc["model"]),
+                                           custom_objects=custom_objects)
+  except Exception as e:  # Keras raises many types for configs it cannot rebuild.
+    raise errors.ModelFileError(
+        f"Cannot rebuild the model architecture: {type(e).__name__}: {e}. If the model uses "
+        "custom layers, import or pass them with custom_objects=.") from None

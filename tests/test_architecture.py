@@ -1,0 +1,70 @@
+"""The ARCH section leaves out layer arguments only when the rebuilt model is the same."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+from lilnetx_tf import errors
+from lilnetx_tf.coding import architecture
+from lilnetx_tf.models import lenet5, resnet20
+
+
+class Scale(tf.keras.layers.Layer):
+  """A custom layer Keras cannot deserialize without custom_objects."""
+
+  def __init__(self, factor=2.0, **kwargs):
+    super().__init__(**kwargs)
+    self.factor = factor
+
+  def call(self, x):
+    return x * self.factor
+
+  def get_config(self):
+    return {**super().get_config(), "factor": self.factor}
+
+
+def _nested_with_custom_layer():
+  inner = tf.keras.Sequential([tf.keras.Input((8,)), lnx.Dense(6, activation="relu"),
+                               tf.keras.layers.Dropout(0.25)], name="inner")
+  inputs = tf.keras.Input((8,))
+  x = Scale(3.0, name="scale")(inner(inputs))
+  return tf.keras.Model(inputs, lnx.Dense(2, rate_weight=0.5, name="head")(x))
+
+
+@pytest.mark.parametrize("build", [lenet5, resnet20, _nested_with_custom_layer,
+                                   lambda: tf.keras.applications.MobileNetV2(
+                                       weights=None, input_shape=(32, 32, 3), classes=5)])
+def test_lean_config_rebuilds_the_same_model(build):
+  model = build()
+  objects = {"Scale": Scale}
+  full = json.dumps({"format": "keras-json", "model": json.loads(model.to_json())}).encode()
+  lean = architecture.encode(model)
+  assert len(lean) < 0.75 * len(full)
+  expected = architecture.rebuild(full, objects).to_json()
+  assert architecture.rebuild(lean, objects).to_json() == expected
+
+
+def test_custom_layers_are_kept_whole_and_need_custom_objects(tmp_path):
+  model = _nested_with_custom_layer()
+  lean = json.loads(architecture.encode(model))
+  custom = [e for e in lean["model"]["config"]["layers"] if e["class_name"] == "Scale"]
+  assert custom[0]["config"]["factor"] == 3.0 and "trainable" in custom[0]["config"]
+  head = [e for e in lean["model"]["config"]["layers"] if e["config"].get("name") == "head"]
+  assert head[0]["config"]["rate_weight"] == 0.5 and "slice_weight" not in head[0]["config"]
+  path = str(tmp_path / "custom.lnx")
+  lnx.compress(model, path)
+  with pytest.raises(errors.ModelFileError, match="custom_objects"):
+    lnx.decompress(path)
+  x = np.ones((2, 8), np.float32)
+  restored = lnx.decompress(path, custom_objects={"Scale": Scale})
+  np.testing.assert_array_equal(model(x).numpy(), restored(x).numpy())
+
+
+def test_corrupt_architecture_is_a_model_file_error():
+  with pytest.raises(errors.ModelFileError, match="JSON"):
+    architecture.rebuild(b"\xff{", None)
+  with pytest.raises(errors.ModelFileError, match="Keras model config"):
+    architecture.rebuild(b'{"format": "other"}', None)
