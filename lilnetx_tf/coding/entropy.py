@@ -69,9 +69,8 @@ def _cheapest(counts: np.ndarray, offset: int, escape: bool, max_precision: int)
   best, best_bits = None, np.inf
   for precision in range(max(1, int(np.ceil(np.log2(counts.size)))), max_precision + 1):
     widths = _quantize(counts, precision)
-    table_bytes = len(_varints(_head(offset, widths.size, escape, precision)))
-    table_bytes += int(np.sum((np.frexp(widths[:-1].astype(np.float64))[1] + 6) // 7))
-    bits = 8 * table_bytes + float(np.sum(counts * (precision - np.log2(widths))))
+    table = np.concatenate([_head(offset, widths.size, escape, precision), widths[:-1]])
+    bits = 8 * _varint_bytes(table) + float(np.sum(counts * (precision - np.log2(widths))))
     if bits < best_bits:
       best, best_bits = Distribution(offset, widths, escape, precision), bits
   if best is None:
@@ -206,6 +205,11 @@ def _varints(numbers) -> bytes:
       n >>= 7
     out.append(n)
   return bytes(out)
+
+
+def _varint_bytes(numbers: np.ndarray) -> int:
+  """len(_varints(numbers)) for non-negative integers below 2**53, without building them."""
+  return int(np.sum((np.frexp(np.maximum(numbers, 1).astype(np.float64))[1] + 6) // 7))
 
 
 class _Reader:

@@ -38,11 +38,11 @@ def _structure(q: np.ndarray) -> tuple:
 
 def encode_group(latents: Sequence[np.ndarray], slice_size: int,
                  precision: int = entropy.DEFAULT_PRECISION) -> tuple[bytes, bytes]:
-  """(table bytes, string) of a group's integer latents, each (inputs, outputs, slice_size)."""
+  """(table bytes, string) of a group's integer latents (one or more arrays, each of shape
+  (inputs, outputs, slice_size))."""
   flags_base = _FLAGS * len(latents)
   structures = [_structure(q) for q in latents]
-  nonzero_slices = (np.concatenate([slices for *_, slices in structures]) if latents
-                    else np.zeros((0, slice_size)))
+  nonzero_slices = np.concatenate([slices for *_, slices in structures])
   value_distributions = _value_distributions(nonzero_slices, precision)
   positions = np.arange(slice_size) % len(value_distributions) + flags_base
   distributions, values, index = [], [], []
@@ -54,8 +54,7 @@ def encode_group(latents: Sequence[np.ndarray], slice_size: int,
     values.append(slices.reshape(-1).astype(np.int32))
     index.append(np.tile(positions.astype(np.int32), len(slices)))
   distributions += value_distributions
-  string = entropy.encode(np.concatenate(values), np.concatenate(index),
-                          distributions) if latents else b""
+  string = entropy.encode(np.concatenate(values), np.concatenate(index), distributions)
   return entropy.tables_to_bytes(distributions), string
 
 
@@ -71,15 +70,13 @@ def _value_distributions(slices: np.ndarray, precision: int) -> list:
 
 def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: str) -> list:
   """The integer latents (float32 arrays of `shapes`) coded by `encode_group`."""
-  slice_size = int(shapes[0][-1]) if shapes else 0
+  slice_size = int(shapes[0][-1])
   flags_base = _FLAGS * len(shapes)
   distributions = entropy.tables_from_bytes(tables)
   if len(distributions) - flags_base not in (1, slice_size) or \
      any(d.escape or d.widths.size != 2 for d in distributions[:flags_base]):
     raise errors.ModelFileError(f"The entropy tables of {what} do not fit its layers.")
   positions = np.arange(slice_size) % (len(distributions) - flags_base) + flags_base
-  if not shapes:
-    return []
   decoder = entropy.Decoder(string, distributions, what)
   latents = []
   for m, (inputs, outputs, _) in enumerate(shapes):
