@@ -102,6 +102,12 @@ def _decompress(payload: bytes, codec: int, raw_length: int, tag: str) -> bytes:
   return data
 
 
+def _section_crc(file_id: bytes, index: int, fields: bytes, payload) -> int:
+  """CRC-32 of a section bound to its file and position: file id, index, fields, payload."""
+  return zlib.crc32(payload, zlib.crc32(fields, zlib.crc32(struct.pack("<I", index),
+                                                           zlib.crc32(file_id))))
+
+
 def _file_id(records: Iterable[tuple[bytes, int, int, bytes]]) -> bytes:
   h = hashlib.sha256()
   for tag, codec, raw_length, payload in records:
@@ -132,7 +138,7 @@ def encode(sections: list[Section]) -> bytes:
   parts = [head, struct.pack("<I", zlib.crc32(head))]
   for index, (tag, codec, raw_length, payload) in enumerate(records):
     fields = struct.pack("<4sB3sQQ", tag, codec, b"\0\0\0", len(payload), raw_length)
-    crc = zlib.crc32(payload, zlib.crc32(fields, zlib.crc32(struct.pack("<I", index), zlib.crc32(file_id))))
+    crc = _section_crc(file_id, index, fields, payload)
     parts += [fields, struct.pack("<I", crc), payload]
   return b"".join(parts)
 
@@ -144,7 +150,8 @@ def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
     if not MAGIC.startswith(bytes(view[:len(MAGIC)])) or not blob:
       raise errors.ModelFileError(f"{source} is not a LilNetX model file (bad magic).")
     raise errors.ModelFileError(
-        f"{source} is truncated: {len(blob)} bytes, shorter than the {FILE_HEADER_SIZE}-byte header.")
+        f"{source} is truncated: {len(blob)} bytes, shorter than the {FILE_HEADER_SIZE}-byte "
+        "header.")
   magic, version, flags, count, file_id, header_crc = _FILE_HEADER.unpack_from(view, 0)
   if magic != MAGIC:
     raise errors.ModelFileError(f"{source} is not a LilNetX model file (bad magic {magic!r}).")
@@ -171,7 +178,7 @@ def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
           f"{source} is truncated (or corrupt): section {index + 1} declares {stored} bytes, "
           f"{len(blob) - start} remain.")
     payload = view[start:start + stored]
-    expected = zlib.crc32(payload, zlib.crc32(fields, zlib.crc32(struct.pack("<I", index), zlib.crc32(file_id))))
+    expected = _section_crc(file_id, index, fields, payload)
     if expected != crc:
       name = tag.decode("ascii", "replace")
       raise errors.ModelFileError(

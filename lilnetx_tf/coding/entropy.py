@@ -60,19 +60,21 @@ def _quantize(counts: np.ndarray, precision: int) -> np.ndarray:
   return widths + 1
 
 
-def _head(offset: int, bins: int, escape: bool, precision: int) -> list:
-  return [int(escape) | (precision - 1) << 1 | bins << 5, _zigzag(offset)]
+def _table_numbers(d: Distribution) -> np.ndarray:
+  """What `tables_to_bytes` stores of `d`: escape | (precision − 1) << 1 | bins << 5, the
+  zigzagged offset, and the widths but the last (2**precision minus the others)."""
+  head = [int(d.escape) | (d.precision - 1) << 1 | d.widths.size << 5, _zigzag(d.offset)]
+  return np.concatenate([np.array(head, np.int64), d.widths[:-1]])
 
 
 def _cheapest(counts: np.ndarray, offset: int, escape: bool, max_precision: int) -> Distribution:
   """The distribution of `counts` whose widths plus coded symbols take the fewest bits."""
   best, best_bits = None, np.inf
   for precision in range(max(1, int(np.ceil(np.log2(counts.size)))), max_precision + 1):
-    widths = _quantize(counts, precision)
-    table = np.concatenate([_head(offset, widths.size, escape, precision), widths[:-1]])
-    bits = 8 * _varint_bytes(table) + float(np.sum(counts * (precision - np.log2(widths))))
+    candidate = Distribution(offset, _quantize(counts, precision), escape, precision)
+    bits = _price(candidate, counts)
     if bits < best_bits:
-      best, best_bits = Distribution(offset, widths, escape, precision), bits
+      best, best_bits = candidate, bits
   if best is None:
     raise errors.InvalidArgumentError(
         f"{counts.size} symbols do not fit a range-coder precision of {max_precision} bits.")
@@ -117,16 +119,20 @@ def fit(values: np.ndarray, precision: int = DEFAULT_PRECISION) -> Distribution:
   return _cheapest(histogram, low, True, precision)
 
 
+def _price(d: Distribution, bin_counts: np.ndarray) -> float:
+  """Bits of `d`'s stored table plus those of coding symbols with these counts per bin."""
+  coded = float(np.sum(bin_counts * (d.precision - np.log2(d.widths))))
+  return 8 * _varint_bytes(_table_numbers(d)) + coded
+
+
 def description_bits(distribution: Distribution, values: np.ndarray) -> float:
   """Bits of `distribution`'s stored table plus those of coding `values` with it (escaped
   values priced at their escape bin alone)."""
-  symbols, counts = np.unique(np.asarray(values, np.int64).reshape(-1), return_counts=True)
+  symbols, counts = _histogram(np.asarray(values).reshape(-1))
   position = symbols - distribution.offset
   run = distribution.widths.size - int(distribution.escape)
   position = np.where((position >= 0) & (position < run), position, distribution.widths.size - 1)
-  coded = float(np.sum(counts * (distribution.precision
-                                 - np.log2(distribution.widths[position]))))
-  return 8 * len(tables_to_bytes([distribution])) + coded
+  return _price(distribution, np.bincount(position, counts, distribution.widths.size))
 
 
 def _lookup(distributions: Sequence[Distribution]) -> tf.Tensor:
@@ -146,11 +152,9 @@ def check_integers(values: np.ndarray, what: str) -> None:
         "larger latent step or check the model for NaNs.")
 
 
-def _symbols(values: np.ndarray, index: np.ndarray,
-             distributions: Sequence[Distribution]) -> np.ndarray:
-  """Values relative to their distribution's offset (all within ±2**25: int32)."""
-  offsets = np.array([d.offset for d in distributions], np.int32)
-  return np.asarray(values).astype(np.int32) - offsets[index]
+def _offsets(distributions: Sequence[Distribution]) -> np.ndarray:
+  """Each distribution's first symbol (all within ±2**24: int32)."""
+  return np.array([d.offset for d in distributions], np.int32)
 
 
 def encode(values: np.ndarray, index: np.ndarray,
@@ -160,7 +164,8 @@ def encode(values: np.ndarray, index: np.ndarray,
   with tf.device("/cpu:0"):
     handle = tfc.create_range_encoder([], _lookup(distributions))
     handle = tfc.entropy_encode_index(
-        handle, tf.constant(index), tf.constant(_symbols(values, index, distributions)))
+        handle, tf.constant(index),
+        tf.constant(np.asarray(values).astype(np.int32) - _offsets(distributions)[index]))
     return tfc.entropy_encode_finalize(handle).numpy()
 
 
@@ -168,7 +173,7 @@ class Decoder:
   """Reads back the symbols of one `encode` string, in order, over several `decode` calls."""
 
   def __init__(self, string: bytes, distributions: Sequence[Distribution], what: str):
-    self._offsets = np.array([d.offset for d in distributions], np.int64)
+    self._offsets = _offsets(distributions).astype(np.int64)
     self._what = what
     with tf.device("/cpu:0"):
       self._handle = tfc.create_range_decoder(tf.constant(string, tf.string),
@@ -240,12 +245,9 @@ def _unzigzag(n: int) -> int:
 
 
 def tables_to_bytes(distributions: Sequence[Distribution]) -> bytes:
-  """count | per distribution: escape | (precision − 1) << 1 | bins << 5, zigzag offset, the
-  widths but the last (2**precision minus the others); all varints."""
-  numbers = [len(distributions)]
-  for d in distributions:
-    numbers += _head(d.offset, d.widths.size, d.escape, d.precision) + d.widths[:-1].tolist()
-  return _varints(numbers)
+  """count | per distribution its `_table_numbers`; all varints."""
+  return _varints([len(distributions)]
+                  + [n for d in distributions for n in _table_numbers(d).tolist()])
 
 
 def tables_from_bytes(data: bytes) -> list:

@@ -212,8 +212,9 @@ def _with_suffix(path: str) -> str:
 
 
 def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
-             float_bits: Optional[int] = None, inference_only: bool = False, architecture_codec: str = "lzma",
-             precision: int = entropy.DEFAULT_PRECISION, estimate: bool = True) -> Report:
+             float_bits: Optional[int] = None, inference_only: bool = False,
+             architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
+             estimate: bool = True) -> Report:
   """Writes `model` (Functional or Sequential, built) to one `.lnx` file at `path`.
 
   Args:
@@ -269,8 +270,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     group_reports.append(GroupReport(layer.group_key, group.slice_size, len(members),
                                      sum(q.size for q in latents), len(string), len(table_bytes),
                                      estimated))
-  groups_json = json.dumps({"densities": not inference_only, "groups": manifest,
-                            "layers": len(layers)},
+  groups_json = json.dumps({"densities": not inference_only, "groups": manifest},
                            separators=(",", ":")).encode()
   sections = [
       container.Section("ARCH", architecture.encode(model), architecture_codec),
