@@ -51,7 +51,7 @@ def main(argv):
                 train_examples=FLAGS.train_examples or 50_000)
   if FLAGS.layers == "lnx":
     config.update(rate_weight=FLAGS.rate_weight, slice_weight=FLAGS.slice_weight,
-                  boundary=FLAGS.boundary)
+                  boundary=FLAGS.boundary, penalty_warmup_epochs=FLAGS.penalty_warmup_epochs)
   common.train_and_report(
       build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       warmup_steps=int(int(train.cardinality()) * FLAGS.warmup_epochs),
@@ -60,7 +60,8 @@ def main(argv):
           tf.keras.callbacks.BackupAndRestore(os.path.join(FLAGS.output_dir, "backup")),
           tf.keras.callbacks.TensorBoard(os.path.join(FLAGS.output_dir, "logs"))],
       export=FLAGS.export, finish_only=FLAGS.finish_only,
-      file_options=common.file_options())
+      file_options=common.file_options(),
+      penalty_warmup_steps=int(int(train.cardinality()) * FLAGS.penalty_warmup_epochs))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_float("rate_weight", rate_weight, "λ_I: task-loss price of one bit per slice.")
   flags.DEFINE_float("slice_weight", 1e-5, "λ_G: weight of the sum of slice L2 norms.")
   flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
+  flags.DEFINE_float("penalty_warmup_epochs", 0.0, "Ramp the LilNetX penalties from 0 to full "
+                     "weight over this many epochs (lnx.callbacks.PenaltyWarmup).",
+                     lower_bound=0.0)
   flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
   flags.DEFINE_bool("float16", False, "Store the non-latent floats (decoders, biases, "
                     "BatchNorm) as float16 in the .lnx file.")
@@ -243,10 +246,11 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
                      epochs: int, learning_rate: float, warmup_steps: int, output_dir: str,
                      config: dict, lilnetx: bool, extra_callbacks: Sequence = (),
                      export: bool = True, file_options: Optional[dict] = None,
-                     finish_only: bool = False) -> dict:
-  """Compiles with `adam_cosine`, fits (with `CompressionMetrics` for a LilNetX model), saves
-  the trained model as OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or
-  `finish_baseline` (plain Keras). `finish_only` loads that file instead of training."""
+                     finish_only: bool = False, penalty_warmup_steps: int = 0) -> dict:
+  """Compiles with `adam_cosine`, fits (with `CompressionMetrics`, and `PenaltyWarmup` if
+  `penalty_warmup_steps`, for a LilNetX model), saves the trained model as
+  OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or `finish_baseline` (plain Keras).
+  `finish_only` loads that file instead of training."""
   trained_path = os.path.join(output_dir, "trained.keras")
   start = time.perf_counter()
   if finish_only:
@@ -258,7 +262,11 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
         optimizer=adam_cosine(learning_rate, int(train.cardinality()) * epochs, warmup_steps),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
-    callbacks = [lnx.callbacks.CompressionMetrics()] if lilnetx else []
+    callbacks = []
+    if lilnetx:
+      callbacks.append(lnx.callbacks.CompressionMetrics())
+      if penalty_warmup_steps:
+        callbacks.append(lnx.callbacks.PenaltyWarmup(penalty_warmup_steps))
     model.fit(train, epochs=epochs, validation_data=test, verbose=2,
               callbacks=callbacks + list(extra_callbacks))
     os.makedirs(output_dir, exist_ok=True)

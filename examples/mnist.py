@@ -43,12 +43,13 @@ def main(argv):
                 train_examples=FLAGS.train_examples or 60_000)
   if FLAGS.layers == "lnx":
     config.update(rate_weight=FLAGS.rate_weight, slice_weight=FLAGS.slice_weight,
-                  boundary=FLAGS.boundary)
+                  boundary=FLAGS.boundary, penalty_warmup_epochs=FLAGS.penalty_warmup_epochs)
   common.train_and_report(
       build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       warmup_steps=int(train.cardinality()) * FLAGS.epochs // 20, output_dir=FLAGS.output_dir,
       config=config, lilnetx=FLAGS.layers == "lnx", export=FLAGS.export,
-      finish_only=FLAGS.finish_only, file_options=common.file_options())
+      finish_only=FLAGS.finish_only, file_options=common.file_options(),
+      penalty_warmup_steps=int(int(train.cardinality()) * FLAGS.penalty_warmup_epochs))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Keras callbacks that report LilNetX figures while a model trains."""
+"""Keras callbacks for training LilNetX models: progress figures and a penalty warm-up."""
 
 import tensorflow as tf
 
+from lilnetx_tf import errors
 from lilnetx_tf import stats as stats_lib
+from lilnetx_tf.layers import registry as registry_lib
+from lilnetx_tf.layers import validation
 
 
 class CompressionMetrics(tf.keras.callbacks.Callback):
@@ -28,3 +31,48 @@ class CompressionMetrics(tf.keras.callbacks.Callback):
         lnx_out_sparsity=figures["out_channel_sparsity"],
         lnx_macs_ratio=figures["macs_ratio"],
     )
+
+
+class PenaltyWarmup(tf.keras.callbacks.Callback):
+  """Ramps the LilNetX penalties (rate, slice norms, L2) linearly from 0 to full weight.
+
+  Over the first `warmup_steps` optimizer steps the penalties are scaled by step / warmup_steps,
+  so the network learns its task before the rate and slice terms start zeroing latents; in a
+  short training budget this trades a little size for accuracy. The ramp follows the
+  optimizer's step count, so a run resumed from a checkpoint continues it where it stopped.
+  After `fit` the penalties are back at full weight.
+
+  Args:
+    warmup_steps: Number of training steps (batches) the ramp lasts.
+  """
+
+  def __init__(self, warmup_steps: int):
+    super().__init__()
+    self.warmup_steps = validation.positive_int("warmup_steps", warmup_steps)
+    self._scales: list = []
+
+  def on_train_begin(self, logs=None):
+    registries = []
+    for layer in stats_lib.lilnetx_layers(self.model):
+      registry = registry_lib.registry_of(layer)
+      if all(registry is not r for r in registries):
+        registries.append(registry)
+    if not registries:
+      raise errors.InvalidArgumentError(
+          "PenaltyWarmup needs a model with LilNetX layers; this one has none.")
+    self._scales = [r.penalty_scale for r in registries]
+    self._set(self._ramp())
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._set(self._ramp())
+
+  def on_train_end(self, logs=None):
+    self._set(1.0)
+
+  def _ramp(self) -> float:
+    step = int(self.model.optimizer.iterations.numpy()) + 1
+    return min(1.0, step / self.warmup_steps)
+
+  def _set(self, value: float) -> None:
+    for scale in self._scales:
+      scale.assign(value)

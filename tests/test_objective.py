@@ -229,3 +229,71 @@ def test_zero_and_numpy_lambdas_accepted():
   layer = lnx.Dense(2, rate_weight=0, slice_weight=np.float64(0.001), l2_weight=np.float32(1e-5))
   assert layer.rate_weight == 0.0 and layer.slice_weight == 0.001
   assert isinstance(layer.l2_weight, float)
+
+
+class _ScaleRecorder(tf.keras.callbacks.Callback):
+  """Records the model's penalty scale at each batch (after `PenaltyWarmup` has set it)."""
+
+  def __init__(self, registry):
+    super().__init__()
+    self.registry = registry
+    self.scales = []
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self.scales.append(float(self.registry.penalty_scale.numpy()))
+
+
+def test_penalty_scale_multiplies_every_term():
+  x, _ = _data(2)
+  model = _model(rate_weight=0.3, slice_weight=1e-3, l2_weight=1e-2)
+  model(x, training=False)
+  full = [float(loss) for loss in model.losses]
+  registry = lnx.layers.registry.registry_of(_lnx_layers(model)[0])
+  registry.penalty_scale.assign(0.25)
+  model(x, training=False)
+  scaled = [float(loss) for loss in model.losses]
+  assert scaled == pytest.approx([0.25 * f for f in full], rel=1e-6)
+  assert min(full) > 0
+
+
+def test_penalty_warmup_ramps_with_optimizer_steps_and_resumes():
+  x, y = _data(24)
+  model = _model(rate_weight=0.3)
+  model.compile("adam", LOSS)
+  registry = lnx.layers.registry.registry_of(_lnx_layers(model)[0])
+  recorder = _ScaleRecorder(registry)
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+            callbacks=[lnx.callbacks.PenaltyWarmup(5), recorder])
+  assert recorder.scales == pytest.approx([0.2, 0.4, 0.6])
+  assert float(registry.penalty_scale.numpy()) == 1.0     # full weight after fit
+  # A second fit (as after resuming from a checkpoint) continues from the optimizer's step.
+  recorder.scales.clear()
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+            callbacks=[lnx.callbacks.PenaltyWarmup(5), recorder])
+  assert recorder.scales == pytest.approx([0.8, 1.0, 1.0])
+
+
+def test_penalty_warmup_at_zero_trains_on_the_task_loss_alone():
+  x, y = _data(8)
+  model = _model(rate_weight=1.0, slice_weight=1e-2)
+  model.compile("sgd", LOSS)
+  task_loss = float(LOSS(y, model(x, training=False)))
+  history = model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+                      callbacks=[lnx.callbacks.PenaltyWarmup(10**6)])
+  # One step, scale 1e-6: the reported training loss is the task loss (to float precision).
+  assert history.history["loss"][0] == pytest.approx(task_loss, rel=1e-3)
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5, True, "10"])
+def test_penalty_warmup_rejects_bad_steps(steps):
+  with pytest.raises(errors.InvalidArgumentError, match="warmup_steps"):
+    lnx.callbacks.PenaltyWarmup(steps)
+
+
+def test_penalty_warmup_needs_lilnetx_layers():
+  x, y = _data(8)
+  model = tf.keras.Sequential([tf.keras.Input((8, 8, 3)), tf.keras.layers.Flatten(),
+                               tf.keras.layers.Dense(2)])
+  model.compile("sgd", LOSS)
+  with pytest.raises(errors.InvalidArgumentError, match="LilNetX layers"):
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[lnx.callbacks.PenaltyWarmup(10)])

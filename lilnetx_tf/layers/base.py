@@ -11,6 +11,9 @@ zeros decodes to a slice of zeros. The layer adds its share of the LilNetX objec
           price, in units of the task loss, of one bit per slice on average over the model.
   slices: slice_weight · Σ_(o,i) ‖W̃[o, i, :]‖₂  (drives whole slices, then channels, to zero).
   L2:     l2_weight · Σ W̃².
+
+All three are multiplied by the model's `penalty_scale` (1 unless `callbacks.PenaltyWarmup`
+ramps it up from 0 at the start of training).
 """
 
 import zlib
@@ -177,12 +180,13 @@ class LatentKernelMixin:
     training = bool(training) if training is not None else False
     if training and self.group.leader() is self:
       self.group.update_density([m.noisy_latent() for m in self.group.members()])
+    registry = registry_lib.registry_of(self)
+    scale = registry.penalty_scale
     if self.rate_weight > 0:
       latent = self.noisy_latent() if training else tf.round(self.latent)
       bits = tf.reduce_sum(self.group.bits(latent))
-      num_slices = registry_lib.registry_of(self).num_slices
-      self.add_loss(self.rate_weight / num_slices * bits)
+      self.add_loss(scale * (self.rate_weight / registry.num_slices) * bits)
     if self.slice_weight > 0:
-      self.add_loss(self.slice_weight * tf.reduce_sum(_safe_norm(self.latent)))
+      self.add_loss(scale * self.slice_weight * tf.reduce_sum(_safe_norm(self.latent)))
     if self.l2_weight > 0:
-      self.add_loss(self.l2_weight * tf.reduce_sum(tf.square(self.latent)))
+      self.add_loss(scale * self.l2_weight * tf.reduce_sum(tf.square(self.latent)))

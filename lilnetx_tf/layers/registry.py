@@ -36,6 +36,7 @@ class GroupRegistry:
 
   def __init__(self):
     self._groups: dict[str, ParameterGroup] = {}
+    self._penalty_scale: Optional[tf.Variable] = None
 
   @property
   def groups(self) -> dict:
@@ -52,6 +53,18 @@ class GroupRegistry:
   def num_slices(self) -> int:
     """Number of (out, in) slices over every member of every group: the rate normalizer."""
     return sum(m.num_slices for g in self._groups.values() for m in g.members())
+
+  @property
+  def penalty_scale(self) -> tf.Variable:
+    """Factor on every LilNetX penalty of the model: 1, unless `callbacks.PenaltyWarmup` ramps it.
+
+    A plain variable, not a model weight: it is training schedule state, not saved with the
+    model (the warm-up callback recomputes it from the optimizer's step count).
+    """
+    if self._penalty_scale is None:
+      with tf.init_scope():  # created eagerly even when first asked for inside a trace
+        self._penalty_scale = tf.Variable(1.0, trainable=False, name="lilnetx_penalty_scale")
+    return self._penalty_scale
 
   def absorb(self, other: "GroupRegistry") -> None:
     """Moves every member of `other` into this registry (used where two branches meet)."""
