@@ -49,25 +49,28 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
   def __init__(self, warmup_steps: int):
     super().__init__()
     self.warmup_steps = validation.positive_int("warmup_steps", warmup_steps)
+    self._registries: list = []
     self._scales: list = []
 
   def on_train_begin(self, logs=None):
-    registries = []
+    self._registries = []
     for layer in stats_lib.lilnetx_layers(self.model):
       registry = registry_lib.registry_of(layer)
-      if all(registry is not r for r in registries):
-        registries.append(registry)
-    if not registries:
+      if all(registry is not r for r in self._registries):
+        self._registries.append(registry)
+    if not self._registries:
       raise errors.InvalidArgumentError(
           "PenaltyWarmup needs a model with LilNetX layers; this one has none.")
-    self._scales = [r.penalty_scale for r in registries]
+    self._scales = [r.start_penalty_scale() for r in self._registries]
+    self.model.make_train_function(force=True)  # trace the training step with the factor
     self._set(self._ramp())
 
   def on_train_batch_begin(self, batch, logs=None):
     self._set(self._ramp())
 
   def on_train_end(self, logs=None):
-    self._set(1.0)
+    for registry in self._registries:
+      registry.stop_penalty_scale()
 
   def _ramp(self) -> float:
     step = int(self.model.optimizer.iterations.numpy()) + 1

@@ -243,16 +243,19 @@ class _ScaleRecorder(tf.keras.callbacks.Callback):
     self.scales.append(float(self.registry.penalty_scale.numpy()))
 
 
-def test_penalty_scale_multiplies_every_term():
+def test_penalty_scale_multiplies_every_term_only_while_set():
   x, _ = _data(2)
   model = _model(rate_weight=0.3, slice_weight=1e-3, l2_weight=1e-2)
   model(x, training=False)
   full = [float(loss) for loss in model.losses]
   registry = lnx.layers.registry.registry_of(_lnx_layers(model)[0])
-  registry.penalty_scale.assign(0.25)
+  registry.start_penalty_scale().assign(0.25)
   model(x, training=False)
-  scaled = [float(loss) for loss in model.losses]
-  assert scaled == pytest.approx([0.25 * f for f in full], rel=1e-6)
+  assert [float(loss) for loss in model.losses] == pytest.approx([0.25 * f for f in full],
+                                                                 rel=1e-6)
+  registry.stop_penalty_scale()
+  model(x, training=False)
+  assert [float(loss) for loss in model.losses] == pytest.approx(full, rel=1e-6)
   assert min(full) > 0
 
 
@@ -265,7 +268,7 @@ def test_penalty_warmup_ramps_with_optimizer_steps_and_resumes():
   model.fit(x, y, batch_size=8, epochs=1, verbose=0,
             callbacks=[lnx.callbacks.PenaltyWarmup(5), recorder])
   assert recorder.scales == pytest.approx([0.2, 0.4, 0.6])
-  assert float(registry.penalty_scale.numpy()) == 1.0     # full weight after fit
+  assert registry.penalty_scale is None                   # fixed weights again after fit
   # A second fit (as after resuming from a checkpoint) continues from the optimizer's step.
   recorder.scales.clear()
   model.fit(x, y, batch_size=8, epochs=1, verbose=0,
@@ -297,3 +300,16 @@ def test_penalty_warmup_needs_lilnetx_layers():
   model.compile("sgd", LOSS)
   with pytest.raises(errors.InvalidArgumentError, match="LilNetX layers"):
     model.fit(x, y, epochs=1, verbose=0, callbacks=[lnx.callbacks.PenaltyWarmup(10)])
+
+
+def test_model_trained_with_penalty_warmup_saves_as_saved_model(tmp_path):
+  x, y = _data(16)
+  model = _model(rate_weight=0.3)
+  model.compile("adam", LOSS)
+  checkpoint = tf.keras.callbacks.ModelCheckpoint(str(tmp_path / "during"))  # mid-warm-up
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+            callbacks=[lnx.callbacks.PenaltyWarmup(4), checkpoint])
+  assert (tmp_path / "during" / "saved_model.pb").exists()
+  model.save(str(tmp_path / "saved"), save_format="tf")
+  loaded = tf.keras.models.load_model(str(tmp_path / "saved"), compile=False)
+  np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))

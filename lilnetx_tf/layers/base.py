@@ -12,8 +12,8 @@ zeros decodes to a slice of zeros. The layer adds its share of the LilNetX objec
   slices: slice_weight · Σ_(o,i) ‖W̃[o, i, :]‖₂  (drives whole slices, then channels, to zero).
   L2:     l2_weight · Σ W̃².
 
-All three are multiplied by the model's `penalty_scale` (1 unless `callbacks.PenaltyWarmup`
-ramps it up from 0 at the start of training).
+While a `callbacks.PenaltyWarmup` runs, all three are multiplied by the factor it ramps from 0
+to 1 (the registry's `penalty_scale`).
 """
 
 import zlib
@@ -21,6 +21,7 @@ from typing import Optional
 
 import tensorflow as tf
 from keras.src.engine import base_layer_utils
+from tensorflow.python.saved_model import save_context
 
 from lilnetx_tf import errors
 from lilnetx_tf.layers import registry as registry_lib
@@ -181,12 +182,15 @@ class LatentKernelMixin:
     if training and self.group.leader() is self:
       self.group.update_density([m.noisy_latent() for m in self.group.members()])
     registry = registry_lib.registry_of(self)
-    scale = registry.penalty_scale
+    # A SavedModel written during a warm-up (e.g. by ModelCheckpoint) keeps fixed weights: the
+    # factor is schedule state, not part of the model.
+    scale = None if save_context.in_save_context() else registry.penalty_scale
+    add_penalty = self.add_loss if scale is None else lambda term: self.add_loss(scale * term)
     if self.rate_weight > 0:
       latent = self.noisy_latent() if training else tf.round(self.latent)
       bits = tf.reduce_sum(self.group.bits(latent))
-      self.add_loss(scale * (self.rate_weight / registry.num_slices) * bits)
+      add_penalty(self.rate_weight / registry.num_slices * bits)
     if self.slice_weight > 0:
-      self.add_loss(scale * self.slice_weight * tf.reduce_sum(_safe_norm(self.latent)))
+      add_penalty(self.slice_weight * tf.reduce_sum(_safe_norm(self.latent)))
     if self.l2_weight > 0:
-      self.add_loss(scale * self.l2_weight * tf.reduce_sum(tf.square(self.latent)))
+      add_penalty(self.l2_weight * tf.reduce_sum(tf.square(self.latent)))

@@ -36,7 +36,7 @@ class GroupRegistry:
 
   def __init__(self):
     self._groups: dict[str, ParameterGroup] = {}
-    self._penalty_scale: Optional[tf.Variable] = None
+    self.penalty_scale: Optional[tf.Variable] = None
 
   @property
   def groups(self) -> dict:
@@ -54,17 +54,21 @@ class GroupRegistry:
     """Number of (out, in) slices over every member of every group: the rate normalizer."""
     return sum(m.num_slices for g in self._groups.values() for m in g.members())
 
-  @property
-  def penalty_scale(self) -> tf.Variable:
-    """Factor on every LilNetX penalty of the model: 1, unless `callbacks.PenaltyWarmup` ramps it.
+  def start_penalty_scale(self) -> tf.Variable:
+    """Puts a variable factor (starting at 1) on every penalty of the model's LilNetX layers.
 
-    A plain variable, not a model weight: it is training schedule state, not saved with the
-    model (the warm-up callback recomputes it from the optimizer's step count).
+    Used by `callbacks.PenaltyWarmup` for the length of one `fit`; functions traced while it is
+    set read the variable. It is schedule state, not a model weight, so it is never saved.
     """
-    if self._penalty_scale is None:
-      with tf.init_scope():  # created eagerly even when first asked for inside a trace
-        self._penalty_scale = tf.Variable(1.0, trainable=False, name="lilnetx_penalty_scale")
-    return self._penalty_scale
+    with tf.init_scope():
+      self.penalty_scale = tf.Variable(1.0, trainable=False, name="lilnetx_penalty_scale")
+    return self.penalty_scale
+
+  def stop_penalty_scale(self) -> None:
+    """Back to fixed penalty weights: functions traced from now on have no factor."""
+    if self.penalty_scale is not None:
+      self.penalty_scale.assign(1.0)
+    self.penalty_scale = None
 
   def absorb(self, other: "GroupRegistry") -> None:
     """Moves every member of `other` into this registry (used where two branches meet)."""
