@@ -37,7 +37,8 @@ _BUILDERS = dict(resnet20=models.resnet20, resnet56=models.resnet56,
 
 def build_model() -> tf.keras.Model:
   builder = functools.partial(_BUILDERS[FLAGS.model], width=FLAGS.width)
-  return common.build_model(builder, FLAGS.layers, rate_weight=FLAGS.rate_weight,
+  return common.build_model(builder, FLAGS.layers, init_from=FLAGS.init_from,
+                            rate_weight=FLAGS.rate_weight,
                             slice_weight=FLAGS.slice_weight, boundary=FLAGS.boundary)
 
 
@@ -51,7 +52,8 @@ def main(argv):
                 train_examples=FLAGS.train_examples or 50_000)
   if FLAGS.layers == "lnx":
     config.update(rate_weight=FLAGS.rate_weight, slice_weight=FLAGS.slice_weight,
-                  boundary=FLAGS.boundary, penalty_warmup_epochs=FLAGS.penalty_warmup_epochs)
+                  boundary=FLAGS.boundary, penalty_warmup_epochs=FLAGS.penalty_warmup_epochs,
+                  init_from=FLAGS.init_from)
   common.train_and_report(
       build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       warmup_steps=int(int(train.cardinality()) * FLAGS.warmup_epochs),

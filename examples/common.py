@@ -31,6 +31,9 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_float("penalty_warmup_epochs", 0.0, "Ramp the LilNetX penalties from 0 to full "
                      "weight over this many epochs (lnx.callbacks.PenaltyWarmup).",
                      lower_bound=0.0)
+  flags.DEFINE_string("init_from", None, "Start the LilNetX model from a trained dense one: a "
+                      ".keras model, or the weights file of the --layers=plain network "
+                      "(lnx.convert with warm_start=True).")
   flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
   flags.DEFINE_bool("float16", False, "Store the non-latent floats (decoders, biases, "
                     "BatchNorm) as float16 in the .lnx file.")
@@ -227,11 +230,22 @@ def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config
 
 
 def build_model(builder: Callable[..., tf.keras.Model], layers: str,
-                **lilnetx) -> tf.keras.Model:
+                init_from: Optional[str] = None, **lilnetx) -> tf.keras.Model:
   """`builder` (a `lilnetx_tf.models` function) in plain Keras layers or in LilNetX layers
-  that all take the `lilnetx` arguments (rate_weight, slice_weight, ...)."""
+  that all take the `lilnetx` arguments (rate_weight, slice_weight, ...).
+
+  With `init_from` (a .keras model, or a weights file of `builder`'s plain network) the
+  LilNetX model is that trained network converted by `lnx.convert(..., warm_start=True)`.
+  """
   if layers == "plain":
     return builder(layers="plain")
+  if init_from:
+    if init_from.endswith(".keras"):
+      dense = tf.keras.models.load_model(init_from, compile=False)
+    else:
+      dense = builder(layers="plain")
+      dense.load_weights(init_from)
+    return lnx.convert(dense, warm_start=True, **lilnetx)
   return builder(conv_layer=functools.partial(lnx.Conv2D, **lilnetx),
                  dense_layer=functools.partial(lnx.Dense, **lilnetx))
 

@@ -41,6 +41,19 @@ def test_mnist_example(tmp_path, layers):
     assert shipped["tflite int8"]["bytes"] < shipped["tflite float16"]["bytes"] < \
         shipped["tflite float32"]["bytes"]
     assert shipped["tflite int8"]["accuracy"] > 0.8
+    # --init_from starts LilNetX training from the trained dense model (lnx.convert warm start).
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "mnist.py"), "--model=lenet5",
+         "--epochs=1", "--train_examples=1000", "--learning_rate=1e-6", "--noexport",
+         f"--init_from={tmp_path / 'trained.keras'}", f"--output_dir={tmp_path / 'lnx'}"],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    with open(tmp_path / "lnx" / "summary.json") as f:
+      warm = json.load(f)
+    assert warm["init_from"].endswith("trained.keras")
+    # At a negligible learning rate the converted model is the dense one (a fresh LilNetX
+    # model would be near 10 %).
+    assert abs(warm["test_accuracy"] - summary["test_accuracy"]) < 0.02
     return
   assert summary["penalty_warmup_epochs"] == 0.25
   # The table's accuracy is that of the decompressed float16 file, close to the trained model.
