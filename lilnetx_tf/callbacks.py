@@ -51,6 +51,7 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
     self.warmup_steps = validation.positive_int("warmup_steps", warmup_steps)
     self._registries: list = []
     self._scales: list = []
+    self._value = 0.0
 
   def on_train_begin(self, logs=None):
     self._registries = []
@@ -66,7 +67,8 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
     self._set(self._ramp())
 
   def on_train_batch_begin(self, batch, logs=None):
-    self._set(self._ramp())
+    if self._value < 1.0:  # nothing to do per batch once the ramp is over
+      self._set(self._ramp())
 
   def on_train_end(self, logs=None):
     for registry in self._registries:
@@ -77,5 +79,6 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
     return min(1.0, step / self.warmup_steps)
 
   def _set(self, value: float) -> None:
+    self._value = value
     for scale in self._scales:
       scale.assign(value)
