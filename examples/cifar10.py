@@ -63,7 +63,7 @@ def main(argv):
           tf.keras.callbacks.TensorBoard(os.path.join(FLAGS.output_dir, "logs"))],
       export=FLAGS.export, finish_only=FLAGS.finish_only,
       file_options=common.file_options(),
-      penalty_warmup_steps=int(int(train.cardinality()) * FLAGS.penalty_warmup_epochs))
+      penalty_warmup_epochs=FLAGS.penalty_warmup_epochs)
 
 
 if __name__ == "__main__":

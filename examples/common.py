@@ -260,9 +260,9 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
                      epochs: int, learning_rate: float, warmup_steps: int, output_dir: str,
                      config: dict, lilnetx: bool, extra_callbacks: Sequence = (),
                      export: bool = True, file_options: Optional[dict] = None,
-                     finish_only: bool = False, penalty_warmup_steps: int = 0) -> dict:
+                     finish_only: bool = False, penalty_warmup_epochs: float = 0.0) -> dict:
   """Compiles with `adam_cosine`, fits (with `CompressionMetrics`, and `PenaltyWarmup` if
-  `penalty_warmup_steps`, for a LilNetX model), saves the trained model as
+  `penalty_warmup_epochs`, for a LilNetX model), saves the trained model as
   OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or `finish_baseline` (plain Keras).
   `finish_only` loads that file instead of training."""
   trained_path = os.path.join(output_dir, "trained.keras")
@@ -279,8 +279,9 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
     callbacks = []
     if lilnetx:
       callbacks.append(lnx.callbacks.CompressionMetrics())
-      if penalty_warmup_steps:
-        callbacks.append(lnx.callbacks.PenaltyWarmup(penalty_warmup_steps))
+      penalty_steps = int(int(train.cardinality()) * penalty_warmup_epochs)
+      if penalty_steps:
+        callbacks.append(lnx.callbacks.PenaltyWarmup(penalty_steps))
     model.fit(train, epochs=epochs, validation_data=test, verbose=2,
               callbacks=callbacks + list(extra_callbacks))
     os.makedirs(output_dir, exist_ok=True)

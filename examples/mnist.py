@@ -51,7 +51,7 @@ def main(argv):
       warmup_steps=int(train.cardinality()) * FLAGS.epochs // 20, output_dir=FLAGS.output_dir,
       config=config, lilnetx=FLAGS.layers == "lnx", export=FLAGS.export,
       finish_only=FLAGS.finish_only, file_options=common.file_options(),
-      penalty_warmup_steps=int(int(train.cardinality()) * FLAGS.penalty_warmup_epochs))
+      penalty_warmup_epochs=FLAGS.penalty_warmup_epochs)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
     super().__init__()
     self.warmup_steps = validation.positive_int("warmup_steps", warmup_steps)
     self._registries: list = []
-    self._scales: list = []
     self._value = 0.0
 
   def on_train_begin(self, logs=None):
@@ -62,7 +61,8 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
     if not self._registries:
       raise errors.InvalidArgumentError(
           "PenaltyWarmup needs a model with LilNetX layers; this one has none.")
-    self._scales = [r.start_penalty_scale() for r in self._registries]
+    for registry in self._registries:
+      registry.start_penalty_scale()
     self.model.make_train_function(force=True)  # trace the training step with the factor
     self._set(self._ramp())
 
@@ -80,5 +80,5 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
 
   def _set(self, value: float) -> None:
     self._value = value
-    for scale in self._scales:
-      scale.assign(value)
+    for registry in self._registries:
+      registry.penalty_scale.assign(value)
