@@ -34,6 +34,9 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_string("init_from", None, "Start the LilNetX model from a trained dense one: a "
                       ".keras model, or the weights file of the --layers=plain network "
                       "(lnx.convert with warm_start=True).")
+  flags.DEFINE_float("warm_start_resolution", 0.1, "With --init_from: each group's rounding "
+                     "step as a fraction of its smallest per-layer RMS weight (lnx.convert).",
+                     lower_bound=0.0)
   flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0 = all).")
   flags.DEFINE_bool("float16", False, "Store the non-latent floats (decoders, biases, "
                     "BatchNorm) as float16 in the .lnx file.")
@@ -230,12 +233,14 @@ def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config
 
 
 def build_model(builder: Callable[..., tf.keras.Model], layers: str,
-                init_from: Optional[str] = None, **lilnetx) -> tf.keras.Model:
+                init_from: Optional[str] = None, warm_start_resolution: float = 0.1,
+                **lilnetx) -> tf.keras.Model:
   """`builder` (a `lilnetx_tf.models` function) in plain Keras layers or in LilNetX layers
   that all take the `lilnetx` arguments (rate_weight, slice_weight, ...).
 
   With `init_from` (a .keras model, or a weights file of `builder`'s plain network) the
-  LilNetX model is that trained network converted by `lnx.convert(..., warm_start=True)`.
+  LilNetX model is that trained network converted by `lnx.convert(..., warm_start=True)`
+  with latents on a grid of `warm_start_resolution`.
   """
   if layers == "plain":
     return builder(layers="plain")
@@ -245,7 +250,8 @@ def build_model(builder: Callable[..., tf.keras.Model], layers: str,
     else:
       dense = builder(layers="plain")
       dense.load_weights(init_from)
-    return lnx.convert(dense, warm_start=True, **lilnetx)
+    return lnx.convert(dense, warm_start=True, warm_start_resolution=warm_start_resolution,
+                       **lilnetx)
   return builder(conv_layer=functools.partial(lnx.Conv2D, **lilnetx),
                  dense_layer=functools.partial(lnx.Dense, **lilnetx))
 

@@ -45,12 +45,14 @@ def test_mnist_example(tmp_path, layers):
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "mnist.py"), "--model=lenet5",
          "--epochs=1", "--train_examples=1000", "--learning_rate=1e-6", "--noexport",
-         f"--init_from={tmp_path / 'trained.keras'}", f"--output_dir={tmp_path / 'lnx'}"],
+         "--warm_start_resolution=0.05", f"--init_from={tmp_path / 'trained.keras'}",
+         f"--output_dir={tmp_path / 'lnx'}"],
         env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]
     with open(tmp_path / "lnx" / "summary.json") as f:
       warm = json.load(f)
     assert warm["init_from"].endswith("trained.keras")
+    assert warm["warm_start_resolution"] == 0.05
     # At a negligible learning rate the converted model is the dense one (a fresh LilNetX
     # model would be near 10 %).
     assert abs(warm["test_accuracy"] - summary["test_accuracy"]) < 0.02
