@@ -37,10 +37,7 @@ _BUILDERS = dict(resnet20=models.resnet20, resnet56=models.resnet56,
 
 def build_model() -> tf.keras.Model:
   builder = functools.partial(_BUILDERS[FLAGS.model], width=FLAGS.width)
-  return common.build_model(builder, FLAGS.layers, init_from=FLAGS.init_from,
-                            warm_start_resolution=FLAGS.warm_start_resolution,
-                            rate_weight=FLAGS.rate_weight,
-                            slice_weight=FLAGS.slice_weight, boundary=FLAGS.boundary)
+  return common.build_model(builder)
 
 
 def main(argv):
@@ -49,13 +46,8 @@ def main(argv):
   train = common.image_dataset("cifar10", "train", FLAGS.batch_size, training=True,
                                augment=True, take=FLAGS.train_examples or None)
   test = common.image_dataset("cifar10", "test", 500, training=False)
-  config = dict(model=FLAGS.model, width=FLAGS.width, layers=FLAGS.layers, epochs=FLAGS.epochs,
-                train_examples=FLAGS.train_examples or 50_000)
-  if FLAGS.layers == "lnx":
-    config.update(rate_weight=FLAGS.rate_weight, slice_weight=FLAGS.slice_weight,
-                  boundary=FLAGS.boundary, penalty_warmup_epochs=FLAGS.penalty_warmup_epochs,
-                  init_from=FLAGS.init_from,
-                  warm_start_resolution=FLAGS.warm_start_resolution if FLAGS.init_from else None)
+  config = common.run_config(model=FLAGS.model, width=FLAGS.width,
+                             train_examples=FLAGS.train_examples or 50_000)
   common.train_and_report(
       build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       warmup_steps=int(int(train.cardinality()) * FLAGS.warmup_epochs),

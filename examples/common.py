@@ -232,28 +232,38 @@ def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config
   return summary
 
 
-def build_model(builder: Callable[..., tf.keras.Model], layers: str,
-                init_from: Optional[str] = None, warm_start_resolution: float = 0.1,
-                **lilnetx) -> tf.keras.Model:
-  """`builder` (a `lilnetx_tf.models` function) in plain Keras layers or in LilNetX layers
-  that all take the `lilnetx` arguments (rate_weight, slice_weight, ...).
-
-  With `init_from` (a .keras model, or a weights file of `builder`'s plain network) the
-  LilNetX model is that trained network converted by `lnx.convert(..., warm_start=True)`
-  with latents on a grid of `warm_start_resolution`.
+def build_model(builder: Callable[..., tf.keras.Model]) -> tf.keras.Model:
+  """`builder` (a `lilnetx_tf.models` function) as the flags ask: plain Keras layers
+  (`--layers=plain`), LilNetX layers that all take the flags' rate, slice and boundary
+  arguments, or (`--init_from`, a .keras model or a weights file of `builder`'s plain network)
+  that trained network converted by `lnx.convert(..., warm_start=True)` on a grid of
+  `--warm_start_resolution`.
   """
-  if layers == "plain":
+  f = flags.FLAGS
+  if f.layers == "plain":
     return builder(layers="plain")
-  if init_from:
-    if init_from.endswith(".keras"):
-      dense = tf.keras.models.load_model(init_from, compile=False)
+  lilnetx = dict(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary)
+  if f.init_from:
+    if f.init_from.endswith(".keras"):
+      dense = tf.keras.models.load_model(f.init_from, compile=False)
     else:
       dense = builder(layers="plain")
-      dense.load_weights(init_from)
-    return lnx.convert(dense, warm_start=True, warm_start_resolution=warm_start_resolution,
+      dense.load_weights(f.init_from)
+    return lnx.convert(dense, warm_start=True, warm_start_resolution=f.warm_start_resolution,
                        **lilnetx)
   return builder(conv_layer=functools.partial(lnx.Conv2D, **lilnetx),
                  dense_layer=functools.partial(lnx.Dense, **lilnetx))
+
+
+def run_config(**config) -> dict:
+  """`config` (what the example trains) plus, for a LilNetX run, the flags that shape it."""
+  f = flags.FLAGS
+  config = dict(config, layers=f.layers, epochs=f.epochs)
+  if f.layers == "lnx":
+    config.update(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary,
+                  penalty_warmup_epochs=f.penalty_warmup_epochs, init_from=f.init_from,
+                  warm_start_resolution=f.warm_start_resolution if f.init_from else None)
+  return config
 
 
 def _save_atomic(model: tf.keras.Model, path: str) -> None:

@@ -29,10 +29,7 @@ flags.adopt_module_key_flags(common)
 
 def build_model() -> tf.keras.Model:
   builder = models.lenet5 if FLAGS.model == "lenet5" else models.lenet300_100
-  return common.build_model(builder, FLAGS.layers, init_from=FLAGS.init_from,
-                            warm_start_resolution=FLAGS.warm_start_resolution,
-                            rate_weight=FLAGS.rate_weight,
-                            slice_weight=FLAGS.slice_weight, boundary=FLAGS.boundary)
+  return common.build_model(builder)
 
 
 def main(argv):
@@ -41,13 +38,8 @@ def main(argv):
   train = common.image_dataset("mnist", "train", FLAGS.batch_size, training=True,
                                take=FLAGS.train_examples or None)
   test = common.image_dataset("mnist", "test", 1000, training=False)
-  config = dict(model=FLAGS.model, layers=FLAGS.layers, epochs=FLAGS.epochs,
-                train_examples=FLAGS.train_examples or 60_000)
-  if FLAGS.layers == "lnx":
-    config.update(rate_weight=FLAGS.rate_weight, slice_weight=FLAGS.slice_weight,
-                  boundary=FLAGS.boundary, penalty_warmup_epochs=FLAGS.penalty_warmup_epochs,
-                  init_from=FLAGS.init_from,
-                  warm_start_resolution=FLAGS.warm_start_resolution if FLAGS.init_from else None)
+  config = common.run_config(model=FLAGS.model,
+                             train_examples=FLAGS.train_examples or 60_000)
   common.train_and_report(
       build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       warmup_steps=int(train.cardinality()) * FLAGS.epochs // 20, output_dir=FLAGS.output_dir,
