@@ -57,7 +57,8 @@ def main(argv):
           tf.keras.callbacks.TensorBoard(os.path.join(FLAGS.output_dir, "logs"))],
       export=FLAGS.export, finish_only=FLAGS.finish_only,
       file_options=common.file_options(),
-      penalty_warmup_epochs=FLAGS.penalty_warmup_epochs)
+      penalty_warmup_epochs=FLAGS.penalty_warmup_epochs,
+      latent_lr_multiplier=FLAGS.latent_lr_multiplier)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_float("penalty_warmup_epochs", 0.0, "Ramp the LilNetX penalties from 0 to full "
                      "weight over this many epochs (lnx.callbacks.PenaltyWarmup).",
                      lower_bound=0.0)
+  flags.DEFINE_float("latent_lr_multiplier", 1.0, "Adam steps on the LilNetX latents are this "
+                     "many times larger than on all other variables (lnx.optimizers.Adam).",
+                     lower_bound=0.0)
   flags.DEFINE_string("init_from", None, "Start the LilNetX model from a trained dense one: a "
                       ".keras model, or the weights file of the --layers=plain network "
                       "(lnx.convert with warm_start=True).")
@@ -77,13 +80,15 @@ def image_dataset(name: str, split: str, batch_size: int, training: bool,
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def adam_cosine(learning_rate: float, total_steps: int, warmup_steps: int) -> tf.keras.optimizers.Optimizer:
-  """Adam with linear warm-up then cosine decay to zero, as the LilNetX reference trains."""
+def adam_cosine(learning_rate: float, total_steps: int, warmup_steps: int,
+                latent_lr_multiplier: float = 1.0) -> tf.keras.optimizers.Optimizer:
+  """Adam with linear warm-up then cosine decay to zero, as the LilNetX reference trains, and
+  `latent_lr_multiplier` times larger steps on the latents (`lnx.optimizers.Adam`)."""
   warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
   schedule = tf.keras.optimizers.schedules.CosineDecay(
       initial_learning_rate=learning_rate * 1e-2, decay_steps=max(total_steps - warmup_steps, 1),
       warmup_target=learning_rate, warmup_steps=warmup_steps)
-  return tf.keras.optimizers.Adam(schedule)
+  return lnx.optimizers.Adam(schedule, latent_lr_multiplier=latent_lr_multiplier)
 
 
 def accuracy(model: tf.keras.Model, dataset: tf.data.Dataset) -> float:
@@ -261,7 +266,8 @@ def run_config(**config) -> dict:
   config = dict(config, layers=f.layers, epochs=f.epochs)
   if f.layers == "lnx":
     config.update(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary,
-                  penalty_warmup_epochs=f.penalty_warmup_epochs, init_from=f.init_from,
+                  penalty_warmup_epochs=f.penalty_warmup_epochs,
+                  latent_lr_multiplier=f.latent_lr_multiplier, init_from=f.init_from,
                   warm_start_resolution=f.warm_start_resolution if f.init_from else None)
   return config
 
@@ -276,8 +282,9 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
                      epochs: int, learning_rate: float, warmup_steps: int, output_dir: str,
                      config: dict, lilnetx: bool, extra_callbacks: Sequence = (),
                      export: bool = True, file_options: Optional[dict] = None,
-                     finish_only: bool = False, penalty_warmup_epochs: float = 0.0) -> dict:
-  """Compiles with `adam_cosine`, fits (with `CompressionMetrics`, and `PenaltyWarmup` if
+                     finish_only: bool = False, penalty_warmup_epochs: float = 0.0,
+                     latent_lr_multiplier: float = 1.0) -> dict:
+  """Compiles with `adam_cosine` (with `latent_lr_multiplier`), fits (with `CompressionMetrics`, and `PenaltyWarmup` if
   `penalty_warmup_epochs`, for a LilNetX model), saves the trained model as
   OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or `finish_baseline` (plain Keras).
   `finish_only` loads that file instead of training."""
@@ -289,7 +296,8 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
     model = tf.keras.models.load_model(trained_path, compile=False)
   else:
     model.compile(
-        optimizer=adam_cosine(learning_rate, int(train.cardinality()) * epochs, warmup_steps),
+        optimizer=adam_cosine(learning_rate, int(train.cardinality()) * epochs, warmup_steps,
+                              latent_lr_multiplier),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     callbacks = []

@@ -8,6 +8,7 @@
 
 from lilnetx_tf import callbacks
 from lilnetx_tf import errors
+from lilnetx_tf import optimizers
 from lilnetx_tf.coding import compress, decompress
 from lilnetx_tf.convert import convert
 from lilnetx_tf.export import export, slim

@@ -28,7 +28,7 @@ def test_mnist_example(tmp_path, layers):
   run = subprocess.run(
       [sys.executable, os.path.join(ROOT, "examples", "mnist.py"), "--model=lenet5",
        f"--layers={layers}", "--epochs=1", "--train_examples=4000", "--float16",
-       "--penalty_warmup_epochs=0.25", f"--output_dir={tmp_path}"],
+       "--penalty_warmup_epochs=0.25", "--latent_lr_multiplier=2", f"--output_dir={tmp_path}"],
       env=env, capture_output=True, text=True, timeout=900)
   assert run.returncode == 0, run.stderr[-4000:]
   with open(tmp_path / "summary.json") as f:
@@ -58,6 +58,7 @@ def test_mnist_example(tmp_path, layers):
     assert abs(warm["test_accuracy"] - summary["test_accuracy"]) < 0.02
     return
   assert summary["penalty_warmup_epochs"] == 0.25
+  assert summary["latent_lr_multiplier"] == 2.0
   # The table's accuracy is that of the decompressed float16 file, close to the trained model.
   assert abs(summary["test_accuracy"] - summary["trained_accuracy"]) < 0.01
   assert os.path.getsize(tmp_path / "model.lnx") == summary["file_bytes"]

@@ -38,6 +38,8 @@ DEFAULT_BOUNDARY = 3.0
 # that leaves the density far wider than the latents (LeNet-300-100 on MNIST, one epoch:
 # 163 KB estimated at 1e-4 vs 3.5 KB at 1e-2 with the same λ; see WORKSPACE_NOTES.md).
 DEFAULT_DENSITY_LEARNING_RATE = 1e-2
+# The name of every LilNetX layer's latent weight (`lilnetx_tf.optimizers` finds latents by it).
+LATENT_WEIGHT_NAME = "kernel_latent"
 
 
 def _safe_norm(x: tf.Tensor) -> tf.Tensor:
@@ -104,7 +106,7 @@ class LatentKernelMixin:
     self.output_positions = output_positions
     slice_size = self._slice_shape[0] * self._slice_shape[1]
     self.latent_variable = self.add_weight(
-        name="kernel_latent", shape=(slices_in, slices_out, slice_size), initializer="zeros",
+        name=LATENT_WEIGHT_NAME, shape=(slices_in, slices_out, slice_size), initializer="zeros",
         trainable=True)
     self._noise_seed = zlib.crc32(self.name.encode()) & 0x7FFFFFFF
     if registry_lib.registry_of(self) is None:
