@@ -45,6 +45,9 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
                     "BatchNorm) as float16 in the .lnx file.")
   flags.DEFINE_integer("float_bits", None, "Store them instead as FLOAT_BITS-bit integers "
                        "(2..8) and a scale per tensor.", lower_bound=2, upper_bound=8)
+  flags.DEFINE_integer("mantissa_bits", None, "With --float16: round those float16 values to "
+                       "MANTISSA_BITS of their 10 mantissa bits (1..10); they compress better.",
+                       lower_bound=1, upper_bound=10)
   flags.DEFINE_bool("inference_only", False, "Leave the densities out of the .lnx file and "
                     "fold BatchNorm: the smallest file to deploy.")
   flags.DEFINE_bool("finish_only", False, "Skip training: compress, evaluate and export "
@@ -57,7 +60,7 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
 def file_options() -> dict:
   """The `lnx.compress` options the flags ask for."""
   return dict(float16=flags.FLAGS.float16, float_bits=flags.FLAGS.float_bits,
-              inference_only=flags.FLAGS.inference_only)
+              mantissa_bits=flags.FLAGS.mantissa_bits, inference_only=flags.FLAGS.inference_only)
 
 
 def image_dataset(name: str, split: str, batch_size: int, training: bool,

@@ -285,6 +285,41 @@ def test_float16_option(trained, tmp_path):
                              restored(x, training=False).numpy(), rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("bits", [5, 2])
+def test_mantissa_bits_option(trained, tmp_path, bits):
+  model, _, _, _, x = trained
+  half = lnx.compress(model, str(tmp_path / "half.lnx"), float16=True, estimate=False)
+  path = str(tmp_path / "rounded.lnx")
+  report = lnx.compress(model, path, float16=True, mantissa_bits=bits, estimate=False)
+  assert report.mantissa_bits == bits and f"({bits} mantissa bits)" in str(report)
+  assert report.section("WGTS").raw_bytes == half.section("WGTS").raw_bytes   # same format
+  assert report.section("WGTS").file_bytes < half.section("WGTS").file_bytes
+  restored, halved = lnx.decompress(path), lnx.decompress(str(tmp_path / "half.lnx"))
+  for a, b in zip(lilnetx_layers(model), lilnetx_layers(restored)):
+    np.testing.assert_array_equal(a.integer_latent.numpy(), b.integer_latent.numpy())
+    assert a.group.latent_step.numpy() == b.group.latent_step.numpy()   # always exact
+  for a, h, b in zip(_non_latent(model), _non_latent(halved), _non_latent(restored)):
+    if a.dtype != np.float32 or np.array_equal(a, b):
+      continue
+    normal = np.abs(h) >= 2.0 ** -14
+    # Within the rounding bound of float16 itself plus that of `bits` mantissa bits ...
+    assert np.all(np.abs(b - h)[normal] <= np.abs(h)[normal] * 2.0 ** -(bits + 1))
+    # ... and on the coarser grid: the dropped mantissa bits are zero.
+    dropped = b[normal].astype(np.float16).view(np.uint16) & ((1 << (10 - bits)) - 1)
+    assert not np.any(dropped)
+  if bits >= 5:   # 2 mantissa bits is a 12.5 % relative error: outputs move far
+    np.testing.assert_allclose(model(x, training=False).numpy(),
+                               restored(x, training=False).numpy(), rtol=0.1, atol=0.1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(mantissa_bits=5), dict(float16=True, mantissa_bits=0),
+                                    dict(float16=True, mantissa_bits=11),
+                                    dict(float_bits=8, mantissa_bits=5)])
+def test_mantissa_bits_rejects_bad_values(trained, tmp_path, kwargs):
+  with pytest.raises(errors.InvalidArgumentError, match="mantissa_bits|float_bits"):
+    lnx.compress(trained[0], str(tmp_path / "bad.lnx"), **kwargs)
+
+
 @pytest.mark.parametrize("bits", [8, 4])
 def test_float_bits_option(trained, tmp_path, bits):
   model, _, exact_report, _, x = trained

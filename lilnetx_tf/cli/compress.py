@@ -5,8 +5,8 @@ Usage: lilnetx compress [flags] MODEL [OUTPUT.lnx]
 MODEL is a saved Keras model: a .keras or .h5 file or a SavedModel directory. The integer
 latents are range-coded (channel and slice flags, then values, with tables fitted to them);
 everything else (architecture, decoders, densities, BatchNorm statistics, biases, plain layers)
-is stored losslessly, or with --float16 as float16 or --float_bits=8 as 8-bit integers and a
-scale per tensor for non-latent floats. --inference_only leaves out the densities and folds
+is stored losslessly, or with --float16 as float16 (--mantissa_bits=5 rounds it further) or
+--float_bits=8 as 8-bit integers and a scale per tensor for non-latent floats. --inference_only leaves out the densities and folds
 BatchNorm (the smallest file to deploy). Prints bytes per section and per parameter group.
 """
 
@@ -23,6 +23,10 @@ _FLOAT_BITS = flags.DEFINE_integer(
     "float_bits", None, "Store those floats instead as FLOAT_BITS-bit integers (2..8) times a "
     "float32 scale per tensor: smaller, lossier; check the decompressed model's accuracy.",
     lower_bound=2, upper_bound=8)
+_MANTISSA_BITS = flags.DEFINE_integer(
+    "mantissa_bits", None, "With --float16: round those float16 values to MANTISSA_BITS of "
+    "their 10 mantissa bits (1..10), which compresses them better.", lower_bound=1,
+    upper_bound=10)
 _INFERENCE_ONLY = flags.DEFINE_bool(
     "inference_only", False, "Leave out the groups' densities (only needed to train further) "
     "and fold BatchNorm to scale and shift.")
@@ -46,7 +50,7 @@ def main(argv):
   import lilnetx_tf as lnx
   model = _common.load_keras_model(source)
   report = lnx.compress(model, output, float16=_FLOAT16.value, float_bits=_FLOAT_BITS.value,
-                        inference_only=_INFERENCE_ONLY.value,
+                        mantissa_bits=_MANTISSA_BITS.value, inference_only=_INFERENCE_ONLY.value,
                         architecture_codec=_ARCH_CODEC.value, precision=_PRECISION.value,
                         estimate=_ESTIMATE.value)
   print(report)

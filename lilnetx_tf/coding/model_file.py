@@ -21,7 +21,9 @@ Sections (see `container` for the byte layout around them):
 
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
 |w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
-is kept as float32.
+is kept as float32. With ``mantissa_bits=m`` (< 10) the float16 values are further rounded to m
+mantissa bits (another relative error of at most 2**-(m+1) for normal float16 values): the
+format is the same, the zeroed low bits just compress better.
 
 ``inference_only=True`` writes what inference needs and nothing more: the groups' densities are
 left out (the fitted tables decode the latents; a decompressed model starts its densities afresh,
@@ -171,8 +173,22 @@ def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
   return unsigned - top
 
 
+def _round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
+  """Float16 `values` rounded (half up in magnitude) to `bits` of their 10 mantissa bits; a
+  value that would round up past float16's range is truncated instead, inf and NaN kept."""
+  drop = 10 - bits
+  if drop <= 0:
+    return values
+  pattern = values.view(np.uint16).astype(np.uint32)
+  low = (1 << drop) - 1
+  rounded = ((pattern + (1 << (drop - 1))) & ~low).astype(np.uint16).view(np.float16)
+  truncated = (pattern & ~low).astype(np.uint16).view(np.float16)
+  finite = np.where(np.isfinite(rounded), rounded, truncated)
+  return np.where(np.isfinite(values), finite, values)
+
+
 def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool,
-                     float_bits: Optional[int]) -> tuple:
+                     float_bits: Optional[int], mantissa_bits: int) -> tuple:
   manifest, blobs, count = [], [], 0
   for variable in variables:
     values = values_of[id(variable)] if id(variable) in values_of else variable.numpy()
@@ -194,8 +210,11 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
       continue
     if float16 and lossy:
       stored = "float16"
+    data = np.ascontiguousarray(values.astype(_DTYPES[stored]))
+    if stored == "float16" and dtype != "float16":
+      data = _round_mantissa(data, mantissa_bits)
     manifest.append([list(values.shape), dtype, stored])
-    blobs.append(np.ascontiguousarray(values.astype(_DTYPES[stored])).tobytes())
+    blobs.append(data.tobytes())
   head = json.dumps(manifest, separators=(",", ":")).encode()
   return struct.pack("<I", len(head)) + head + b"".join(blobs), count
 
@@ -212,8 +231,8 @@ def _with_suffix(path: str) -> str:
 
 
 def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
-             float_bits: Optional[int] = None, inference_only: bool = False,
-             architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
+             float_bits: Optional[int] = None, mantissa_bits: Optional[int] = None,
+             inference_only: bool = False, architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
              estimate: bool = True) -> Report:
   """Writes `model` (Functional or Sequential, built) to one `.lnx` file at `path`.
 
@@ -225,6 +244,9 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     float_bits: Store those floats instead as `float_bits`-bit integers (2..8) times one
       float32 scale per tensor: smaller and lossier than float16; check the decompressed
       model's accuracy. Exclusive with `float16`.
+    mantissa_bits: With `float16`: round those float16 values to this many (1..10) of their
+      10 mantissa bits, which compresses them better (5 kept a CIFAR-10 ResNet-20's accuracy;
+      check the decompressed model's). The file format is unchanged.
     inference_only: Leave out the groups' densities and fold BatchNorm to scale and shift:
       the smallest file for deployment (see module docstring).
     architecture_codec: "lzma" or "zlib" for the Keras config.
@@ -244,6 +266,10 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     raise errors.InvalidArgumentError(
         f"float_bits must be in [2, 8] and not combined with float16, got {float_bits!r}"
         + (" with float16=True." if float16 else "."))
+  if mantissa_bits is not None and (not float16 or not 1 <= int(mantissa_bits) <= 10):
+    raise errors.InvalidArgumentError(
+        f"mantissa_bits must be in [1, 10] and combined with float16=True, got "
+        f"{mantissa_bits!r}" + ("." if float16 else " without float16."))
   path = _with_suffix(path)
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
@@ -251,7 +277,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   stored = unread.zero_unread(model, _folded_batch_norms(model)) if inference_only else {}
   weights, weight_count = _weights_section(
       _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16,
-      float_bits and int(float_bits))
+      float_bits and int(float_bits), 10 if mantissa_bits is None else int(mantissa_bits))
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
@@ -288,7 +314,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
                           for s in stored],
                 groups=group_reports, parameters=weight_count + latent_count,
                 latent_parameters=latent_count, float16=float16, float_bits=float_bits,
-                inference_only=inference_only)
+                mantissa_bits=mantissa_bits, inference_only=inference_only)
 
 
 # -------------------------------------------------------------------------------------------

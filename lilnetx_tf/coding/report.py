@@ -60,6 +60,7 @@ class Report:
   latent_parameters: int
   float16: bool = False
   float_bits: Optional[int] = None
+  mantissa_bits: Optional[int] = None
   inference_only: bool = False
 
   @property
@@ -94,6 +95,7 @@ class Report:
     lines = [f"{self.path}: {self.total_bytes:,} bytes, {self.parameters:,} parameters "
              f"({self.latent_parameters:,} latent)"
              + (", non-latent floats as float16" if self.float16 else "")
+             + (f" ({self.mantissa_bits} mantissa bits)" if self.mantissa_bits else "")
              + (f", non-latent floats as {self.float_bits}-bit integers" if self.float_bits
                 else "")
              + (", inference only (no densities, BatchNorm folded)"
