@@ -176,3 +176,24 @@ def test_fuzzed_files_fail_cleanly(files, tmp_path, kind, position, length, data
     return
   with pytest.raises(errors.ModelFileError):
     _load(mutated, tmp_path / "fuzz.lnx")
+
+
+@pytest.mark.parametrize("codec", sorted(container.CODECS))
+def test_every_codec_round_trips(codec):
+  data = b"".join(struct.pack("<I", i % 97) for i in range(5000)) + os.urandom(300)
+  sections = [container.Section("DATA", data, codec), container.Section("NONE", b"", codec)]
+  decoded = container.decode(container.encode(sections))
+  assert [(s.tag, s.data, s.codec) for s in decoded] == [("DATA", data, codec),
+                                                         ("NONE", b"", codec)]
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzma", "lzma2"])
+def test_corrupt_compressed_payload_with_valid_checksums(codec, monkeypatch):
+  """A payload that passes every CRC but does not decompress (a writer bug, not a flipped bit)."""
+  real = container._compress
+  monkeypatch.setattr(container, "_compress",
+                      lambda data, c: real(data, c)[:-3] + b"\xff\x00\xff")
+  blob = container.encode([container.Section("DATA", bytes(range(256)) * 40, codec)])
+  monkeypatch.setattr(container, "_compress", real)
+  with pytest.raises(errors.ModelFileError, match="DATA"):
+    container.decode(blob)

@@ -30,7 +30,7 @@ _MANTISSA_BITS = flags.DEFINE_integer(
 _INFERENCE_ONLY = flags.DEFINE_bool(
     "inference_only", False, "Leave out the groups' densities (only needed to train further) "
     "and fold BatchNorm to scale and shift.")
-_ARCH_CODEC = flags.DEFINE_enum("architecture_codec", "lzma", ["lzma", "zlib"],
+_ARCH_CODEC = flags.DEFINE_enum("architecture_codec", "lzma2", ["lzma2", "lzma", "zlib"],
                                 "Compression of the Keras architecture JSON.")
 _PRECISION = flags.DEFINE_integer("precision", 16, "Largest range-coder table precision in bits "
                                   "(1..16).", lower_bound=1, upper_bound=16)

@@ -13,7 +13,8 @@ Byte layout (all integers little-endian):
 
   Then, per section, a 28-byte section header followed by its payload:
     0   4         tag, 4 ASCII bytes (e.g. b"ARCH")
-    4   1  u8     codec: 0 raw, 1 zlib, 2 lzma (xz container)
+    4   1  u8     codec: 0 raw, 1 zlib, 2 lzma (xz container), 3 lzma2 (raw LZMA2 stream,
+                  no container: `_LZMA2_FILTERS`)
     5   3         reserved, 0
     8   8  u64    stored payload length (bytes that follow this header)
     16  8  u64    raw length (after decompression)
@@ -40,8 +41,12 @@ from lilnetx_tf import errors
 
 MAGIC = b"\x89LNX\r\n\x1a\n"
 VERSION = 4
-CODEC_RAW, CODEC_ZLIB, CODEC_LZMA = 0, 1, 2
-CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA}
+CODEC_RAW, CODEC_ZLIB, CODEC_LZMA, CODEC_LZMA2 = 0, 1, 2, 3
+CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA, "lzma2": CODEC_LZMA2}
+# Raw LZMA2 saves the xz container's ~60 bytes, which matter in a file of a few KB; the
+# dictionary is fixed so that a reader knows how much memory the stream may need.
+_LZMA2_FILTERS = ({"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
+                   "dict_size": 1 << 23},)
 _CODEC_NAMES = {v: k for k, v in CODECS.items()}
 
 _FILE_HEADER = struct.Struct("<8sHHI16sI")       # 36 bytes
@@ -70,11 +75,18 @@ class StoredSection:
   total_bytes: int           # payload plus section header
 
 
+def compress_payload(data: bytes, codec: str) -> bytes:
+  """`data` as a section with `codec` would store it."""
+  return _compress(data, CODECS[codec])
+
+
 def _compress(data: bytes, codec: int) -> bytes:
   if codec == CODEC_RAW:
     return data
   if codec == CODEC_ZLIB:
     return zlib.compress(data, 6)
+  if codec == CODEC_LZMA2:
+    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA2_FILTERS)
   return lzma.compress(data, format=lzma.FORMAT_XZ, preset=6)
 
 
@@ -89,7 +101,8 @@ def _decompress(payload: bytes, codec: int, raw_length: int, tag: str) -> bytes:
         data = d.decompress(payload, raw_length + 1)
         complete = d.eof and not d.unused_data
       else:
-        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        d = (lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA2_FILTERS)
+             if codec == CODEC_LZMA2 else lzma.LZMADecompressor(format=lzma.FORMAT_XZ))
         data = d.decompress(payload, raw_length + 1)
         complete = d.eof and not d.unused_data
     except (zlib.error, lzma.LZMAError, MemoryError) as e:

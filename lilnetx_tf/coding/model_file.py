@@ -3,7 +3,7 @@
 Sections (see `container` for the byte layout around them):
 
   ARCH  JSON {"format": "keras-json", "lilnetx_tf": version, "model": Keras config}, without
-        the layer arguments Keras fills in anyway (`architecture`); lzma.
+        the layer arguments Keras fills in anyway (`architecture`); raw LZMA2.
   WGTS  every model variable except the LilNetX latents and the groups' training state (the
         density's Adam moments and step count, reset to zero on loading), in `model.weights` order:
         u32 manifest length | manifest JSON [[shape, dtype, stored], ...] | the tensors'
@@ -220,7 +220,12 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
 
 
 def _smaller_codec(data: bytes) -> str:
-  """zlib if it saves at least 2% on a sample of `data`, else raw."""
+  """The codec that stores `data` in the fewest bytes; above 1 MiB (where LZMA2 at its
+  strongest preset is slow) zlib if it saves at least 2% on a sample, else raw."""
+  if len(data) <= 1 << 20:
+    sizes = {codec: len(container.compress_payload(data, codec))
+             for codec in ("raw", "zlib", "lzma2")}
+    return min(sizes, key=sizes.get)
   sample = data[:1 << 20]
   return "zlib" if len(zlib.compress(sample, 1)) < 0.98 * len(sample) else "raw"
 
@@ -232,7 +237,8 @@ def _with_suffix(path: str) -> str:
 
 def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
              float_bits: Optional[int] = None, mantissa_bits: Optional[int] = None,
-             inference_only: bool = False, architecture_codec: str = "lzma", precision: int = entropy.DEFAULT_PRECISION,
+             inference_only: bool = False, architecture_codec: str = "lzma2",
+             precision: int = entropy.DEFAULT_PRECISION,
              estimate: bool = True) -> Report:
   """Writes `model` (Functional or Sequential, built) to one `.lnx` file at `path`.
 
@@ -249,7 +255,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
       check the decompressed model's). The file format is unchanged.
     inference_only: Leave out the groups' densities and fold BatchNorm to scale and shift:
       the smallest file for deployment (see module docstring).
-    architecture_codec: "lzma" or "zlib" for the Keras config.
+    architecture_codec: "lzma2" (raw LZMA2), "lzma" (xz), "zlib" or "raw" for the Keras
+      config.
     precision: Range-coder precision in bits (1..16) of the entropy tables.
     estimate: Also compute the model's estimated self-information per group for the report.
 
@@ -257,9 +264,9 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     A `Report` of bytes per section and per group.
   """
   _check_model(model)
-  if architecture_codec not in ("lzma", "zlib", "raw"):
-    raise errors.InvalidArgumentError(f"architecture_codec must be lzma or zlib, got "
-                                      f"{architecture_codec!r}.")
+  if architecture_codec not in container.CODECS:
+    raise errors.InvalidArgumentError(f"architecture_codec must be one of "
+                                      f"{list(container.CODECS)}, got {architecture_codec!r}.")
   if not 1 <= int(precision) <= 16:
     raise errors.InvalidArgumentError(f"precision must be in [1, 16], got {precision}.")
   if float_bits is not None and (float16 or not 2 <= int(float_bits) <= 8):
