@@ -287,9 +287,9 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
                      export: bool = True, file_options: Optional[dict] = None,
                      finish_only: bool = False, penalty_warmup_epochs: float = 0.0,
                      latent_lr_multiplier: float = 1.0) -> dict:
-  """Compiles with `adam_cosine` (with `latent_lr_multiplier`), fits (with `CompressionMetrics`, and `PenaltyWarmup` if
-  `penalty_warmup_epochs`, for a LilNetX model), saves the trained model as
-  OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or `finish_baseline` (plain Keras).
+  """Compiles with `adam_cosine` (with `latent_lr_multiplier`), fits (with `CompressionMetrics`,
+  and `PenaltyWarmup` if `penalty_warmup_epochs`, for a LilNetX model), saves the trained model
+  as OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or `finish_baseline` (plain Keras).
   `finish_only` loads that file instead of training."""
   trained_path = os.path.join(output_dir, "trained.keras")
   start = time.perf_counter()

@@ -10,8 +10,9 @@ layers) on the schedule as given, so a dense baseline and a LilNetX model can sh
     optimizer = lnx.optimizers.Adam(schedule, latent_lr_multiplier=3.0)
 
 For Adam and SGD without momentum this is the same as a learning rate `latent_lr_multiplier`
-times larger for the latents (a decoupled `weight_decay`, as in AdamW, is not multiplied). The groups' densities have their own optimizer (see
-`lnx.Conv2D`'s `density_learning_rate`) and are not affected.
+times larger for the latents (a decoupled `weight_decay`, as in AdamW, is not multiplied).
+The groups' densities have their own optimizer (see `lnx.Conv2D`'s `density_learning_rate`)
+and are not affected.
 """
 
 import tensorflow as tf

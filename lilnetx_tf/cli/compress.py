@@ -6,8 +6,9 @@ MODEL is a saved Keras model: a .keras or .h5 file or a SavedModel directory. Th
 latents are range-coded (channel and slice flags, then values, with tables fitted to them);
 everything else (architecture, decoders, densities, BatchNorm statistics, biases, plain layers)
 is stored losslessly, or with --float16 as float16 (--mantissa_bits=5 rounds it further) or
---float_bits=8 as 8-bit integers and a scale per tensor for non-latent floats. --inference_only leaves out the densities and folds
-BatchNorm (the smallest file to deploy). Prints bytes per section and per parameter group.
+--float_bits=8 as 8-bit integers and a scale per tensor for non-latent floats.
+--inference_only leaves out the densities and folds BatchNorm (the smallest file to deploy).
+Prints bytes per section and per parameter group.
 """
 
 from absl import flags
