@@ -48,6 +48,7 @@ CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA, "lzma2": COD
 _LZMA2_FILTERS = ({"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
                    "dict_size": 1 << 23},)
 _CODEC_NAMES = {v: k for k, v in CODECS.items()}
+SMALLEST = "smallest"        # for `encode`: the codec that stores the section in fewest bytes
 
 _FILE_HEADER = struct.Struct("<8sHHI16sI")       # 36 bytes
 _SECTION_HEADER = struct.Struct("<4sB3sQQI")    # 28 bytes
@@ -73,11 +74,6 @@ class StoredSection:
   codec: str
   stored_bytes: int          # payload bytes on disk
   total_bytes: int           # payload plus section header
-
-
-def compress_payload(data: bytes, codec: str) -> bytes:
-  """`data` as a section with `codec` would store it."""
-  return _compress(data, CODECS[codec])
 
 
 def _compress(data: bytes, codec: int) -> bytes:
@@ -136,16 +132,33 @@ def _tag_bytes(tag: str) -> bytes:
   return raw
 
 
+def _smallest(data: bytes) -> tuple[int, bytes]:
+  """(codec, payload) storing `data` in the fewest bytes; above 1 MiB (where LZMA2 at its
+  strongest preset is slow) zlib if it saves at least 2% on a sample, else raw."""
+  if len(data) > 1 << 20:
+    sample = data[:1 << 20]
+    codec = CODEC_ZLIB if len(zlib.compress(sample, 1)) < 0.98 * len(sample) else CODEC_RAW
+    return codec, _compress(data, codec)
+  payloads = [(codec, _compress(data, codec)) for codec in (CODEC_RAW, CODEC_ZLIB, CODEC_LZMA2)]
+  return min(payloads, key=lambda item: len(item[1]))
+
+
 def encode(sections: list[Section]) -> bytes:
-  """Serializes `sections` to the bytes of a container file."""
+  """Serializes `sections` to the bytes of a container file. A section with codec `SMALLEST`
+  is stored with whichever codec gives the fewest bytes."""
   if len(sections) > MAX_SECTIONS:
     raise errors.InvalidArgumentError(f"At most {MAX_SECTIONS} sections, got {len(sections)}.")
   records = []
   for s in sections:
-    if s.codec not in CODECS:
-      raise errors.InvalidArgumentError(f"Unknown codec {s.codec!r}; use one of {list(CODECS)}.")
-    codec = CODECS[s.codec]
-    records.append((_tag_bytes(s.tag), codec, len(s.data), _compress(s.data, codec)))
+    if s.codec == SMALLEST:
+      codec, payload = _smallest(s.data)
+    elif s.codec in CODECS:
+      codec = CODECS[s.codec]
+      payload = _compress(s.data, codec)
+    else:
+      raise errors.InvalidArgumentError(
+          f"Unknown codec {s.codec!r}; use one of {list(CODECS) + [SMALLEST]}.")
+    records.append((_tag_bytes(s.tag), codec, len(s.data), payload))
   file_id = _file_id(records)
   head = struct.pack("<8sHHI16s", MAGIC, VERSION, 0, len(records), file_id)
   parts = [head, struct.pack("<I", zlib.crc32(head))]

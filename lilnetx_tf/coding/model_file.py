@@ -11,7 +11,8 @@ Sections (see `container` for the byte layout around them):
         [shape, dtype, "fill", value] and no bytes. Float32 is stored losslessly, or
         (``float16=True``) as float16, or (``float_bits=b``) as [shape, dtype, "int", b, scale]
         with b-bit codes c in [−(2**(b−1) − 1), 2**(b−1) − 1], value c · scale, packed
-        big-endian; each group's latent step and density are always exact. zlib when it helps.
+        big-endian; each group's latent step and density are always exact. Stored raw, zlib or
+        lzma2, whichever is smallest (as are GRPS and CDFT).
   GRPS  JSON: "densities" (whether WGTS holds the groups' densities) and one entry per parameter
         group: [key, slice size, member layers, latents, table bytes, string bytes]. The members
         and their shapes come from the architecture, in the order of `model.layers`.
@@ -40,7 +41,6 @@ variable to q · latent_step, so the decoded kernels, hence predictions, are bit
 import json
 import os
 import struct
-import zlib
 from typing import Optional
 
 import numpy as np
@@ -219,17 +219,6 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
   return struct.pack("<I", len(head)) + head + b"".join(blobs), count
 
 
-def _smaller_codec(data: bytes) -> str:
-  """The codec that stores `data` in the fewest bytes; above 1 MiB (where LZMA2 at its
-  strongest preset is slow) zlib if it saves at least 2% on a sample, else raw."""
-  if len(data) <= 1 << 20:
-    sizes = {codec: len(container.compress_payload(data, codec))
-             for codec in ("raw", "zlib", "lzma2")}
-    return min(sizes, key=sizes.get)
-  sample = data[:1 << 20]
-  return "zlib" if len(zlib.compress(sample, 1)) < 0.98 * len(sample) else "raw"
-
-
 def _with_suffix(path: str) -> str:
   path = os.fspath(path)
   return path if path.endswith(SUFFIX) else path + SUFFIX
@@ -307,9 +296,9 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
                            separators=(",", ":")).encode()
   sections = [
       container.Section("ARCH", architecture.encode(model), architecture_codec),
-      container.Section("WGTS", weights, _smaller_codec(weights)),
-      container.Section("GRPS", groups_json, _smaller_codec(groups_json)),
-      container.Section("CDFT", b"".join(tables), _smaller_codec(b"".join(tables))),
+      container.Section("WGTS", weights, container.SMALLEST),
+      container.Section("GRPS", groups_json, container.SMALLEST),
+      container.Section("CDFT", b"".join(tables), container.SMALLEST),
       container.Section("LATS", b"".join(strings), "raw"),
   ]
   blob = container.encode(sections)
