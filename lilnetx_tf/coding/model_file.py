@@ -9,10 +9,12 @@ Sections (see `container` for the byte layout around them):
         u32 manifest length | manifest JSON [[shape, dtype, stored], ...] | the tensors'
         little-endian bytes, concatenated. A tensor whose elements are all equal is stored as
         [shape, dtype, "fill", value] and no bytes. Float32 is stored losslessly, or
-        (``float16=True``) as float16, or (``float_bits=b``) as [shape, dtype, "int", b, scale]
-        with b-bit codes c in [−(2**(b−1) − 1), 2**(b−1) − 1], value c · scale, packed
-        big-endian; each group's latent step and density are always exact. Stored raw, zlib or
-        lzma2, whichever is smallest (as are GRPS and CDFT).
+        (``float16=True``) as [shape, dtype, "f16c", m]: float16 with m mantissa bits, all
+        such tensors coded together (`float_code`) after the other tensors' bytes ("float16"
+        raw for a tensor with values float16 cannot hold), or (``float_bits=b``) as
+        [shape, dtype, "int", b, scale] with b-bit codes c in [−(2**(b−1) − 1), 2**(b−1) − 1],
+        value c · scale, packed big-endian; each group's latent step and density are always
+        exact. Stored raw, zlib or lzma2, whichever is smallest (as are GRPS and CDFT).
   GRPS  JSON: "densities" (whether WGTS holds the groups' densities) and one entry per parameter
         group: [key, slice size, member layers, latents, table bytes, string bytes]. The members
         and their shapes come from the architecture, in the order of `model.layers`.
@@ -23,8 +25,8 @@ Sections (see `container` for the byte layout around them):
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
 |w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
 is kept as float32. With ``mantissa_bits=m`` (< 10) the float16 values are further rounded to m
-mantissa bits (another relative error of at most 2**-(m+1) for normal float16 values): the
-format is the same, the zeroed low bits just compress better.
+mantissa bits (another relative error of at most 2**-(m+1) for normal float16 values), and only
+those m bits are stored.
 
 ``inference_only=True`` writes what inference needs and nothing more: the groups' densities are
 left out (the fitted tables decode the latents; a decompressed model starts its densities afresh,
@@ -50,6 +52,7 @@ from lilnetx_tf import errors
 from lilnetx_tf.coding import architecture
 from lilnetx_tf.coding import container
 from lilnetx_tf.coding import entropy
+from lilnetx_tf.coding import float_code
 from lilnetx_tf.coding import latent_code
 from lilnetx_tf.coding import unread
 from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
@@ -60,6 +63,7 @@ from lilnetx_tf.layers import is_lilnetx_layer
 SUFFIX = ".lnx"
 _FILL = "fill"
 _QUANTIZED = "int"
+_CODED_FLOAT16 = "f16c"
 _REQUIRED = ("ARCH", "WGTS", "GRPS", "CDFT", "LATS")
 _DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8",
            "int32": "<i4", "int8": "<i1", "uint8": "u1", "bool": "?"}
@@ -173,23 +177,9 @@ def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
   return unsigned - top
 
 
-def _round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
-  """Float16 `values` rounded (half up in magnitude) to `bits` of their 10 mantissa bits; a
-  value that would round up past float16's range is truncated instead, inf and NaN kept."""
-  drop = 10 - bits
-  if drop <= 0:
-    return values
-  pattern = values.view(np.uint16).astype(np.uint32)
-  low = (1 << drop) - 1
-  rounded = ((pattern + (1 << (drop - 1))) & ~low).astype(np.uint16).view(np.float16)
-  truncated = (pattern & ~low).astype(np.uint16).view(np.float16)
-  finite = np.where(np.isfinite(rounded), rounded, truncated)
-  return np.where(np.isfinite(values), finite, values)
-
-
 def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool,
                      float_bits: Optional[int], mantissa_bits: int) -> tuple:
-  manifest, blobs, count = [], [], 0
+  manifest, blobs, coded, count = [], [], [], 0
   for variable in variables:
     values = values_of[id(variable)] if id(variable) in values_of else variable.numpy()
     dtype = variable.dtype.name
@@ -201,7 +191,6 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
     if fill is not None:
       manifest.append([list(values.shape), dtype, _FILL, fill])
       continue
-    stored = dtype
     lossy = id(variable) not in exact_ids and _float16_ok(values)
     if float_bits and lossy and np.all(np.isfinite(values)):
       scale, codes = _quantize(values, float_bits)
@@ -209,12 +198,18 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
       blobs.append(_pack(codes, float_bits))
       continue
     if float16 and lossy:
-      stored = "float16"
-    data = np.ascontiguousarray(values.astype(_DTYPES[stored]))
-    if stored == "float16" and dtype != "float16":
-      data = _round_mantissa(data, mantissa_bits)
-    manifest.append([list(values.shape), dtype, stored])
-    blobs.append(data.tobytes())
+      half = float_code.round_mantissa(values.astype(np.float16), mantissa_bits)
+      if np.all(np.isfinite(half)):
+        manifest.append([list(values.shape), dtype, _CODED_FLOAT16, mantissa_bits])
+        coded.append(half.reshape(-1))
+        continue
+      manifest.append([list(values.shape), dtype, "float16"])
+      blobs.append(np.ascontiguousarray(half.astype(_DTYPES["float16"])).tobytes())
+      continue
+    manifest.append([list(values.shape), dtype, dtype])
+    blobs.append(np.ascontiguousarray(values.astype(_DTYPES[dtype])).tobytes())
+  if coded:
+    blobs.append(float_code.encode(np.concatenate(coded), mantissa_bits))
   head = json.dumps(manifest, separators=(",", ":")).encode()
   return struct.pack("<I", len(head)) + head + b"".join(blobs), count
 
@@ -240,8 +235,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
       float32 scale per tensor: smaller and lossier than float16; check the decompressed
       model's accuracy. Exclusive with `float16`.
     mantissa_bits: With `float16`: round those float16 values to this many (1..10) of their
-      10 mantissa bits, which compresses them better (5 kept a CIFAR-10 ResNet-20's accuracy;
-      check the decompressed model's). The file format is unchanged.
+      10 mantissa bits and store only those (5 kept a CIFAR-10 ResNet-20's accuracy; check
+      the decompressed model's).
     inference_only: Leave out the groups' densities and fold BatchNorm to scale and shift:
       the smallest file for deployment (see module docstring).
     architecture_codec: "lzma2" (raw LZMA2), "lzma" (xz), "zlib" or "raw" for the Keras
@@ -357,8 +352,8 @@ def _group_manifest(data: bytes) -> tuple[bool, list]:
 
 
 def _weights_manifest(data: bytes) -> tuple[list, int]:
-  """The WGTS entries as (shape, dtype, stored, [fill value] or [bits, scale] or []) and where
-  the tensor bytes start."""
+  """The WGTS entries as (shape, dtype, stored, [fill value] or [bits, scale] or [mantissa
+  bits] or []) and where the tensor bytes start."""
   if len(data) < 4:
     raise errors.ModelFileError("The WGTS section is truncated.")
   (head_length,) = struct.unpack_from("<I", data, 0)
@@ -375,11 +370,29 @@ def _weights_manifest(data: bytes) -> tuple[list, int]:
             and all(isinstance(v, (int, float)) and np.isfinite(v) for v in extra)
             and ((stored in _DTYPES and not extra) or (stored == _FILL and len(extra) == 1)
                  or (stored == _QUANTIZED and len(extra) == 2 and dtype == "float32"
-                     and isinstance(extra[0], int) and 2 <= extra[0] <= 8 and extra[1] > 0)))
+                     and isinstance(extra[0], int) and 2 <= extra[0] <= 8 and extra[1] > 0)
+                 or (stored == _CODED_FLOAT16 and len(extra) == 1 and dtype == "float32"
+                     and isinstance(extra[0], int) and 1 <= extra[0] <= 10)))
     if not ok:
       raise errors.ModelFileError("The WGTS section's manifest is malformed.")
     entries.append((tuple(shape), dtype, stored, extra))
   return entries, 4 + head_length
+
+
+def _coded_float16(entries: list, data: bytes, end: int) -> list:
+  """The values of the entries stored as coded float16 (`float_code`), in order: one code
+  from `end`, the end of the other tensors' bytes, to the end of the section."""
+  coded = [(shape, extra[0]) for shape, _, stored, extra in entries if stored == _CODED_FLOAT16]
+  if not coded:
+    if end != len(data):
+      raise errors.ModelFileError("The WGTS section is longer than its manifest says.")
+    return []
+  if len({bits for _, bits in coded}) != 1:
+    raise errors.ModelFileError("The WGTS section's coded float16 tensors disagree on bits.")
+  sizes = [int(np.prod(shape, dtype=np.int64)) for shape, _ in coded]
+  values = float_code.decode(data[end:], sum(sizes), coded[0][1]).astype(np.float32)
+  return [v.reshape(shape) for v, (shape, _) in
+          zip(np.split(values, np.cumsum(sizes)[:-1]), coded)]
 
 
 def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
@@ -397,6 +410,9 @@ def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
     if stored == _FILL:
       values.append(np.full(shape, extra[0], dtype=_DTYPES[dtype]))
       continue
+    if stored == _CODED_FLOAT16:
+      values.append(None)
+      continue
     count = int(np.prod(shape, dtype=np.int64))
     if stored == _QUANTIZED:
       bits, scale = extra
@@ -412,10 +428,9 @@ def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
       values.append(np.frombuffer(data, _DTYPES[stored], count, position).reshape(shape)
                     .astype(_DTYPES[dtype]))
     position += size
-  if position != len(data):
-    raise errors.ModelFileError("The WGTS section is longer than its manifest says.")
+  coded = iter(_coded_float16(entries, data, position))
   for variable, value in zip(variables, values):
-    variable.assign(value)
+    variable.assign(next(coded) if value is None else value)
 
 
 def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: bytes) -> list:
@@ -484,7 +499,10 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
   total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in stored)
   entries, _ = _weights_manifest(by_tag["WGTS"].data)
   weight_count = sum(int(np.prod(shape, dtype=np.int64)) for shape, *_ in entries)
-  float16 = any(stored == "float16" and dtype != "float16" for _, dtype, stored, _ in entries)
+  float16 = any((stored == "float16" and dtype != "float16") or stored == _CODED_FLOAT16
+                for _, dtype, stored, _ in entries)
+  mantissa_bits = next((extra[0] for _, _, stored, extra in entries
+                        if stored == _CODED_FLOAT16 and extra[0] < 10), None)
   float_bits = max((extra[0] for _, _, stored, extra in entries if stored == _QUANTIZED),
                    default=None)
   group_reports = [
@@ -497,4 +515,4 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
                           for s in stored],
                 groups=group_reports, parameters=weight_count + latent_count,
                 latent_parameters=latent_count, float16=float16, float_bits=float_bits,
-                inference_only=not densities)
+                mantissa_bits=mantissa_bits, inference_only=not densities)
