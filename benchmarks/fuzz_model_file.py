@@ -1,7 +1,7 @@
 """Fuzz the .lnx reader: mutated files must raise ModelFileError or decode identically.
 
 Usage: PYTHONPATH=. .venv/bin/python benchmarks/fuzz_model_file.py [--count=10000] [--seed=0]
-       [--rechecksum]
+       [--rechecksum] [--mantissa_bits=5]
 
 Compresses a small Functional model (lnx.Conv2D, BatchNorm, lnx.Dense), then decompresses
 `count` mutated copies (bit flips, truncations, insertions, deletions, overwrites, and splices of
@@ -31,6 +31,9 @@ from lilnetx_tf.coding import container
 
 _COUNT = flags.DEFINE_integer("count", 10000, "Number of mutated files.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_MANTISSA_BITS = flags.DEFINE_integer(
+    "mantissa_bits", None, "Write the files with float16=True and these mantissa bits (coded "
+    "float16 weights); default: lossless float32 weights.")
 _RECHECKSUM = flags.DEFINE_bool(
     "rechecksum", False, "Mutate one section's decompressed payload and re-seal the file with "
     "valid checksums, to exercise the validation behind the checksums. Such a file is "
@@ -94,7 +97,8 @@ def main(argv):
   blobs = []
   for seed in (0, 1):
     path = os.path.join(directory, f"m{seed}.lnx")
-    lnx.compress(_model(seed), path, estimate=False)
+    lnx.compress(_model(seed), path, estimate=False, float16=_MANTISSA_BITS.value is not None,
+                 mantissa_bits=_MANTISSA_BITS.value)
     blobs.append(open(path, "rb").read())
   reference = [w.numpy() for w in lnx.decompress(os.path.join(directory, "m0.lnx")).weights]
   counts, by_kind = collections.Counter(), collections.Counter()
