@@ -5,8 +5,8 @@ Usage: lilnetx compress [flags] MODEL [OUTPUT.lnx]
 MODEL is a saved Keras model: a .keras or .h5 file or a SavedModel directory. The integer
 latents are range-coded (channel and slice flags, then values, with tables fitted to them);
 everything else (architecture, decoders, densities, BatchNorm statistics, biases, plain layers)
-is stored losslessly, or with --float16 as float16 (--mantissa_bits=5 rounds it further) or
---float_bits=8 as 8-bit integers and a scale per tensor for non-latent floats.
+is stored losslessly, or with --float16 as coded float16 (--mantissa_bits=5 keeps 5 of its 10
+mantissa bits) or with --float_bits=8 as 8-bit integers and a scale per tensor.
 --inference_only leaves out the densities and folds BatchNorm (the smallest file to deploy).
 Prints bytes per section and per parameter group.
 """
