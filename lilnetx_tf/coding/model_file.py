@@ -204,7 +204,7 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
         coded.append(half.reshape(-1))
         continue
       manifest.append([list(values.shape), dtype, "float16"])
-      blobs.append(np.ascontiguousarray(half.astype(_DTYPES["float16"])).tobytes())
+      blobs.append(half.astype(_DTYPES["float16"]).tobytes())
       continue
     manifest.append([list(values.shape), dtype, dtype])
     blobs.append(np.ascontiguousarray(values.astype(_DTYPES[dtype])).tobytes())
