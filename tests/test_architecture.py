@@ -47,12 +47,26 @@ def test_lean_config_rebuilds_the_same_model(build):
   assert architecture.rebuild(lean, objects).to_json() == expected
 
 
+def test_config_names_are_left_out_and_restored():
+  model = _nested_with_custom_layer()
+  lean = json.loads(architecture.encode(model))
+  entries = lean["model"]["config"]["layers"]
+  inner = [e for e in entries if e["name"] == "inner"][0]
+  assert all("name" not in e["config"] for e in entries)
+  assert all("name" not in e["config"] for e in inner["config"]["layers"] if "name" in e)
+  rebuilt = architecture.rebuild(json.dumps(lean).encode(), {"Scale": Scale})
+  assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in model.layers]
+  # A "keras-json" section (older files) keeps every name and reads as before.
+  full = json.dumps({"format": "keras-json", "model": json.loads(model.to_json())}).encode()
+  assert architecture.rebuild(full, {"Scale": Scale}).to_json() == rebuilt.to_json()
+
+
 def test_custom_layers_are_kept_whole_and_need_custom_objects(tmp_path):
   model = _nested_with_custom_layer()
   lean = json.loads(architecture.encode(model))
   custom = [e for e in lean["model"]["config"]["layers"] if e["class_name"] == "Scale"]
   assert custom[0]["config"]["factor"] == 3.0 and "trainable" in custom[0]["config"]
-  head = [e for e in lean["model"]["config"]["layers"] if e["config"].get("name") == "head"]
+  head = [e for e in lean["model"]["config"]["layers"] if e["name"] == "head"]
   assert head[0]["config"]["rate_weight"] == 0.5 and "slice_weight" not in head[0]["config"]
   path = str(tmp_path / "custom.lnx")
   lnx.compress(model, path)

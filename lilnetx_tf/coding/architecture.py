@@ -4,7 +4,9 @@
 (initializers, regularizers, constraints, dtype, LilNetX hyperparameters, ...): most of the
 bytes of a small model's architecture. `encode` leaves out each argument whose removal
 rebuilds the layer with the same config, checked layer by layer, so Keras fills in the same
-values on loading; `rebuild` is `tf.keras.models.model_from_json` on the result.
+values on loading. A layer's config name is also left out where it repeats its graph entry's
+name (format "keras-json/2"); `rebuild` puts it back, then calls
+`tf.keras.models.model_from_json`.
 """
 
 import json
@@ -15,6 +17,8 @@ import tensorflow as tf
 from lilnetx_tf import errors
 
 _NESTED = ("Functional", "Sequential", "Model")
+_FORMAT = "keras-json/2"
+_FORMATS = ("keras-json", _FORMAT)  # "keras-json": every layer config has its name.
 
 
 def _layer_config(entry: dict, config: dict) -> Optional[dict]:
@@ -55,6 +59,20 @@ def _lean_layers(model_config: dict, cache: dict) -> None:
   for entry in model_config.get("layers", []):
     if isinstance(entry, dict):
       _lean_layer(entry, cache)
+      if isinstance(entry.get("config"), dict) and entry["config"].get("name") == entry.get(
+          "name", object()):
+        del entry["config"]["name"]
+
+
+def _restore_names(model_config: dict) -> None:
+  """Undoes the name removal of `_lean_layers`, recursing into nested models."""
+  for entry in model_config.get("layers", []):
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+      continue
+    if "name" in entry and "name" not in entry["config"]:
+      entry["config"]["name"] = entry["name"]
+    if entry.get("class_name") in _NESTED:
+      _restore_names(entry["config"])
 
 
 def encode(model: tf.keras.Model) -> bytes:
@@ -67,7 +85,7 @@ def encode(model: tf.keras.Model) -> bytes:
         "get_config() and register them with tf.keras.utils.register_keras_serializable.") from e
   _lean_layers(config.get("config", {}), {})
   from lilnetx_tf import __version__
-  return json.dumps({"format": "keras-json", "lilnetx_tf": __version__, "model": config},
+  return json.dumps({"format": _FORMAT, "lilnetx_tf": __version__, "model": config},
                     separators=(",", ":")).encode()
 
 
@@ -77,8 +95,11 @@ def rebuild(data: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
     doc = json.loads(data.decode("utf-8"))
   except (UnicodeDecodeError, ValueError, RecursionError):
     raise errors.ModelFileError("The ARCH section is not valid JSON.") from None
-  if not isinstance(doc, dict) or doc.get("format") != "keras-json" or "model" not in doc:
+  if (not isinstance(doc, dict) or doc.get("format") not in _FORMATS
+      or not isinstance(doc.get("model"), dict)):
     raise errors.ModelFileError("The ARCH section does not hold a Keras model config.")
+  if isinstance(doc["model"].get("config"), dict):
+    _restore_names(doc["model"]["config"])
   import lilnetx_tf  # noqa: F401  (registers the LilNetX layers with Keras)
   try:
     return tf.keras.models.model_from_json(json.dumps(doc["model"]),
