@@ -4,11 +4,13 @@
 (initializers, regularizers, constraints, dtype, LilNetX hyperparameters, ...): most of the
 bytes of a small model's architecture. `encode` leaves out each argument whose removal
 rebuilds the layer with the same config, checked layer by layer, so Keras fills in the same
-values on loading. A layer's config name is also left out where it repeats its graph entry's
-name (format "keras-json/2"); `rebuild` puts it back, then calls
-`tf.keras.models.model_from_json`.
+values on loading. The layers' build configs (input shapes) are left out too when the model
+rebuilds to the same `to_json()` without them, as a graph model whose layers are built by
+being called does. A layer's config name is left out where it repeats its graph entry's name
+(format "keras-json/2"); `rebuild` puts it back, then calls `tf.keras.models.model_from_json`.
 """
 
+import copy
 import json
 from typing import Optional
 
@@ -59,31 +61,54 @@ def _lean_layers(model_config: dict, cache: dict) -> None:
   for entry in model_config.get("layers", []):
     if isinstance(entry, dict):
       _lean_layer(entry, cache)
-      if isinstance(entry.get("config"), dict) and entry["config"].get("name") == entry.get(
-          "name", object()):
-        del entry["config"]["name"]
+
+
+def _entries(model_config: dict):
+  """Every layer entry with a config dict, nested models' layers included."""
+  for entry in model_config.get("layers", []):
+    if isinstance(entry, dict) and isinstance(entry.get("config"), dict):
+      yield entry
+      if entry.get("class_name") in _NESTED:
+        yield from _entries(entry["config"])
+
+
+def _without_build_configs(config: dict, expected_json: str) -> dict:
+  """`config` without the layers' build configs if the model rebuilds the same, else as is."""
+  lean = copy.deepcopy(config)
+  for entry in _entries(lean.get("config", {})):
+    entry.pop("build_config", None)
+  try:
+    same = tf.keras.models.model_from_json(json.dumps(lean)).to_json() == expected_json
+  except Exception:  # E.g. custom layers that need custom_objects: keep the build configs.
+    same = False
+  return lean if same else config
+
+
+def _drop_names(model_config: dict) -> None:
+  for entry in _entries(model_config):
+    if entry["config"].get("name") == entry.get("name", object()):
+      del entry["config"]["name"]
 
 
 def _restore_names(model_config: dict) -> None:
-  """Undoes the name removal of `_lean_layers`, recursing into nested models."""
-  for entry in model_config.get("layers", []):
-    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
-      continue
+  """Undoes `_drop_names`."""
+  for entry in _entries(model_config):
     if "name" in entry and "name" not in entry["config"]:
       entry["config"]["name"] = entry["name"]
-    if entry.get("class_name") in _NESTED:
-      _restore_names(entry["config"])
 
 
 def encode(model: tf.keras.Model) -> bytes:
   """The ARCH section's bytes: {"format", "lilnetx_tf" version, "model": lean Keras config}."""
   try:
-    config = json.loads(model.to_json())
+    expected_json = model.to_json()
   except (NotImplementedError, TypeError, ValueError) as e:
     raise errors.UnsupportedLayerError(
         f"The model's architecture cannot be serialized ({e}). Give custom layers a "
         "get_config() and register them with tf.keras.utils.register_keras_serializable.") from e
+  config = json.loads(expected_json)
   _lean_layers(config.get("config", {}), {})
+  config = _without_build_configs(config, expected_json)
+  _drop_names(config.get("config", {}))
   from lilnetx_tf import __version__
   return json.dumps({"format": _FORMAT, "lilnetx_tf": __version__, "model": config},
                     separators=(",", ":")).encode()

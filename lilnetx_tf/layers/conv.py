@@ -56,7 +56,7 @@ class Conv2D(base.LatentKernelMixin, tf.keras.layers.Conv2D):
         dtype=self.dtype) if self.use_bias else None
     self.input_spec = tf.keras.layers.InputSpec(
         min_ndim=self.rank + 2, axes={self._get_channel_axis(): input_channel})
-    self.built = True
+    tf.keras.layers.Layer.build(self, input_shape)  # Records the shape for build_config.
 
   @property
   def kernel(self) -> tf.Tensor:
@@ -110,7 +110,7 @@ class DepthwiseConv2D(base.LatentKernelMixin, tf.keras.layers.DepthwiseConv2D):
         constraint=self.bias_constraint) if self.use_bias else None
     self.input_spec = tf.keras.layers.InputSpec(
         min_ndim=self.rank + 2, axes={self._get_channel_axis(): input_dim})
-    self.built = True
+    tf.keras.layers.Layer.build(self, input_shape)  # Records the shape for build_config.
 
   @property
   def depthwise_kernel(self) -> tf.Tensor:

@@ -44,7 +44,7 @@ class Dense(base.LatentKernelMixin, tf.keras.layers.Dense):
         regularizer=self.bias_regularizer, constraint=self.bias_constraint, dtype=self.dtype,
         trainable=True) if self.use_bias else None
     self.input_spec = tf.keras.layers.InputSpec(min_ndim=2, axes={-1: last_dim})
-    self.built = True
+    tf.keras.layers.Layer.build(self, input_shape)  # Records the shape for build_config.
 
   @property
   def kernel(self) -> tf.Tensor:
