@@ -90,3 +90,5 @@ def test_corrupt_architecture_is_a_model_file_error():
     architecture.rebuild(b"\xff{", None)
   with pytest.raises(errors.ModelFileError, match="Keras model config"):
     architecture.rebuild(b'{"format": "other"}', None)
+  with pytest.raises(errors.ModelFileError, match="Cannot rebuild"):
+    architecture.rebuild(b'{"format": "keras-json/2", "model": {"config": {"layers": 7}}}', None)

@@ -123,10 +123,10 @@ def rebuild(data: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
   if (not isinstance(doc, dict) or doc.get("format") not in _FORMATS
       or not isinstance(doc.get("model"), dict)):
     raise errors.ModelFileError("The ARCH section does not hold a Keras model config.")
-  if isinstance(doc["model"].get("config"), dict):
-    _restore_names(doc["model"]["config"])
   import lilnetx_tf  # noqa: F401  (registers the LilNetX layers with Keras)
   try:
+    if isinstance(doc["model"].get("config"), dict):
+      _restore_names(doc["model"]["config"])
     return tf.keras.models.model_from_json(json.dumps(doc["model"]),
                                            custom_objects=custom_objects)
   except Exception as e:  # Keras raises many types for configs it cannot rebuild.
