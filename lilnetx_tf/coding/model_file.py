@@ -3,8 +3,9 @@
 Sections (see `container` for the byte layout around them):
 
   ARCH  JSON {"format": "keras-json/2", "lilnetx_tf": version, "model": Keras config}, without
-        the layer arguments Keras fills in anyway and without layer config names that repeat
-        the graph entry's name (`architecture`; "keras-json" files keep them); raw LZMA2.
+        the layer arguments Keras fills in anyway, the build configs a graph model rebuilds
+        without, and layer config names that repeat the graph entry's name (`architecture`;
+        "keras-json" files keep the names); raw LZMA2.
   WGTS  every model variable except the LilNetX latents and the groups' training state (the
         density's Adam moments and step count, reset to zero on loading), in `model.weights` order:
         u32 manifest length | manifest JSON [[shape, dtype, stored], ...] | the tensors'
