@@ -34,11 +34,8 @@ def _layer_config(entry: dict, config: dict) -> Optional[dict]:
 
 def _lean_layer(entry: dict, cache: dict) -> None:
   """Removes, in place, the arguments of one layer entry that its class fills in anyway."""
-  if entry.get("class_name") in _NESTED:
-    _lean_layers(entry["config"], cache)
-    return
-  config = entry.get("config")
-  reference = _layer_config(entry, config) if isinstance(config, dict) else None
+  config = entry["config"]
+  reference = _layer_config(entry, config)
   if reference is None:
     return
   lean = dict(config)
@@ -57,12 +54,6 @@ def _lean_layer(entry: dict, cache: dict) -> None:
     entry["config"] = lean
 
 
-def _lean_layers(model_config: dict, cache: dict) -> None:
-  for entry in model_config.get("layers", []):
-    if isinstance(entry, dict):
-      _lean_layer(entry, cache)
-
-
 def _entries(model_config: dict):
   """Every layer entry with a config dict, nested models' layers included."""
   for entry in model_config.get("layers", []):
@@ -70,6 +61,13 @@ def _entries(model_config: dict):
       yield entry
       if entry.get("class_name") in _NESTED:
         yield from _entries(entry["config"])
+
+
+def _lean_layers(model_config: dict) -> None:
+  cache = {}
+  for entry in _entries(model_config):
+    if entry.get("class_name") not in _NESTED:
+      _lean_layer(entry, cache)
 
 
 def _without_build_configs(config: dict, expected_json: str) -> dict:
@@ -86,7 +84,7 @@ def _without_build_configs(config: dict, expected_json: str) -> dict:
 
 def _drop_names(model_config: dict) -> None:
   for entry in _entries(model_config):
-    if entry["config"].get("name") == entry.get("name", object()):
+    if "name" in entry and entry["config"].get("name") == entry["name"]:
       del entry["config"]["name"]
 
 
@@ -106,7 +104,7 @@ def encode(model: tf.keras.Model) -> bytes:
         f"The model's architecture cannot be serialized ({e}). Give custom layers a "
         "get_config() and register them with tf.keras.utils.register_keras_serializable.") from e
   config = json.loads(expected_json)
-  _lean_layers(config.get("config", {}), {})
+  _lean_layers(config.get("config", {}))
   config = _without_build_configs(config, expected_json)
   _drop_names(config.get("config", {}))
   from lilnetx_tf import __version__
