@@ -27,6 +27,9 @@ from lilnetx_tf import models
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "resnet20", ["resnet20", "resnet56", "vgg16"], "Architecture.")
 flags.DEFINE_float("width", 1.0, "Channel width multiplier.")
+flags.DEFINE_enum("shortcut", "projection", ["projection", "zero_pad"],
+                  "ResNet shortcuts where the width changes: 1x1 conv + BN (option B) or "
+                  "parameter-free subsampling and zero channel padding (option A).")
 flags.DEFINE_float("warmup_epochs", 1.0, "Linear warm-up before the cosine decay.")
 common.define_flags(epochs=6, rate_weight=0.05, output_dir="runs/cifar10")
 flags.adopt_module_key_flags(common)
@@ -37,6 +40,8 @@ _BUILDERS = dict(resnet20=models.resnet20, resnet56=models.resnet56,
 
 def build_model() -> tf.keras.Model:
   builder = functools.partial(_BUILDERS[FLAGS.model], width=FLAGS.width)
+  if FLAGS.model != "vgg16":
+    builder = functools.partial(builder, shortcut=FLAGS.shortcut)
   return common.build_model(builder)
 
 
@@ -46,7 +51,7 @@ def main(argv):
   train = common.image_dataset("cifar10", "train", FLAGS.batch_size, training=True,
                                augment=True, take=FLAGS.train_examples or None)
   test = common.image_dataset("cifar10", "test", 500, training=False)
-  config = common.run_config(model=FLAGS.model, width=FLAGS.width,
+  config = common.run_config(model=FLAGS.model, width=FLAGS.width, shortcut=FLAGS.shortcut,
                              train_examples=FLAGS.train_examples or 50_000)
   common.train_and_report(
       build_model(), train, test, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,

@@ -12,8 +12,10 @@ must return a layer, e.g. `functools.partial(lnx.Conv2D, slice_weight=1e-3)`.
 
 Builders:
   resnet20      CIFAR ResNet-20 (He et al. 2016): 3×3 conv stem, 3 stages × 3 basic blocks of
-                16/32/64 (× width) channels, conv-BN-ReLU, 1×1-conv + BN projection shortcuts
-                where the shape changes, global average pooling, dense classifier.
+                16/32/64 (× width) channels, conv-BN-ReLU, shortcuts where the shape changes
+                either 1×1-conv + BN projections (option B) or parameter-free subsampling and
+                zero channel padding (option A, as in the paper and the LilNetX reference),
+                global average pooling, dense classifier.
   resnet56      the same with 9 blocks per stage.
   vgg16_cifar   VGG-16 for 32×32 inputs: 13 3×3 conv-BN-ReLU layers in 5 blocks with max
                 pooling, then a dense classifier (the usual CIFAR variant: 512 → classes).
@@ -29,6 +31,7 @@ from typing import Callable, Optional, Sequence
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf.layers import channel_padding
 from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import dense as lnx_dense
 
@@ -59,15 +62,34 @@ def _conv_bn(x, conv, filters: int, kernel_size: int, strides: int, name: str, r
   return tf.keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
+def _projection(x, conv, filters: int, strides: int, name: str):
+  return _conv_bn(x, conv, filters, 1, strides, name, relu=False)
+
+
+def _zero_pad(x, conv, filters: int, strides: int, name: str):
+  del conv  # parameter-free
+  if strides != 1:
+    x = tf.keras.layers.MaxPooling2D(1, strides=strides, name=f"{name}_subsample")(x)
+  extra = filters - int(x.shape[-1])
+  if extra < 0:
+    raise errors.InvalidArgumentError(
+        f"A zero-padding shortcut cannot narrow {x.shape[-1]} channels to {filters}.")
+  return channel_padding.ChannelPadding((extra // 2, extra - extra // 2), name=f"{name}_pad")(x)
+
+
 def resnet20(width: float = 1, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
              layers: str = "lnx", conv_layer: Optional[LayerFactory] = None,
              dense_layer: Optional[LayerFactory] = None, blocks_per_stage: int = 3,
-             name: str = "resnet20") -> tf.keras.Model:
+             shortcut: str = "projection", name: str = "resnet20") -> tf.keras.Model:
   """CIFAR ResNet-20 (3 stages × `blocks_per_stage` basic blocks, 16/32/64 × `width` channels).
 
-  Stage s > 0 starts with stride 2; its first block's shortcut is a 1×1 conv (stride 2) + BN.
-  `blocks_per_stage`=n gives ResNet-(6n+2) (n=3: ResNet-20, n=5: ResNet-32, ...).
+  Stage s > 0 starts with stride 2. Its first block's shortcut is, for `shortcut`="projection",
+  a 1×1 conv (stride 2) + BN; for "zero_pad", the input subsampled by 2 and zero-padded to the
+  new width (no parameters). `blocks_per_stage`=n gives ResNet-(6n+2) (n=3: ResNet-20, ...).
   """
+  if shortcut not in ("projection", "zero_pad"):
+    raise errors.InvalidArgumentError(
+        f"`shortcut` must be 'projection' or 'zero_pad', got {shortcut!r}.")
   conv, dense = _factories(layers, conv_layer, dense_layer)
   num_classes = _positive_int("num_classes", num_classes)
   blocks_per_stage = _positive_int("blocks_per_stage", blocks_per_stage)
@@ -80,12 +102,14 @@ def resnet20(width: float = 1, num_classes: int = 10, input_shape: Sequence[int]
     for block in range(blocks_per_stage):
       prefix = f"stage{stage + 1}_block{block + 1}"
       strides = 2 if stage > 0 and block == 0 else 1
-      shortcut = x
       y = _conv_bn(x, conv, filters, 3, strides, f"{prefix}_1", relu=True)
       y = _conv_bn(y, conv, filters, 3, 1, f"{prefix}_2", relu=False)
       if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, conv, filters, 1, strides, f"{prefix}_shortcut", relu=False)
-      x = tf.keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
+        skip = _projection if shortcut == "projection" else _zero_pad
+        skip_input = skip(x, conv, filters, strides, f"{prefix}_shortcut")
+      else:
+        skip_input = x
+      x = tf.keras.layers.Add(name=f"{prefix}_add")([skip_input, y])
       x = tf.keras.layers.ReLU(name=f"{prefix}_out")(x)
   x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
   outputs = dense(num_classes, name="logits")(x)
@@ -94,11 +118,12 @@ def resnet20(width: float = 1, num_classes: int = 10, input_shape: Sequence[int]
 
 def resnet56(width: float = 1, num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
              layers: str = "lnx", conv_layer: Optional[LayerFactory] = None,
-             dense_layer: Optional[LayerFactory] = None,
+             dense_layer: Optional[LayerFactory] = None, shortcut: str = "projection",
              name: str = "resnet56") -> tf.keras.Model:
   """CIFAR ResNet-56: `resnet20` with 9 basic blocks per stage."""
   return resnet20(width=width, num_classes=num_classes, input_shape=input_shape, layers=layers,
-                  conv_layer=conv_layer, dense_layer=dense_layer, blocks_per_stage=9, name=name)
+                  conv_layer=conv_layer, dense_layer=dense_layer, blocks_per_stage=9,
+                  shortcut=shortcut, name=name)
 
 
 def vgg16_cifar(num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),

@@ -106,6 +106,35 @@ def test_residual_add():
   assert _widths(small)["a"] == 4 and _widths(small)["b"] == 4
 
 
+
+def _zero_pad_shortcut():
+  """An option-A residual block: subsampled, zero-padded input + a strided conv branch."""
+  i = tf.keras.Input((8, 8, 3))
+  x = L.Conv2D(4, 3, padding="same", activation="relu", name="c0")(i)
+  skip = lnx.layers.ChannelPadding((2, 2))(L.MaxPooling2D(1, strides=2)(x))
+  a = L.Conv2D(8, 3, strides=2, padding="same", name="a")(x)
+  y = L.ReLU()(L.Add()([skip, a]))
+  model = tf.keras.Model(i, L.Conv2D(3, 3, padding="same", name="out")(y))
+  _zero_out(model.get_layer("c0"), [1])
+  _set_bias(model.get_layer("c0"), -1.0)                 # relu(−1) = 0 on the dead channel
+  _zero_out(model.get_layer("a"), [0, 3, 4])
+  _set_bias(model.get_layer("a"), 0.0)
+  return model
+
+
+def test_channel_padding_shortcut(tmp_path):
+  model = _zero_pad_shortcut()
+  small = lnx.slim(model)
+  # Sum channel 0 is padding + a dead output of a: removed. Sum channel 3 is c0's dead channel 1
+  # + a dead output of a: removed in both branches. Sum channel 4 is c0's live channel 2: kept.
+  assert _widths(small) == {"c0": 3, "a": 6, "out": 3}
+  pad = [l for l in small.layers if isinstance(l, lnx.layers.ChannelPadding)]
+  assert [p.padding for p in pad] == [(1, 2)]
+  x = np.random.default_rng(2).standard_normal((2, 8, 8, 3)).astype(np.float32)
+  np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+  report = lnx.export(model, str(tmp_path / "exp"), formats=("tflite",), compare_dense=False)
+  assert report.tflite_max_difference <= 1e-4 * max(1, report.output_scale)
+
 def test_concatenate_offsets():
   i = tf.keras.Input((6, 6, 3))
   a = L.Conv2D(4, 3, padding="same", activation="relu", name="a")(i)

@@ -27,6 +27,21 @@ def test_resnet20_architecture():
   assert [l.filters for l in convs if l.name.endswith("block1_2_conv")] == [16, 32, 64]
 
 
+
+def test_resnet20_zero_pad_shortcuts():
+  plain = models.resnet20(layers="plain", shortcut="zero_pad")
+  assert not any(l.kernel_size == (1, 1) for l in plain.layers
+                 if isinstance(l, tf.keras.layers.Conv2D))
+  assert _count(plain, lnx.layers.ChannelPadding) == 2
+  # He et al.'s option A: 2 × (1×1 kernel + BN) fewer than with projections.
+  projection = models.resnet20(layers="plain")
+  assert projection.count_params() - plain.count_params() == (16 * 32 + 32 * 64) + 4 * (32 + 64)
+  model = models.resnet20(shortcut="zero_pad")
+  x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+  restored = tf.keras.models.model_from_json(model.to_json())
+  restored.set_weights(model.get_weights())
+  np.testing.assert_allclose(restored(x), model(x), atol=1e-5)
+
 def test_resnet56_architecture():
   model = models.build("resnet56", layers="plain")
   convs = [l for l in model.layers if isinstance(l, tf.keras.layers.Conv2D)]
@@ -71,3 +86,7 @@ def test_bad_arguments():
     models.build("alexnet")
   with pytest.raises(ValueError):
     models.resnet20(num_classes=0)
+  with pytest.raises(errors.InvalidArgumentError):
+    models.resnet20(shortcut="option_c")
+  with pytest.raises(errors.InvalidArgumentError):
+    lnx.layers.ChannelPadding((1, -1))

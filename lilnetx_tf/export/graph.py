@@ -7,6 +7,7 @@ or removed together. The walk follows the graph in topological order:
     channels are *read* (it is a "sink" of them);
   * BatchNormalization, activations, pooling, ZeroPadding2D, Cropping/UpSampling, Dropout and
     friends, and Reshapes that keep the last axis pass the elements through unchanged;
+  * ChannelPadding adds fresh elements, constant 0, before and after its input's;
   * Add / Subtract / Multiply / Average / Maximum / Minimum unite the classes of their inputs
     channel by channel;
   * Concatenate (last axis) concatenates the element lists (offsets map automatically);
@@ -43,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf.export import fold
+from lilnetx_tf.layers import channel_padding
 
 L = tf.keras.layers
 _IDENTITY_LAYERS = (L.Dropout, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
@@ -135,6 +137,8 @@ def classify(layer, inputs: list, outputs: list, calls: int) -> str:
     return "pool" if _channels_last(layer) else "barrier"
   if type(layer) is L.ZeroPadding2D:
     return "zeropad" if _channels_last(layer) else "barrier"
+  if type(layer) is channel_padding.ChannelPadding:
+    return "channelpad"
   if isinstance(layer, _MERGE_LAYERS):
     same = all(_channels(t) == _channels(outputs[0]) for t in inputs)
     return "merge" if same and len(inputs) > 1 else "barrier"
@@ -288,6 +292,11 @@ def analyze(model: tf.keras.Model, ops: list, weights: dict, folded: set,
       info[id(out)] = Channels(ins[0].ids, ins[0].const)
     elif kind == "zeropad":
       info[id(out)] = Channels(ins[0].ids, np.where(ins[0].const == 0, 0.0, np.nan))
+    elif kind == "channelpad":
+      before, after = layer.padding
+      info[id(out)] = Channels(
+          np.concatenate([uf.make(before), ins[0].ids, uf.make(after)]),
+          np.concatenate([np.zeros(before), ins[0].const, np.zeros(after)]))
     elif kind == "merge":
       for other in ins[1:]:
         for a, b in zip(ins[0].ids.tolist(), other.ids.tolist()):

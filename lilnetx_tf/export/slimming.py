@@ -1,6 +1,6 @@
 """`slim(model)`: a plain Keras model with decoded weights, BN folded and dead channels removed.
 
-    small = lnx.slim(model)          # stock tf.keras layers only; lilnetx_tf not needed to run it
+    small = lnx.slim(model)          # stock tf.keras layers; lilnetx_tf not needed to run it
 
 Steps:
   1. Decode every kernel (LilNetX or plain Conv2D / DepthwiseConv2D / Dense).
@@ -10,6 +10,9 @@ Steps:
      a channel class is removed when nothing needs its value: every conv/dense reading it has
      zero weights on it, or reads a constant it can absorb exactly into its bias.
   4. Rebuild the graph with stock layers of reduced width and check it against the original.
+     Other layers are copied; a `ChannelPadding` (option-A shortcuts) is rebuilt with the
+     number of padded channels still needed, and is the one layer that needs lilnetx_tf to
+     reload the slim Keras model (SavedModel and TFLite run without it).
 
 What is removed / kept:
   * an output channel with all-zero weights is a constant act(b) (b after BN folding). It is
@@ -167,6 +170,13 @@ def _rebuild(model, ops, weights, folded, keep) -> tuple[tf.keras.Model, dict]:
         target[-1] = int(keep[id(op.outputs[0])].sum())
       config["target_shape"] = tuple(target)
       call(op, tf.keras.layers.Reshape.from_config(config))
+    elif kind == "channelpad":
+      out_keep = keep[id(op.outputs[0])]
+      before, after = layer.padding
+      config = layer.get_config()
+      config["padding"] = (int(out_keep[:before].sum()),
+                           int(out_keep[len(out_keep) - after:].sum()))
+      call(op, type(layer).from_config(config))
     elif kind == "model":
       if id(layer) not in layer_cache:
         layer_cache[id(layer)] = slim(layer, check=False)

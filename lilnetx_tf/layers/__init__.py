@@ -1,5 +1,6 @@
-"""LilNetX Keras layers and the parameter groups they share."""
+"""LilNetX Keras layers, the parameter groups they share, and `ChannelPadding`."""
 
+from lilnetx_tf.layers.channel_padding import ChannelPadding
 from lilnetx_tf.layers.conv import Conv2D, DepthwiseConv2D
 from lilnetx_tf.layers.dense import Dense
 from lilnetx_tf.layers.density_fit import fit_densities
