@@ -11,8 +11,8 @@ Steps:
      zero weights on it, or reads a constant it can absorb exactly into its bias.
   4. Rebuild the graph with stock layers of reduced width and check it against the original.
      Other layers are copied; a `ChannelPadding` (option-A shortcuts) is rebuilt with the
-     number of padded channels still needed; it is the one layer for which reloading the slim
-     Keras model needs lilnetx_tf (TFLite and `tf.saved_model.load` do not).
+     number of padded channels still needed; a slim model saved with it as `.keras` needs
+     lilnetx_tf to load, its SavedModel and TFLite files do not.
 
 What is removed / kept:
   * an output channel with all-zero weights is a constant act(b) (b after BN folding). It is
