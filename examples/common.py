@@ -31,6 +31,9 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_float("penalty_warmup_epochs", 0.0, "Ramp the LilNetX penalties from 0 to full "
                      "weight over this many epochs (lnx.callbacks.PenaltyWarmup).",
                      lower_bound=0.0)
+  flags.DEFINE_float("density_learning_rate", lnx.layers.base.DEFAULT_DENSITY_LEARNING_RATE,
+                     "Adam step of each parameter group's density model (its own optimizer).",
+                     lower_bound=0.0)
   flags.DEFINE_float("latent_lr_multiplier", 1.0, "Adam steps on the LilNetX latents are this "
                      "many times larger than on all other variables (lnx.optimizers.Adam).",
                      lower_bound=0.0)
@@ -242,15 +245,16 @@ def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config
 
 def build_model(builder: Callable[..., tf.keras.Model]) -> tf.keras.Model:
   """`builder` (a `lilnetx_tf.models` function) as the flags ask: plain Keras layers
-  (`--layers=plain`), LilNetX layers that all take the flags' rate, slice and boundary
-  arguments, or (`--init_from`, a .keras model or a weights file of `builder`'s plain network)
+  (`--layers=plain`), LilNetX layers that all take the flags' rate, slice, boundary and
+  density learning rate arguments, or (`--init_from`, a .keras model or a weights file of `builder`'s plain network)
   that trained network converted by `lnx.convert(..., warm_start=True)` on a grid of
   `--warm_start_resolution`.
   """
   f = flags.FLAGS
   if f.layers == "plain":
     return builder(layers="plain")
-  lilnetx = dict(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary)
+  lilnetx = dict(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary,
+                 density_learning_rate=f.density_learning_rate)
   if f.init_from:
     if f.init_from.endswith(".keras"):
       dense = tf.keras.models.load_model(f.init_from, compile=False)
@@ -270,6 +274,7 @@ def run_config(**config) -> dict:
   if f.layers == "lnx":
     config.update(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary,
                   penalty_warmup_epochs=f.penalty_warmup_epochs,
+                  density_learning_rate=f.density_learning_rate,
                   latent_lr_multiplier=f.latent_lr_multiplier, init_from=f.init_from,
                   warm_start_resolution=f.warm_start_resolution if f.init_from else None)
   return config

@@ -92,3 +92,8 @@ def test_corrupt_architecture_is_a_model_file_error():
     architecture.rebuild(b'{"format": "other"}', None)
   with pytest.raises(errors.ModelFileError, match="Cannot rebuild"):
     architecture.rebuild(b'{"format": "keras-json/2", "model": {"config": {"layers": 7}}}', None)
+  # Found by `benchmarks/fuzz_model_file.py --rechecksum`: a mutated class name that Keras
+  # deserializes to a string, not a model.
+  with pytest.raises(errors.ModelFileError, match="not a Keras model"):
+    architecture.rebuild(
+        b'{"format": "keras-json/2", "model": {"class_name": "Constant", "config": {}}}', None)

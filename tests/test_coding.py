@@ -216,15 +216,24 @@ def test_latent_code_round_trips_structured_latents():
     np.testing.assert_array_equal(q, d)
 
 
-def test_latent_code_pools_value_tables_only_when_cheaper():
+def test_latent_code_picks_the_value_table_layout_that_pays():
+  """Pooled for i.i.d. values, per position for position-dependent ones, per position and
+  context when a slice's earlier values predict its later ones (one nonzero value per slice)."""
   rng = np.random.default_rng(6)
   iid = np.round(rng.laplace(scale=1.0, size=(30, 20, 9))).astype(np.float32)
   by_position = np.broadcast_to(np.arange(1, 10, dtype=np.float32) * 3, (30, 20, 9)).copy()
   by_position += np.round(rng.normal(scale=0.3, size=by_position.shape)).astype(np.float32)
-  for q, tables_expected in ((iid, 1), (by_position, 9)):
+  one_hot = np.zeros((30, 20, 9), np.float32)
+  hot = rng.choice([1, 6, 8], size=(30, 20))
+  one_hot[np.arange(30)[:, None], np.arange(20)[None, :], hot] = rng.choice([-1, 1], (30, 20))
+  for q, tables_expected in ((iid, 1), (by_position, 9), (one_hot, 27)):
     tables, string = latent_code.encode_group([q], 9)
     assert len(entropy.tables_from_bytes(tables)) == 3 + tables_expected
     np.testing.assert_array_equal(latent_code.decode_group(tables, string, [q.shape], "t")[0], q)
+  # With contexts a slice costs log2(3) bits for where its value is and 1 for the sign;
+  # per-position tables pay 3·H(1/3) + 1 ≈ 3.75 bits.
+  tables, string = latent_code.encode_group([one_hot], 9)
+  assert 8 * len(string) < 3.0 * 600
 
 
 def test_latent_code_prices_structure_not_every_zero():

@@ -125,9 +125,13 @@ def rebuild(data: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
   try:
     if isinstance(doc["model"].get("config"), dict):
       _restore_names(doc["model"]["config"])
-    return tf.keras.models.model_from_json(json.dumps(doc["model"]),
-                                           custom_objects=custom_objects)
+    model = tf.keras.models.model_from_json(json.dumps(doc["model"]),
+                                            custom_objects=custom_objects)
   except Exception as e:  # Keras raises many types for configs it cannot rebuild.
     raise errors.ModelFileError(
         f"Cannot rebuild the model architecture: {type(e).__name__}: {e}. If the model uses "
         "custom layers, import or pass them with custom_objects=.") from None
+  if not isinstance(model, tf.keras.Model):  # A config of another Keras object, e.g. a string.
+    raise errors.ModelFileError(
+        f"The ARCH section describes a {type(model).__name__}, not a Keras model.")
+  return model

@@ -40,7 +40,7 @@ from typing import Iterable, Optional
 from lilnetx_tf import errors
 
 MAGIC = b"\x89LNX\r\n\x1a\n"
-VERSION = 4
+VERSION = 5
 CODEC_RAW, CODEC_ZLIB, CODEC_LZMA, CODEC_LZMA2 = 0, 1, 2, 3
 CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA, "lzma2": CODEC_LZMA2}
 # Raw LZMA2 saves the xz container's ~60 bytes, which matter in a file of a few KB; the

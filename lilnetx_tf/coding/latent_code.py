@@ -9,15 +9,21 @@ structure first and codes values only where they are. For each member latent q o
   1. one flag per input channel: does row i hold a nonzero slice;
   2. one flag per output channel: does column o hold a nonzero slice;
   3. one flag per (i, o) of a live row and a live column: is slice (i, o) nonzero;
-  4. the slice_size values of each nonzero slice, row-major.
+  4. the slice_size values of each nonzero slice, position by position: first every nonzero
+     slice's value at position 0, then at position 1, and so on.
 
-Flags use a binary distribution per member and per kind (3 per member); the values of the
-group use one escape distribution per slice position, or one for all positions when that
-describes them in fewer bits (its table is k² times smaller). All are fitted to the latents
-coded, so the stored tables are the empirical frequencies (`entropy.fit`), each at its own
-precision. Everything is one range-coded
-string. The decoder re-derives every count from the flags it has read and rejects flags that
-contradict each other (a live row without a nonzero slice, a nonzero slice of zeros).
+Flags use a binary distribution per member and per kind (3 per member). The values of the group
+use escape distributions in one of three layouts, whichever describes them in fewest bits
+(tables included): one for all positions; one per slice position; or one per slice position and
+*context*, the number of nonzero values at the slice's earlier positions (0, 1, or 2 and more).
+The context pays where a learned decoder concentrates the slices on a few positions: most
+nonzero slices of a trained ResNet-20 hold one or two nonzero values, so once a slice has shown
+them its later values are almost surely zero, and a slice whose earlier values are all zero is
+likelier to be nonzero at the next. All tables are fitted to the latents coded, so the stored
+tables are the empirical frequencies (`entropy.fit`), each at its own precision. Everything is
+one range-coded string. The decoder re-derives every count and context from the symbols it has
+read and rejects flags that contradict each other (a live row without a nonzero slice, a nonzero
+slice of zeros).
 """
 
 from typing import Sequence
@@ -28,12 +34,35 @@ from lilnetx_tf import errors
 from lilnetx_tf.coding import entropy
 
 _FLAGS = 3
+_CONTEXTS = 3          # nonzero values at a slice's earlier positions: 0, 1, 2 or more
 
 
 def _structure(q: np.ndarray) -> tuple:
   nonzero = np.any(q != 0, axis=-1)
   rows, columns = nonzero.any(axis=1), nonzero.any(axis=0)
   return rows, columns, nonzero[np.ix_(rows, columns)].reshape(-1), q[nonzero]
+
+
+def _contexts(slices: np.ndarray) -> np.ndarray:
+  """Each value's context (n, slice_size): its slice's nonzero values at earlier positions,
+  capped at `_CONTEXTS` − 1."""
+  nonzero = (slices != 0).astype(np.int64)
+  return np.minimum(np.cumsum(nonzero, axis=1) - nonzero, _CONTEXTS - 1)
+
+
+def _table_index(tables: int, slice_size: int, contexts: np.ndarray) -> np.ndarray:
+  """The value table (0 .. `tables` − 1) of each value, from the layout that many tables mean."""
+  positions = np.broadcast_to(np.arange(slice_size), contexts.shape)
+  if tables == 1:
+    return np.zeros(contexts.shape, np.int64)
+  if tables == slice_size:
+    return positions
+  return positions * _CONTEXTS + contexts
+
+
+def _layouts(slice_size: int) -> tuple:
+  """The numbers of value tables a group of this slice size may use (see the module doc)."""
+  return (1,) if slice_size == 1 else (1, slice_size, slice_size * _CONTEXTS)
 
 
 def encode_group(latents: Sequence[np.ndarray], slice_size: int,
@@ -44,28 +73,32 @@ def encode_group(latents: Sequence[np.ndarray], slice_size: int,
   structures = [_structure(q) for q in latents]
   nonzero_slices = np.concatenate([slices for *_, slices in structures])
   value_distributions = _value_distributions(nonzero_slices, precision)
-  positions = np.arange(slice_size) % len(value_distributions) + flags_base
   distributions, values, index = [], [], []
   for m, (rows, columns, live, slices) in enumerate(structures):
     for kind, flags in enumerate((rows, columns, live)):
       distributions.append(entropy.binary(int(flags.sum()), flags.size, precision))
       values.append(flags.astype(np.int32))
       index.append(np.full(flags.size, _FLAGS * m + kind, np.int32))
-    values.append(slices.reshape(-1).astype(np.int32))
-    index.append(np.tile(positions.astype(np.int32), len(slices)))
+    tables = _table_index(len(value_distributions), slice_size, _contexts(slices))
+    values.append(slices.T.reshape(-1).astype(np.int32))
+    index.append((tables.T.reshape(-1) + flags_base).astype(np.int32))
   distributions += value_distributions
   string = entropy.encode(np.concatenate(values), np.concatenate(index), distributions)
   return entropy.tables_to_bytes(distributions), string
 
 
 def _value_distributions(slices: np.ndarray, precision: int) -> list:
-  """One distribution per slice position, or a single one if that takes fewer bits."""
-  per_position = [entropy.fit(slices[:, c], precision) for c in range(slices.shape[1])]
-  if slices.shape[1] == 1:
-    return per_position
-  pooled = entropy.fit(slices, precision)
-  separate = sum(entropy.description_bits(d, slices[:, c]) for c, d in enumerate(per_position))
-  return [pooled] if entropy.description_bits(pooled, slices) < separate else per_position
+  """The value tables of the layout (`_layouts`) that describes `slices` in fewest bits."""
+  slice_size = slices.shape[1]
+  contexts = _contexts(slices)
+  best, best_bits = None, np.inf
+  for tables in _layouts(slice_size):
+    which = _table_index(tables, slice_size, contexts)
+    candidate = [entropy.fit(slices[which == t], precision) for t in range(tables)]
+    bits = sum(entropy.description_bits(d, slices[which == t]) for t, d in enumerate(candidate))
+    if bits < best_bits:
+      best, best_bits = candidate, bits
+  return best
 
 
 def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: str) -> list:
@@ -73,10 +106,10 @@ def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: st
   slice_size = int(shapes[0][-1])
   flags_base = _FLAGS * len(shapes)
   distributions = entropy.tables_from_bytes(tables)
-  if len(distributions) - flags_base not in (1, slice_size) or \
+  tables = len(distributions) - flags_base
+  if tables not in _layouts(slice_size) or \
      any(d.escape or d.widths.size != 2 for d in distributions[:flags_base]):
     raise errors.ModelFileError(f"The entropy tables of {what} do not fit its layers.")
-  positions = np.arange(slice_size) % (len(distributions) - flags_base) + flags_base
   decoder = entropy.Decoder(string, distributions, what)
   latents = []
   for m, (inputs, outputs, _) in enumerate(shapes):
@@ -87,8 +120,10 @@ def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: st
     if not (np.all(live.any(axis=1)) and np.all(live.any(axis=0))):
       raise errors.ModelFileError(f"The channel flags of {what} contradict its slice flags.")
     count = int(live.sum())
-    slices = decoder.decode(np.tile(positions, count))
-    slices = slices.reshape(count, slice_size)
+    slices = np.zeros((count, slice_size), np.int64)
+    for c in range(slice_size):
+      which = _table_index(tables, slice_size, _contexts(slices))[:, c]  # earlier positions only
+      slices[:, c] = decoder.decode(which + flags_base)
     if not np.all(np.any(slices != 0, axis=1)):
       raise errors.ModelFileError(f"The slice flags of {what} mark a zero slice as nonzero.")
     nonzero = np.zeros((inputs, outputs), bool)
