@@ -50,11 +50,12 @@ def _contexts(slices: np.ndarray) -> np.ndarray:
   return np.minimum(np.cumsum(nonzero, axis=1) - nonzero, _CONTEXTS - 1)
 
 
-def _table_index(tables: int, slice_size: int, contexts: np.ndarray) -> np.ndarray:
-  """The value table (0 .. `tables` − 1) of each value, from the layout that many tables mean."""
-  positions = np.broadcast_to(np.arange(slice_size), contexts.shape)
+def _table_index(tables: int, slice_size: int, positions, contexts: np.ndarray) -> np.ndarray:
+  """The value table (0 .. `tables` − 1) of values at slice `positions` with `contexts` (arrays
+  that broadcast together), in the layout that `tables` tables mean (`_layouts`)."""
+  positions = np.broadcast_to(positions, np.shape(contexts))
   if tables == 1:
-    return np.zeros(contexts.shape, np.int64)
+    return np.zeros(positions.shape, np.int64)
   if tables == slice_size:
     return positions
   return positions * _CONTEXTS + contexts
@@ -79,7 +80,8 @@ def encode_group(latents: Sequence[np.ndarray], slice_size: int,
       distributions.append(entropy.binary(int(flags.sum()), flags.size, precision))
       values.append(flags.astype(np.int32))
       index.append(np.full(flags.size, _FLAGS * m + kind, np.int32))
-    tables = _table_index(len(value_distributions), slice_size, _contexts(slices))
+    tables = _table_index(len(value_distributions), slice_size, np.arange(slice_size),
+                          _contexts(slices))
     values.append(slices.T.reshape(-1).astype(np.int32))
     index.append((tables.T.reshape(-1) + flags_base).astype(np.int32))
   distributions += value_distributions
@@ -93,7 +95,7 @@ def _value_distributions(slices: np.ndarray, precision: int) -> list:
   contexts = _contexts(slices)
   best, best_bits = None, np.inf
   for tables in _layouts(slice_size):
-    which = _table_index(tables, slice_size, contexts)
+    which = _table_index(tables, slice_size, np.arange(slice_size), contexts)
     candidate = [entropy.fit(slices[which == t], precision) for t in range(tables)]
     bits = sum(entropy.description_bits(d, slices[which == t]) for t, d in enumerate(candidate))
     if bits < best_bits:
@@ -121,9 +123,11 @@ def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: st
       raise errors.ModelFileError(f"The channel flags of {what} contradict its slice flags.")
     count = int(live.sum())
     slices = np.zeros((count, slice_size), np.int64)
+    earlier = np.zeros(count, np.int64)     # nonzero values so far in each slice
     for c in range(slice_size):
-      which = _table_index(tables, slice_size, _contexts(slices))[:, c]  # earlier positions only
+      which = _table_index(tables, slice_size, c, np.minimum(earlier, _CONTEXTS - 1))
       slices[:, c] = decoder.decode(which + flags_base)
+      earlier += slices[:, c] != 0
     if not np.all(np.any(slices != 0, axis=1)):
       raise errors.ModelFileError(f"The slice flags of {what} mark a zero slice as nonzero.")
     nonzero = np.zeros((inputs, outputs), bool)
