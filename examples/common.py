@@ -247,8 +247,8 @@ def build_model(builder: Callable[..., tf.keras.Model]) -> tf.keras.Model:
   """`builder` (a `lilnetx_tf.models` function) as the flags ask: plain Keras layers
   (`--layers=plain`), LilNetX layers that all take the flags' rate, slice, boundary and
   density learning rate arguments, or (`--init_from`, a .keras model or a weights file of
-  `builder`'s plain network) that trained network converted by `lnx.convert(..., warm_start=True)` on a grid of
-  `--warm_start_resolution`.
+  `builder`'s plain network) that trained network converted by
+  `lnx.convert(..., warm_start=True)` on a grid of `--warm_start_resolution`.
   """
   f = flags.FLAGS
   if f.layers == "plain":

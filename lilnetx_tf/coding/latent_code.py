@@ -96,8 +96,9 @@ def _value_distributions(slices: np.ndarray, precision: int) -> list:
   best, best_bits = None, np.inf
   for tables in _layouts(slice_size):
     which = _table_index(tables, slice_size, np.arange(slice_size), contexts)
-    candidate = [entropy.fit(slices[which == t], precision) for t in range(tables)]
-    bits = sum(entropy.description_bits(d, slices[which == t]) for t, d in enumerate(candidate))
+    coded = [slices[which == t] for t in range(tables)]
+    candidate = [entropy.fit(values, precision) for values in coded]
+    bits = sum(entropy.description_bits(d, values) for d, values in zip(candidate, coded))
     if bits < best_bits:
       best, best_bits = candidate, bits
   return best
