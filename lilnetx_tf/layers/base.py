@@ -75,6 +75,14 @@ class LatentKernelMixin:
                 l2_weight=self.l2_weight, boundary=self.boundary,
                 density_learning_rate=self.density_learning_rate)
 
+  def call(self, inputs, training=None):
+    """Adds the penalties (rate, slice norms, L2), then runs the Keras layer on the decoded kernel."""
+    self._add_penalties(training)
+    return super().call(inputs)
+
+  def get_config(self):
+    return {**super().get_config(), **self._lilnetx_config()}
+
   # ---------------------------------------------------------------------------------------------
   # Group membership.
 

@@ -63,13 +63,6 @@ class Conv2D(base.LatentKernelMixin, tf.keras.layers.Conv2D):
     """The decoded kernel, shape (kh, kw, in, out), as the forward pass uses it."""
     return self._decoded_kernel()
 
-  def call(self, inputs, training=None):
-    self._add_penalties(training)
-    return super().call(inputs)
-
-  def get_config(self):
-    return {**super().get_config(), **self._lilnetx_config()}
-
 
 @tf.keras.utils.register_keras_serializable(package="lilnetx_tf")
 class DepthwiseConv2D(base.LatentKernelMixin, tf.keras.layers.DepthwiseConv2D):
@@ -118,10 +111,3 @@ class DepthwiseConv2D(base.LatentKernelMixin, tf.keras.layers.DepthwiseConv2D):
     return self._decoded_kernel()
 
   kernel = depthwise_kernel
-
-  def call(self, inputs, training=None):
-    self._add_penalties(training)
-    return super().call(inputs)
-
-  def get_config(self):
-    return {**super().get_config(), **self._lilnetx_config()}

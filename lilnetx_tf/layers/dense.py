@@ -50,10 +50,3 @@ class Dense(base.LatentKernelMixin, tf.keras.layers.Dense):
   def kernel(self) -> tf.Tensor:
     """The decoded kernel, shape (in, units)."""
     return self._decoded_kernel()
-
-  def call(self, inputs, training=None):
-    self._add_penalties(training)
-    return super().call(inputs)
-
-  def get_config(self):
-    return {**super().get_config(), **self._lilnetx_config()}
