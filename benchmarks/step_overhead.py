@@ -1,11 +1,11 @@
-"""Training-step overhead of LilNetX layers: ResNet-20 from lnx layers vs plain Keras layers.
+"""Training-step overhead of LilNetX layers: a model from lnx layers vs the same in plain Keras.
 
-Builds a CIFAR-style ResNet-20 (3 stages x 3 basic blocks, 16/32/64 channels, BN+ReLU, option-B
-1x1 projection shortcuts, global average pooling, dense) twice, once from `lilnetx_tf` layers and
-once from `tf.keras.layers`, and times the compiled Keras train step of each on random 32x32x3
-batches in the same process. After a warm-up, the variants are timed in interleaved rounds of
-`--steps` steps each (so load changes on a shared machine hit every variant alike) and the median
-per-step time is reported, with the ratio to plain Keras (target: <= 1.15x).
+Builds one of `lilnetx_tf.models` (`--model`, default the CIFAR ResNet-20 with option-B
+projection shortcuts) twice, once from `lilnetx_tf` layers and once from `tf.keras.layers`, and
+times the compiled Keras train step of each on random batches of the model's input shape in the
+same process. After a warm-up, the variants are timed in interleaved rounds of `--steps` steps
+each (so load changes on a shared machine hit every variant alike) and the median per-step time
+is reported, with the ratio to plain Keras (target: <= 1.15x).
 
 Profiling variants (`--variants`) isolate where the overhead comes from:
   lnx_nopenalty  lnx layers with rate_weight = slice_weight = l2_weight = 0: decode + density
@@ -13,8 +13,10 @@ Profiling variants (`--variants`) isolate where the overhead comes from:
   lnx_nodensity  lnx layers with the groups' density update replaced by a no-op.
 
     PYTHONPATH=. .venv/bin/python benchmarks/step_overhead.py --steps=5 --rounds=5
+    PYTHONPATH=. .venv/bin/python benchmarks/step_overhead.py --model=lenet300_100
 """
 
+import functools
 import os
 import statistics
 import time
@@ -27,8 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 import lilnetx_tf as lnx
+from lilnetx_tf import models
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("model", "resnet20", sorted(models.BUILDERS), "Model to time.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("steps", 5, "Train steps per timed round per variant.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds.")
@@ -39,40 +43,15 @@ flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
-def resnet20(conv, dense, num_classes: int = 10, input_shape=(32, 32, 3)) -> tf.keras.Model:
-  """CIFAR ResNet-20 from the given `conv(filters, kernel, strides)` and `dense(units)` factories."""
-  layers = tf.keras.layers
-
-  def bn_relu(x, relu=True):
-    x = layers.BatchNormalization()(x)
-    return layers.ReLU()(x) if relu else x
-
-  inputs = tf.keras.Input(input_shape)
-  x = bn_relu(conv(16, 3, 1)(inputs))
-  for stage, filters in enumerate((16, 32, 64)):
-    for block in range(3):
-      strides = 2 if stage > 0 and block == 0 else 1
-      shortcut = x
-      y = bn_relu(conv(filters, 3, strides)(x))
-      y = bn_relu(conv(filters, 3, 1)(y), relu=False)
-      if strides != 1 or shortcut.shape[-1] != filters:  # option B: 1x1 projection
-        shortcut = bn_relu(conv(filters, 1, strides)(shortcut), relu=False)
-      x = layers.ReLU()(layers.Add()([y, shortcut]))
-  x = layers.GlobalAveragePooling2D()(x)
-  return tf.keras.Model(inputs, dense(num_classes)(x))
-
-
 def build(variant: str) -> tf.keras.Model:
   if variant == "keras":
-    conv = lambda f, k, s: tf.keras.layers.Conv2D(f, k, s, padding="same", use_bias=False)
-    dense = tf.keras.layers.Dense
+    model = models.build(FLAGS.model, layers="plain")
   else:
-    kwargs = {}
+    penalties = {}
     if variant == "lnx_nopenalty":
-      kwargs = dict(rate_weight=0.0, slice_weight=0.0, l2_weight=0.0)
-    conv = lambda f, k, s: lnx.Conv2D(f, k, s, padding="same", use_bias=False, **kwargs)
-    dense = lambda units: lnx.Dense(units, **kwargs)
-  model = resnet20(conv, dense)
+      penalties = dict(rate_weight=0.0, slice_weight=0.0, l2_weight=0.0)
+    model = models.build(FLAGS.model, conv_layer=functools.partial(lnx.Conv2D, **penalties),
+                         dense_layer=functools.partial(lnx.Dense, **penalties))
   if variant == "lnx_nodensity":
     for layer in model.layers:
       if lnx.is_lilnetx_layer(layer):
@@ -87,13 +66,15 @@ def main(argv):
   del argv
   tf.keras.utils.set_random_seed(FLAGS.seed)
   rng = np.random.default_rng(FLAGS.seed)
-  x = rng.random((FLAGS.batch_size, 32, 32, 3), dtype=np.float32)
-  y = rng.integers(0, 10, FLAGS.batch_size).astype("int32")
+  built = {variant: build(variant) for variant in FLAGS.variants}
+  some_model = next(iter(built.values()))
+  shape = (FLAGS.batch_size, *some_model.input_shape[1:])
+  x = rng.random(shape, dtype=np.float32)
+  y = rng.integers(0, some_model.output_shape[-1], FLAGS.batch_size).astype("int32")
   data = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
 
   runners = {}
-  for variant in FLAGS.variants:
-    model = build(variant)
+  for variant, model in built.items():
     train_function = model.make_train_function()
     iterator = iter(data)
     start = time.perf_counter()
@@ -116,7 +97,7 @@ def main(argv):
       times[variant].append((time.perf_counter() - start) / FLAGS.steps)
 
   baseline = statistics.median(times["keras"]) if "keras" in times else None
-  print(f"\nResNet-20, batch {FLAGS.batch_size}, 32x32x3, {FLAGS.rounds} rounds x "
+  print(f"\n{FLAGS.model}, batch {FLAGS.batch_size}, input {shape[1:]}, {FLAGS.rounds} rounds x "
         f"{FLAGS.steps} steps, jit_compile={FLAGS.jit_compile}")
   print(f"{'variant':>14} | {'median ms/step':>14} | {'min':>8} | {'max':>8} | ratio")
   for variant, values in times.items():
