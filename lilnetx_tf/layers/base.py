@@ -70,18 +70,15 @@ class LatentKernelMixin:
     if scope is not None:
       registry_lib.set_registry(self, scope)
 
-  def _lilnetx_config(self) -> dict:
-    return dict(rate_weight=self.rate_weight, slice_weight=self.slice_weight,
-                l2_weight=self.l2_weight, boundary=self.boundary,
-                density_learning_rate=self.density_learning_rate)
-
   def call(self, inputs, training=None):
     """Adds the penalties (rate, slice norms, L2), then runs the Keras layer on the decoded kernel."""
     self._add_penalties(training)
     return super().call(inputs)
 
-  def get_config(self):
-    return {**super().get_config(), **self._lilnetx_config()}
+  def get_config(self) -> dict:
+    return {**super().get_config(), "rate_weight": self.rate_weight,
+            "slice_weight": self.slice_weight, "l2_weight": self.l2_weight,
+            "boundary": self.boundary, "density_learning_rate": self.density_learning_rate}
 
   # ---------------------------------------------------------------------------------------------
   # Group membership.
