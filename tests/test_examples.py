@@ -80,3 +80,11 @@ def test_mnist_example(tmp_path, layers):
   assert lean["inference_only"] and lean["trained_accuracy"] == summary["trained_accuracy"]
   assert lean["parameter_bytes"] < summary["parameter_bytes"]
   assert abs(lean["test_accuracy"] - summary["test_accuracy"]) < 0.01
+
+
+def test_tfds_download_path_resolves_builder_code(tmp_path):
+  # A dataset not yet prepared makes TFDS resolve its builder's source file before downloading;
+  # tensorflow-datasets 4.9 needs `importlib_resources` for that (not declared for Python 3.11).
+  import tensorflow_datasets as tfds
+  builder = tfds.builder("mnist", data_dir=str(tmp_path))
+  assert builder.code_path is not None and builder.code_path.name == "mnist.py"
