@@ -2,7 +2,7 @@
 
 Needs MNIST prepared by TFDS where `TFDS_DATA_DIR` points (the Makefile sets it when the shared
 datasets folder exists beside the checkout); without it the test is skipped, since nothing may
-download here.
+download here. Also checks that the installed TFDS can take its download path at all.
 """
 
 import glob
@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow_datasets as tfds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,6 +86,5 @@ def test_mnist_example(tmp_path, layers):
 def test_tfds_download_path_resolves_builder_code(tmp_path):
   # A dataset not yet prepared makes TFDS resolve its builder's source file before downloading;
   # tensorflow-datasets 4.9 needs `importlib_resources` for that (not declared for Python 3.11).
-  import tensorflow_datasets as tfds
   builder = tfds.builder("mnist", data_dir=str(tmp_path))
   assert builder.code_path is not None and builder.code_path.name == "mnist.py"

@@ -50,7 +50,8 @@ def _contexts(slices: np.ndarray) -> np.ndarray:
   return np.minimum(np.cumsum(nonzero, axis=1) - nonzero, _CONTEXTS - 1)
 
 
-def _table_index(tables: int, slice_size: int, positions, contexts: np.ndarray) -> np.ndarray:
+def _table_index(tables: int, slice_size: int, positions: np.ndarray | int,
+                 contexts: np.ndarray) -> np.ndarray:
   """The value table (0 .. `tables` − 1) of values at slice `positions` with `contexts` (arrays
   that broadcast together), in the layout that `tables` tables mean (`_layouts`)."""
   positions = np.broadcast_to(positions, np.shape(contexts))
