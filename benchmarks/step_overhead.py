@@ -7,10 +7,9 @@ same process. After a warm-up, the variants are timed in interleaved rounds of `
 each (so load changes on a shared machine hit every variant alike) and the median per-step time
 is reported, with the ratio to plain Keras (target: <= 1.15x).
 
-Profiling variants (`--variants`) isolate where the overhead comes from:
-  lnx_nopenalty  lnx layers with rate_weight = slice_weight = l2_weight = 0: decode + density
-                 Adam step (still run by each group's leader in training), no loss terms;
-  lnx_nodensity  lnx layers with the groups' density update replaced by a no-op.
+The profiling variant `lnx_nopenalty` (lnx layers with rate_weight = slice_weight = l2_weight =
+0) isolates the cost of the loss terms: it still decodes the kernels and runs each group's
+density step, which shares its density evaluation with the rate.
 
     PYTHONPATH=. .venv/bin/python benchmarks/step_overhead.py --steps=5 --rounds=5
     PYTHONPATH=. .venv/bin/python benchmarks/step_overhead.py --model=lenet300_100
@@ -38,7 +37,7 @@ flags.DEFINE_integer("steps", 5, "Train steps per timed round per variant.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds.")
 flags.DEFINE_integer("warmup", 3, "Untimed warm-up steps per variant (after tracing).")
 flags.DEFINE_list("variants", ["keras", "lnx"],
-                  "Variants to time, from keras, lnx, lnx_nopenalty, lnx_nodensity.")
+                  "Variants to time, from keras, lnx, lnx_nopenalty.")
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
@@ -52,10 +51,6 @@ def build(variant: str) -> tf.keras.Model:
       penalties = dict(rate_weight=0.0, slice_weight=0.0, l2_weight=0.0)
     model = models.build(FLAGS.model, conv_layer=functools.partial(lnx.Conv2D, **penalties),
                          dense_layer=functools.partial(lnx.Dense, **penalties))
-  if variant == "lnx_nodensity":
-    for layer in model.layers:
-      if lnx.is_lilnetx_layer(layer):
-        layer.group.update_density = lambda latents: None  # instance override, profiling only
   model.compile(tf.keras.optimizers.SGD(0.05, momentum=0.9),
                 tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=FLAGS.jit_compile)

@@ -34,14 +34,18 @@ def _data(n=32):
   return x, y
 
 
-def test_losses_hold_one_term_per_layer_and_kind():
+def test_losses_hold_one_rate_term_per_group_and_penalties_per_layer():
   x, _ = _data(2)
   model = _model()
   model(x, training=False)
-  assert len(model.losses) == 3 * 3            # rate, slices, L2 for each of 3 layers
+  assert len(model.losses) == 2 + 3 + 3        # rate per group (conv3x3, dense); slices, L2
   model = _model(slice_weight=0.0, l2_weight=0.0)
   model(x, training=False)
-  assert len(model.losses) == 3
+  assert len(model.losses) == 2
+  # The rate of both conv3x3 layers is a term of the group's leader, the first one called.
+  first, second, dense = _lnx_layers(model)
+  assert first.group is second.group and first.group.leader() is first
+  assert len(first.losses) == 1 and second.losses == [] and len(dense.losses) == 1
   model = _model(rate_weight=0.0, slice_weight=0.0, l2_weight=0.0)
   model(x, training=False)
   assert model.losses == []
@@ -70,27 +74,63 @@ def test_rate_term_in_evaluation_uses_rounded_latents():
   assert [int(l.group.step.numpy()) for l in _lnx_layers(model)] == steps == [0, 0, 0]
 
 
+def _noisy_latents(model):
+  """Each layer's W̃ + U(−½, ½) as the next training call draws it (seeded by the group step)."""
+  noisy = []
+  for layer in _lnx_layers(model):
+    seed = tf.constant([layer._noise_seed, int(layer.group.step.numpy())], tf.int64)
+    noise = tf.random.stateless_uniform(layer.latent_variable.shape, seed, -0.5, 0.5)
+    assert not np.allclose(noise.numpy(), 0)
+    noisy.append(layer.latent + noise)
+  return noisy
+
+
 def test_rate_term_in_training_uses_noisy_latents():
   x, _ = _data(2)
   model = _model(rate_weight=0.3, slice_weight=0.0, l2_weight=0.0)
   model(x, training=False)
   eval_rate = float(tf.add_n(model.losses))
+  # Priced under the density as it was before the step's own density update.
+  expected = _expected_rate(model, 0.3, _noisy_latents(model))
   model(x, training=True)
   train_rate = float(tf.add_n(model.losses))
-  layers = _lnx_layers(model)
   # Each group's leader took one density step, which also advanced the noise seed.
-  assert [int(l.group.step.numpy()) for l in layers] == [1, 1, 1]
-  noisy = []
-  for layer in layers:
-    seed = tf.constant([layer._noise_seed, int(layer.group.step.numpy())], tf.int64)
-    noise = tf.random.stateless_uniform(layer.latent_variable.shape, seed, -0.5, 0.5)
-    assert not np.allclose(noise.numpy(), 0)
-    noisy.append(layer.latent + noise)
-  assert train_rate == pytest.approx(_expected_rate(model, 0.3, noisy), rel=1e-5)
+  assert [int(l.group.step.numpy()) for l in _lnx_layers(model)] == [1, 1, 1]
+  assert train_rate == pytest.approx(expected, rel=1e-5)
   assert train_rate != pytest.approx(eval_rate, rel=1e-4)
   # A second training call draws new noise (the step moved on).
   model(x, training=True)
   assert float(tf.add_n(model.losses)) != train_rate
+
+
+def test_training_rate_gradient_is_the_density_slope():
+  """The group's one evaluation gives each latent the gradient of its own rate term, with
+  per-layer rate weights."""
+  x, _ = _data(2)
+  model = tf.keras.Sequential([
+      tf.keras.Input((8, 8, 3)),
+      lnx.Conv2D(4, 3, activation="relu", rate_weight=0.3, slice_weight=0.0, l2_weight=0.0),
+      lnx.Conv2D(4, 3, rate_weight=0.05, slice_weight=0.0, l2_weight=0.0),
+      lnx.Conv2D(4, 3, rate_weight=0.0, slice_weight=0.0, l2_weight=0.0),
+      tf.keras.layers.GlobalAveragePooling2D(),
+  ])
+  model(x, training=False)
+  layers = _lnx_layers(model)
+  variables = [l.latent_variable for l in layers]
+  total_slices = sum(l.num_slices for l in layers)
+  with tf.GradientTape() as tape:
+    # The direct formula on the same noise, under the same (not yet stepped) density.
+    expected = tf.add_n([l.rate_weight * tf.reduce_sum(l.group.bits(z)) for l, z in
+                         zip(layers, _noisy_latents(model))]) / total_slices
+  expected_grads = tape.gradient(expected, variables, unconnected_gradients="zero")
+  with tf.GradientTape() as tape:
+    model(x, training=True)
+    rate = tf.add_n(model.losses)
+  grads = tape.gradient(rate, variables, unconnected_gradients="zero")
+  assert float(rate) == pytest.approx(float(expected), rel=1e-5)
+  for got, want in zip(grads, expected_grads):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-8)
+  assert np.abs(grads[0].numpy()).max() > 0 and np.abs(grads[2].numpy()).max() == 0
 
 
 def test_rate_term_is_linear_in_rate_weight():

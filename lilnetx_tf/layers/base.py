@@ -7,8 +7,11 @@ zeros decodes to a slice of zeros. The layer adds its share of the LilNetX objec
 `add_loss`:
 
   rate:   rate_weight · bits(W̃) / S   with S the number of slices in the whole model; bits are
-          taken on W̃ + U(−½, ½) in training and on round(W̃) otherwise. `rate_weight` is thus the
+          taken on W̃ + U(−½, ½) in training (under the density before that step's density
+          update) and on round(W̃) otherwise. `rate_weight` is thus the
           price, in units of the task loss, of one bit per slice on average over the model.
+          The group's leader (its first member called) adds the rate of all members as one
+          term, with the group's density step, from one evaluation of the density.
   slices: slice_weight · Σ_(o,i) ‖W̃[o, i, :]‖₂  (drives whole slices, then channels, to zero).
   L2:     l2_weight · Σ W̃².
 
@@ -186,18 +189,31 @@ class LatentKernelMixin:
       return  # Functional construction: nothing to add, and tracing the rate here is slow.
     training = tf.get_static_value(training) if training is not None else False
     training = bool(training) if training is not None else False
-    if training and self.group.leader() is self:
-      self.group.update_density([m.noisy_latent() for m in self.group.members()])
     registry = registry_lib.registry_of(self)
     # A SavedModel written during a warm-up (e.g. by ModelCheckpoint) keeps fixed weights: the
     # factor is schedule state, not part of the model.
     scale = None if save_context.in_save_context() else registry.penalty_scale
     add_penalty = self.add_loss if scale is None else lambda term: self.add_loss(scale * term)
-    if self.rate_weight > 0:
-      latent = self.noisy_latent() if training else tf.round(self.latent)
-      bits = tf.reduce_sum(self.group.bits(latent))
-      add_penalty(self.rate_weight / registry.num_slices * bits)
+    if self.group.leader() is self:
+      self._add_group_rate(training, registry.num_slices, add_penalty)
     if self.slice_weight > 0:
       add_penalty(self.slice_weight * tf.reduce_sum(_safe_norm(self.latent)))
     if self.l2_weight > 0:
       add_penalty(self.l2_weight * tf.reduce_sum(tf.square(self.latent)))
+
+  def _add_group_rate(self, training: bool, num_slices: int, add_penalty) -> None:
+    """The group leader's share: the density step (in training) and the rate of every member.
+
+    One stacked density evaluation prices all members: one per layer would add a small graph,
+    and its fixed per-op cost, for every layer of a deep model.
+    """
+    members = self.group.members()
+    if training:
+      bits = self.group.step_density([m.noisy_latent() for m in members])
+    elif any(m.rate_weight > 0 for m in members):
+      bits = self.group.member_bits([tf.round(m.latent) for m in members])
+    else:
+      return
+    rate = [m.rate_weight * b for m, b in zip(members, bits) if m.rate_weight > 0]
+    if rate:
+      add_penalty(tf.add_n(rate) / num_slices)

@@ -53,6 +53,12 @@ def members_by_group(layers: Sequence) -> list:
   return list(by_group.values())
 
 
+def _split_totals(values: tf.Tensor, rows: Sequence[tf.Tensor]) -> list:
+  """Sums of `values` (stacked like `rows`) over each of `rows`' blocks."""
+  totals = tf.reduce_sum(values, axis=-1)
+  return [tf.reduce_sum(part) for part in tf.split(totals, [int(r.shape[0]) for r in rows])]
+
+
 def latent_bound(scale: float, fan: int) -> float:
   """Half-width B of the U(−B, B) latent init that gives decoded weights variance 2 / fan.
 
@@ -232,23 +238,38 @@ class ParameterGroup(tf.keras.layers.Layer):
     log_prob = tf.where(tf.math.is_inf(big), big, tf.math.log1p(-tf.exp(small - big)) + big)
     return tf.reshape(-log_prob / _LN2, tf.shape(latent))
 
-  def update_density(self, latents: Sequence[tf.Tensor]) -> None:
-    """One Adam step of the density on the bits of `latents` (noisy latents of all members).
+  def member_bits(self, latents: Sequence[tf.Tensor]) -> list:
+    """Total bits of each latent in `latents` (one per member), from one density evaluation."""
+    rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
+    return _split_totals(self.bits(tf.concat(rows, axis=0)), rows)
 
+  def step_density(self, latents: Sequence[tf.Tensor]) -> list:
+    """One Adam step of the density on `latents` (the noisy latents of all members); returns
+    each latent's total bits under the density as it was before the step.
+
+    The returned totals are differentiable in the latents, so they are the members' rate
+    terms: one forward and one backward pass of the density serve both the density step and
+    the rate gradient (the reference steps its density and its weights on the same loss too).
     The step depends only on the latents and the noise, which is seeded by `step`, so every
     replica of a distributed model computes the same update.
     """
     variables = self._density_variables
+    rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
+    stacked = tf.concat(rows, axis=0)
+    fixed = tf.stop_gradient(stacked)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(variables)
-      # One density evaluation on all members' latents: a graph per member would make the
-      # first training step of a deep model slow to trace.
-      stacked = tf.concat([tf.reshape(tf.stop_gradient(z), (-1, self.slice_size))
-                           for z in latents], axis=0)
-      total = tf.reduce_sum(self.bits(stacked))
-    adam_step(variables, tape.gradient(total, variables), self._adam_moments, self.step + 1,
-              self.density_learning_rate)
+      tape.watch(fixed)
+      bits = self.bits(fixed)
+      total = tf.reduce_sum(bits)
+    *grads, slope = tape.gradient(total, [*variables, fixed])
+    adam_step(variables, grads, self._adam_moments, self.step + 1, self.density_learning_rate)
     self.step.assign_add(1)
+    # The density is factorized, so each latent's bits depend on that latent alone and `slope`
+    # is their exact derivative: bits with this first-order term have the bits' value and
+    # gradient without a second backward pass through the density.
+    priced = tf.stop_gradient(bits) + tf.stop_gradient(slope) * (stacked - fixed)
+    return _split_totals(priced, rows)
 
   def call(self, inputs):
     raise errors.UnsupportedLayerError(
