@@ -27,6 +27,8 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_float("learning_rate", 3e-3, "Peak Adam learning rate (cosine schedule).")
   flags.DEFINE_float("rate_weight", rate_weight, "λ_I: task-loss price of one bit per slice.")
   flags.DEFINE_float("slice_weight", 1e-5, "λ_G: weight of the sum of slice L2 norms.")
+  flags.DEFINE_float("l2_weight", lnx.layers.base.DEFAULT_L2_WEIGHT,
+                     "Weight of the sum of squared latents.", lower_bound=0.0)
   flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
   flags.DEFINE_float("penalty_warmup_epochs", 0.0, "Ramp the LilNetX penalties from 0 to full "
                      "weight over this many epochs (lnx.callbacks.PenaltyWarmup).",
@@ -245,7 +247,7 @@ def finish(model: tf.keras.Model, test: tf.data.Dataset, output_dir: str, config
 
 def build_model(builder: Callable[..., tf.keras.Model]) -> tf.keras.Model:
   """`builder` (a `lilnetx_tf.models` function) as the flags ask: plain Keras layers
-  (`--layers=plain`), LilNetX layers that all take the flags' rate, slice, boundary and
+  (`--layers=plain`), LilNetX layers that all take the flags' rate, slice, L2, boundary and
   density learning rate arguments, or (`--init_from`, a .keras model or a weights file of
   `builder`'s plain network) that trained network converted by
   `lnx.convert(..., warm_start=True)` on a grid of `--warm_start_resolution`.
@@ -253,7 +255,8 @@ def build_model(builder: Callable[..., tf.keras.Model]) -> tf.keras.Model:
   f = flags.FLAGS
   if f.layers == "plain":
     return builder(layers="plain")
-  lilnetx = dict(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary,
+  lilnetx = dict(rate_weight=f.rate_weight, slice_weight=f.slice_weight,
+                 l2_weight=f.l2_weight, boundary=f.boundary,
                  density_learning_rate=f.density_learning_rate)
   if f.init_from:
     if f.init_from.endswith(".keras"):
@@ -272,7 +275,8 @@ def run_config(**config) -> dict:
   f = flags.FLAGS
   config = dict(config, layers=f.layers, epochs=f.epochs)
   if f.layers == "lnx":
-    config.update(rate_weight=f.rate_weight, slice_weight=f.slice_weight, boundary=f.boundary,
+    config.update(rate_weight=f.rate_weight, slice_weight=f.slice_weight,
+                  l2_weight=f.l2_weight, boundary=f.boundary,
                   penalty_warmup_epochs=f.penalty_warmup_epochs,
                   density_learning_rate=f.density_learning_rate,
                   latent_lr_multiplier=f.latent_lr_multiplier, init_from=f.init_from,

@@ -12,7 +12,10 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
+
+import lilnetx_tf as lnx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +32,8 @@ def test_mnist_example(tmp_path, layers):
   run = subprocess.run(
       [sys.executable, os.path.join(ROOT, "examples", "mnist.py"), "--model=lenet5",
        f"--layers={layers}", "--epochs=1", "--train_examples=4000", "--float16",
-       "--penalty_warmup_epochs=0.25", "--latent_lr_multiplier=2", f"--output_dir={tmp_path}"],
+       "--penalty_warmup_epochs=0.25", "--latent_lr_multiplier=2", "--l2_weight=2e-6",
+       f"--output_dir={tmp_path}"],
       env=env, capture_output=True, text=True, timeout=900)
   assert run.returncode == 0, run.stderr[-4000:]
   with open(tmp_path / "summary.json") as f:
@@ -60,6 +64,9 @@ def test_mnist_example(tmp_path, layers):
     return
   assert summary["penalty_warmup_epochs"] == 0.25
   assert summary["latent_lr_multiplier"] == 2.0
+  assert summary["l2_weight"] == 2e-6
+  trained = tf.keras.models.load_model(tmp_path / "trained.keras", compile=False)
+  assert {l.l2_weight for l in trained.layers if lnx.is_lilnetx_layer(l)} == {2e-6}
   # The table's accuracy is that of the decompressed float16 file, close to the trained model.
   assert abs(summary["test_accuracy"] - summary["trained_accuracy"]) < 0.01
   assert os.path.getsize(tmp_path / "model.lnx") == summary["file_bytes"]
