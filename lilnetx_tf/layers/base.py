@@ -20,7 +20,7 @@ to 1 (the registry's `penalty_scale`).
 """
 
 import zlib
-from typing import Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
 from keras.src.engine import base_layer_utils
@@ -201,7 +201,8 @@ class LatentKernelMixin:
     if self.l2_weight > 0:
       add_penalty(self.l2_weight * tf.reduce_sum(tf.square(self.latent)))
 
-  def _add_group_rate(self, training: bool, num_slices: int, add_penalty) -> None:
+  def _add_group_rate(self, training: bool, num_slices: int,
+                      add_penalty: Callable[[tf.Tensor], None]) -> None:
     """The group leader's share: the density step (in training) and the rate of every member.
 
     One stacked density evaluation prices all members: one per layer would add a small graph,
