@@ -119,5 +119,6 @@ def main(argv):
     print(f"\nlnx / keras step-time ratio (median over rounds): {ratio:.3f}x (target <= 1.15x): "
           f"{'OK' if ratio <= 1.15 else 'ABOVE TARGET'}")
 
+
 if __name__ == "__main__":
   app.run(main)
