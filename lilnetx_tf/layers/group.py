@@ -53,10 +53,9 @@ def members_by_group(layers: Sequence) -> list:
   return list(by_group.values())
 
 
-def _split_totals(values: tf.Tensor, rows: Sequence[tf.Tensor]) -> list:
-  """Sums of `values` (stacked like `rows`) over each of `rows`' blocks."""
-  totals = tf.reduce_sum(values, axis=-1)
-  return [tf.reduce_sum(part) for part in tf.split(totals, [int(r.shape[0]) for r in rows])]
+def _split_totals(values: tf.Tensor, sizes: Sequence[int]) -> list:
+  """Sums of stacked rows `values` over consecutive blocks of `sizes` rows."""
+  return [tf.reduce_sum(part) for part in tf.split(tf.reduce_sum(values, axis=-1), sizes)]
 
 
 def latent_bound(scale: float, fan: int) -> float:
@@ -238,10 +237,15 @@ class ParameterGroup(tf.keras.layers.Layer):
     log_prob = tf.where(tf.math.is_inf(big), big, tf.math.log1p(-tf.exp(small - big)) + big)
     return tf.reshape(-log_prob / _LN2, tf.shape(latent))
 
+  def _stack(self, latents: Sequence[tf.Tensor]) -> tuple:
+    """The members' latents as one (n, slice_size) float32 tensor, and each one's row count."""
+    rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
+    return tf.concat(rows, axis=0), [int(r.shape[0]) for r in rows]
+
   def member_bits(self, latents: Sequence[tf.Tensor]) -> list:
     """Total bits of each latent in `latents` (one per member), from one density evaluation."""
-    rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
-    return _split_totals(self.bits(tf.concat(rows, axis=0)), rows)
+    stacked, sizes = self._stack(latents)
+    return _split_totals(self.bits(stacked), sizes)
 
   def step_density(self, latents: Sequence[tf.Tensor]) -> list:
     """One Adam step of the density on `latents` (the noisy latents of all members); returns
@@ -254,8 +258,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     replica of a distributed model computes the same update.
     """
     variables = self._density_variables
-    rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
-    stacked = tf.concat(rows, axis=0)
+    stacked, sizes = self._stack(latents)
     fixed = tf.stop_gradient(stacked)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(variables)
@@ -269,7 +272,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     # is their exact derivative: bits with this first-order term have the bits' value and
     # gradient without a second backward pass through the density.
     priced = tf.stop_gradient(bits) + tf.stop_gradient(slope) * (stacked - fixed)
-    return _split_totals(priced, rows)
+    return _split_totals(priced, sizes)
 
   def call(self, inputs):
     raise errors.UnsupportedLayerError(
