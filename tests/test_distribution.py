@@ -232,9 +232,9 @@ def test_jit_compile_matches(tmp_path, reference):
   x, y = common.data()
   history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, shuffle=False)
   assert model._jit_compile
-  # XLA's fused density Adam step (m / (sqrt(v) + eps) with tiny v) drifts by ~2% in a few
-  # density parameters after 12 steps, which moves latents by up to ~0.01 (a latent sum by up
-  # to ~0.2%); a latent that crosses a rounding edge then moves the last epoch's loss by
-  # up to ~2.5e-4 (0.8e-4 and 2.3e-4 measured; the earlier epochs match to 4e-5).
+  # XLA's fused density Adam step (m / (sqrt(v) + eps) with tiny v) drifts by a few % in some
+  # density parameters after 12 steps, which moves latents (a latent sum by up to ~0.2%); a
+  # latent that crosses a rounding edge then moves the last epoch's loss (2.3e-4 in one run,
+  # WORKSPACE_NOTES "Layers and training"; the earlier epochs matched to 4e-5).
   _assert_matches(common.summary(model, history), expected, rtol=5e-4, density_rtol=3e-2,
                   latent_rtol=1e-2)
