@@ -62,7 +62,7 @@ def main(argv):
           tf.keras.callbacks.TensorBoard(os.path.join(FLAGS.output_dir, "logs"))],
       export=FLAGS.export, finish_only=FLAGS.finish_only,
       file_options=common.file_options(),
-      penalty_warmup_epochs=FLAGS.penalty_warmup_epochs,
+      penalty_factor=common.penalty_schedule(int(train.cardinality())),
       latent_lr_multiplier=FLAGS.latent_lr_multiplier)
 
 

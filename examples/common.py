@@ -31,8 +31,13 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
                      "Weight of the sum of squared latents.", lower_bound=0.0)
   flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
   flags.DEFINE_float("penalty_warmup_epochs", 0.0, "Ramp the LilNetX penalties from 0 to full "
-                     "weight over this many epochs (lnx.callbacks.PenaltyWarmup).",
+                     "weight over this many epochs (lnx.callbacks.PenaltySchedule).",
                      lower_bound=0.0)
+  flags.DEFINE_float("penalty_cooldown_epochs", 0.0, "Over the last this many epochs, bring the "
+                     "LilNetX penalties linearly down to --penalty_final_factor of full weight.",
+                     lower_bound=0.0)
+  flags.DEFINE_float("penalty_final_factor", 0.0, "The penalties' factor at the end of "
+                     "--penalty_cooldown_epochs.", lower_bound=0.0)
   flags.DEFINE_float("density_learning_rate", lnx.layers.base.DEFAULT_DENSITY_LEARNING_RATE,
                      "Adam step of each parameter group's density model (its own optimizer).",
                      lower_bound=0.0)
@@ -278,10 +283,27 @@ def run_config(**config) -> dict:
     config.update(rate_weight=f.rate_weight, slice_weight=f.slice_weight,
                   l2_weight=f.l2_weight, boundary=f.boundary,
                   penalty_warmup_epochs=f.penalty_warmup_epochs,
+                  penalty_cooldown_epochs=f.penalty_cooldown_epochs,
+                  penalty_final_factor=f.penalty_final_factor if f.penalty_cooldown_epochs else None,
                   density_learning_rate=f.density_learning_rate,
                   latent_lr_multiplier=f.latent_lr_multiplier, init_from=f.init_from,
                   warm_start_resolution=f.warm_start_resolution if f.init_from else None)
   return config
+
+
+def penalty_schedule(steps_per_epoch: int) -> Optional[Callable[[int], float]]:
+  """The penalty factor per optimizer step (`lnx.callbacks.warmup_cooldown`) that the penalty
+  flags ask for, or None for full weight throughout."""
+  f = flags.FLAGS
+  if not f.penalty_warmup_epochs and not f.penalty_cooldown_epochs:
+    return None
+  try:
+    return lnx.callbacks.warmup_cooldown(
+        warmup_steps=int(steps_per_epoch * f.penalty_warmup_epochs),
+        cooldown_steps=int(steps_per_epoch * f.penalty_cooldown_epochs),
+        total_steps=steps_per_epoch * f.epochs, final_factor=f.penalty_final_factor)
+  except lnx.errors.InvalidArgumentError as e:
+    raise app.UsageError(f"Penalty schedule flags: {e}") from None
 
 
 def _save_atomic(model: tf.keras.Model, path: str) -> None:
@@ -294,10 +316,12 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
                      epochs: int, learning_rate: float, warmup_steps: int, output_dir: str,
                      config: dict, lilnetx: bool, extra_callbacks: Sequence = (),
                      export: bool = True, file_options: Optional[dict] = None,
-                     finish_only: bool = False, penalty_warmup_epochs: float = 0.0,
+                     finish_only: bool = False,
+                     penalty_factor: Optional[Callable[[int], float]] = None,
                      latent_lr_multiplier: float = 1.0) -> dict:
   """Compiles with `adam_cosine` (with `latent_lr_multiplier`), fits (with `CompressionMetrics`,
-  and `PenaltyWarmup` if `penalty_warmup_epochs`, for a LilNetX model), saves the trained model
+  and a `PenaltySchedule` of `penalty_factor` if given, for a LilNetX model), saves the trained
+  model
   as OUTPUT_DIR/trained.keras and ends with `finish` (LilNetX) or `finish_baseline` (plain Keras).
   `finish_only` loads that file instead of training."""
   trained_path = os.path.join(output_dir, "trained.keras")
@@ -315,9 +339,8 @@ def train_and_report(model: tf.keras.Model, train: tf.data.Dataset, test: tf.dat
     callbacks = []
     if lilnetx:
       callbacks.append(lnx.callbacks.CompressionMetrics())
-      penalty_steps = int(int(train.cardinality()) * penalty_warmup_epochs)
-      if penalty_steps:
-        callbacks.append(lnx.callbacks.PenaltyWarmup(penalty_steps))
+      if penalty_factor is not None:
+        callbacks.append(lnx.callbacks.PenaltySchedule(penalty_factor))
     model.fit(train, epochs=epochs, validation_data=test, verbose=2,
               callbacks=callbacks + list(extra_callbacks))
     os.makedirs(output_dir, exist_ok=True)

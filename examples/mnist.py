@@ -45,7 +45,7 @@ def main(argv):
       warmup_steps=int(train.cardinality()) * FLAGS.epochs // 20, output_dir=FLAGS.output_dir,
       config=config, lilnetx=FLAGS.layers == "lnx", export=FLAGS.export,
       finish_only=FLAGS.finish_only, file_options=common.file_options(),
-      penalty_warmup_epochs=FLAGS.penalty_warmup_epochs,
+      penalty_factor=common.penalty_schedule(int(train.cardinality())),
       latent_lr_multiplier=FLAGS.latent_lr_multiplier)
 
 

@@ -1,4 +1,6 @@
-"""Keras callbacks for training LilNetX models: progress figures and a penalty warm-up."""
+"""Keras callbacks for training LilNetX models: progress figures and penalty schedules."""
+
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -33,24 +35,27 @@ class CompressionMetrics(tf.keras.callbacks.Callback):
     )
 
 
-class PenaltyWarmup(tf.keras.callbacks.Callback):
-  """Ramps the LilNetX penalties (rate, slice norms, L2) linearly from 0 to full weight.
+class PenaltySchedule(tf.keras.callbacks.Callback):
+  """Scales the LilNetX penalties (rate, slice norms, L2) by `schedule(step)` during `fit`.
 
-  Over the first `warmup_steps` optimizer steps the penalties are scaled by step / warmup_steps,
-  so the network learns its task before the rate and slice terms start zeroing latents; in a
-  short training budget this trades a little size for accuracy. The ramp follows the
-  optimizer's step count, so a run resumed from a checkpoint continues it where it stopped.
-  After `fit` the penalties are back at full weight.
+  `schedule` maps the optimizer's step count (0 at the first batch of a fresh run) to a factor
+  >= 0 on all three penalties; it is read before every batch. Following the optimizer's step
+  rather than the batch index, a run resumed from a checkpoint continues the schedule where it
+  stopped. After `fit` the penalties are back at full weight. Use it to ramp the penalties in
+  (`PenaltyWarmup`), to hold them off for the first epochs, or to ease them at the end.
 
   Args:
-    warmup_steps: Number of training steps (batches) the ramp lasts.
+    schedule: Callable from the step count (int) to the penalty factor (float >= 0).
   """
 
-  def __init__(self, warmup_steps: int):
+  def __init__(self, schedule: Callable[[int], float]):
     super().__init__()
-    self.warmup_steps = validation.positive_int("warmup_steps", warmup_steps)
+    if not callable(schedule):
+      raise errors.InvalidArgumentError(
+          f"`schedule` must be a callable from the step count to a factor, got {schedule!r}.")
+    self.schedule = schedule
     self._registries: list = []
-    self._value = 0.0
+    self._value = None
 
   def on_train_begin(self, logs=None):
     self._registries = []
@@ -60,25 +65,70 @@ class PenaltyWarmup(tf.keras.callbacks.Callback):
         self._registries.append(registry)
     if not self._registries:
       raise errors.InvalidArgumentError(
-          "PenaltyWarmup needs a model with LilNetX layers; this one has none.")
+          f"{type(self).__name__} needs a model with LilNetX layers; this one has none.")
     for registry in self._registries:
       registry.start_penalty_scale()
     self.model.make_train_function(force=True)  # trace the training step with the factor
-    self._set(self._ramp())
+    self._value = None
+    self._set(self._factor())
 
   def on_train_batch_begin(self, batch, logs=None):
-    if self._value < 1.0:  # nothing to do per batch once the ramp is over
-      self._set(self._ramp())
+    self._set(self._factor())
 
   def on_train_end(self, logs=None):
     for registry in self._registries:
       registry.stop_penalty_scale()
 
-  def _ramp(self) -> float:
-    step = int(self.model.optimizer.iterations.numpy()) + 1
-    return min(1.0, step / self.warmup_steps)
+  def _factor(self) -> float:
+    step = int(self.model.optimizer.iterations.numpy())
+    return validation.non_negative_float(f"the penalty factor at step {step}",
+                                         self.schedule(step))
 
   def _set(self, value: float) -> None:
-    self._value = value
-    for registry in self._registries:
-      registry.penalty_scale.assign(value)
+    if value != self._value:    # one assignment per change, not per batch
+      self._value = value
+      for registry in self._registries:
+        registry.penalty_scale.assign(value)
+
+
+class PenaltyWarmup(PenaltySchedule):
+  """Ramps the LilNetX penalties (rate, slice norms, L2) linearly from 0 to full weight.
+
+  Over the first `warmup_steps` optimizer steps the penalties are scaled by step / warmup_steps,
+  so the network learns its task before the rate and slice terms start zeroing latents; in a
+  short training budget this trades a little size for accuracy. Like every `PenaltySchedule`
+  it continues a resumed run where it stopped, and leaves the penalties at full weight.
+
+  Args:
+    warmup_steps: Number of training steps (batches) the ramp lasts.
+  """
+
+  def __init__(self, warmup_steps: int):
+    self.warmup_steps = validation.positive_int("warmup_steps", warmup_steps)
+    super().__init__(warmup_cooldown(warmup_steps=self.warmup_steps))
+
+
+def warmup_cooldown(warmup_steps: int = 0, cooldown_steps: int = 0,
+                    total_steps: Optional[int] = None,
+                    final_factor: float = 0.0) -> Callable[[int], float]:
+  """A `PenaltySchedule` factor: a linear ramp from 0 to 1 over the first `warmup_steps`, full
+  weight, then a linear descent to `final_factor` over the last `cooldown_steps` of
+  `total_steps` (the step count of the whole run, needed only with a cool-down)."""
+  warmup = validation.non_negative_int("warmup_steps", warmup_steps)
+  cooldown = validation.non_negative_int("cooldown_steps", cooldown_steps)
+  final = validation.non_negative_float("final_factor", final_factor)
+  if cooldown:
+    if total_steps is None:
+      raise errors.InvalidArgumentError("A cool-down needs `total_steps`.")
+    total = validation.positive_int("total_steps", total_steps)
+    if warmup + cooldown > total:
+      raise errors.InvalidArgumentError(
+          f"`warmup_steps` ({warmup}) and `cooldown_steps` ({cooldown}) together exceed "
+          f"`total_steps` ({total}).")
+
+  def factor(step: int) -> float:
+    ramp_in = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    into_cooldown = min(1.0, max(0, step + 1 - (total - cooldown)) / cooldown) if cooldown else 0.0
+    return ramp_in * (1.0 - (1.0 - final) * into_cooldown)
+
+  return factor

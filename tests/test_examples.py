@@ -32,7 +32,8 @@ def test_mnist_example(tmp_path, layers):
   run = subprocess.run(
       [sys.executable, os.path.join(ROOT, "examples", "mnist.py"), "--model=lenet5",
        f"--layers={layers}", "--epochs=1", "--train_examples=4000", "--float16",
-       "--penalty_warmup_epochs=0.25", "--latent_lr_multiplier=2", "--l2_weight=2e-6",
+       "--penalty_warmup_epochs=0.25", "--penalty_cooldown_epochs=0.5",
+       "--penalty_final_factor=0.2", "--latent_lr_multiplier=2", "--l2_weight=2e-6",
        f"--output_dir={tmp_path}"],
       env=env, capture_output=True, text=True, timeout=900)
   assert run.returncode == 0, run.stderr[-4000:]
@@ -63,6 +64,7 @@ def test_mnist_example(tmp_path, layers):
     assert abs(warm["test_accuracy"] - summary["test_accuracy"]) < 0.02
     return
   assert summary["penalty_warmup_epochs"] == 0.25
+  assert summary["penalty_cooldown_epochs"] == 0.5 and summary["penalty_final_factor"] == 0.2
   assert summary["latent_lr_multiplier"] == 2.0
   assert summary["l2_weight"] == 2e-6
   trained = tf.keras.models.load_model(tmp_path / "trained.keras", compile=False)

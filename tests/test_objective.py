@@ -327,6 +327,66 @@ def test_penalty_warmup_at_zero_trains_on_the_task_loss_alone():
   assert history.history["loss"][0] == pytest.approx(task_loss, rel=1e-3)
 
 
+def test_penalty_schedule_follows_the_callable_and_resumes():
+  x, y = _data(24)
+  model = _model(rate_weight=0.3)
+  model.compile("adam", LOSS)
+  registry = lnx.layers.registry.registry_of(_lnx_layers(model)[0])
+  recorder = _ScaleRecorder(registry)
+  seen = []
+
+  def schedule(step):
+    seen.append(step)
+    return 1.0 if step < 2 else 0.5 / (step - 1)
+
+  model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+            callbacks=[lnx.callbacks.PenaltySchedule(schedule), recorder])
+  assert recorder.scales == pytest.approx([1.0, 1.0, 0.5, 0.25, 1 / 6, 0.125])
+  assert seen[-6:] == [0, 1, 2, 3, 4, 5]
+  assert registry.penalty_scale is None
+  recorder.scales.clear()
+  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+            callbacks=[lnx.callbacks.PenaltySchedule(schedule), recorder])
+  assert recorder.scales == pytest.approx([0.1, 1 / 12, 1 / 14])
+
+
+@pytest.mark.parametrize("factor", [-0.5, float("nan"), float("inf"), "1", None])
+def test_penalty_schedule_rejects_bad_factors(factor):
+  x, y = _data(8)
+  model = _model(rate_weight=0.3)
+  model.compile("adam", LOSS)
+  with pytest.raises(errors.InvalidArgumentError, match="penalty factor at step 0"):
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[lnx.callbacks.PenaltySchedule(lambda step: factor)])
+
+
+def test_warmup_cooldown_factors():
+  factor = lnx.callbacks.warmup_cooldown(warmup_steps=20, cooldown_steps=40, total_steps=100,
+                                         final_factor=0.25)
+  # Ramp in over steps 0-19, full weight to step 59, down to 0.25 at the last step (99).
+  assert [factor(s) for s in (0, 9, 19, 59)] == pytest.approx([0.05, 0.5, 1.0, 1.0])
+  assert [factor(s) for s in (60, 79, 99, 150)] == pytest.approx(
+      [1 - 0.75 / 40, 0.625, 0.25, 0.25])
+  assert lnx.callbacks.warmup_cooldown(warmup_steps=4)(10**6) == 1.0
+  assert lnx.callbacks.warmup_cooldown()(0) == 1.0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(cooldown_steps=5), "total_steps"),
+    (dict(warmup_steps=6, cooldown_steps=5, total_steps=10), "exceed"),
+    (dict(warmup_steps=-1), "warmup_steps"),
+    (dict(cooldown_steps=2.5, total_steps=10), "cooldown_steps"),
+    (dict(cooldown_steps=2, total_steps=10, final_factor=-1), "final_factor")])
+def test_warmup_cooldown_rejects_bad_arguments(arguments, message):
+  with pytest.raises(errors.InvalidArgumentError, match=message):
+    lnx.callbacks.warmup_cooldown(**arguments)
+
+
+def test_penalty_schedule_needs_a_callable():
+  with pytest.raises(errors.InvalidArgumentError, match="schedule"):
+    lnx.callbacks.PenaltySchedule(0.5)
+
+
 @pytest.mark.parametrize("steps", [0, -3, 2.5, True, "10"])
 def test_penalty_warmup_rejects_bad_steps(steps):
   with pytest.raises(errors.InvalidArgumentError, match="warmup_steps"):

@@ -15,8 +15,8 @@ zeros decodes to a slice of zeros. The layer adds its share of the LilNetX objec
   slices: slice_weight · Σ_(o,i) ‖W̃[o, i, :]‖₂  (drives whole slices, then channels, to zero).
   L2:     l2_weight · Σ W̃².
 
-While a `callbacks.PenaltyWarmup` runs, all three are multiplied by the factor it ramps from 0
-to 1 (the registry's `penalty_scale`).
+While a `callbacks.PenaltySchedule` (such as `PenaltyWarmup`) runs, all three are multiplied by
+the factor it sets (the registry's `penalty_scale`).
 """
 
 import zlib

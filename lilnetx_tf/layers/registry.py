@@ -57,7 +57,7 @@ class GroupRegistry:
   def start_penalty_scale(self) -> tf.Variable:
     """Puts a variable factor (starting at 1) on every penalty of the model's LilNetX layers.
 
-    Used by `callbacks.PenaltyWarmup` for the length of one `fit`; functions traced while it is
+    Used by `callbacks.PenaltySchedule` for the length of one `fit`; functions traced while it is
     set read the variable. It is schedule state, not a model weight, so it is never saved.
     """
     with tf.init_scope():

@@ -39,3 +39,10 @@ def positive_int(name: str, value: Any) -> int:
   if isinstance(value, (bool, float)) or not hasattr(value, "__index__") or int(value) <= 0:
     raise errors.InvalidArgumentError(f"`{name}` must be a whole number > 0, got {value!r}.")
   return int(value)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+  """Returns `value` as an int, or raises if it is not a whole number >= 0."""
+  if isinstance(value, (bool, float)) or not hasattr(value, "__index__") or int(value) < 0:
+    raise errors.InvalidArgumentError(f"`{name}` must be a whole number >= 0, got {value!r}.")
+  return int(value)
