@@ -117,6 +117,7 @@ def warmup_cooldown(warmup_steps: int = 0, cooldown_steps: int = 0,
   warmup = validation.non_negative_int("warmup_steps", warmup_steps)
   cooldown = validation.non_negative_int("cooldown_steps", cooldown_steps)
   final = validation.non_negative_float("final_factor", final_factor)
+  total = 0
   if cooldown:
     if total_steps is None:
       raise errors.InvalidArgumentError("A cool-down needs `total_steps`.")
@@ -128,7 +129,9 @@ def warmup_cooldown(warmup_steps: int = 0, cooldown_steps: int = 0,
 
   def factor(step: int) -> float:
     ramp_in = min(1.0, (step + 1) / warmup) if warmup else 1.0
-    into_cooldown = min(1.0, max(0, step + 1 - (total - cooldown)) / cooldown) if cooldown else 0.0
+    if not cooldown:
+      return ramp_in
+    into_cooldown = min(1.0, max(0, step + 1 - (total - cooldown)) / cooldown)
     return ramp_in * (1.0 - (1.0 - final) * into_cooldown)
 
   return factor
