@@ -102,9 +102,7 @@ def convert(model: tf.keras.Model,
       density_learning_rate=validation.positive_float(
           "density_learning_rate", density_learning_rate))
   resolution = validation.positive_float("warm_start_resolution", warm_start_resolution)
-  if int(density_fit_steps) < 0:
-    raise errors.InvalidArgumentError(
-        f"`density_fit_steps` must be >= 0, got {density_fit_steps!r}.")
+  density_fit_steps = validation.non_negative_int("density_fit_steps", density_fit_steps)
   _check_cloneable(model)
   converter = _Converter(model, layer_kwargs, _Selection(model, layers))
   if converter.unsupported:
@@ -130,7 +128,7 @@ def convert(model: tf.keras.Model,
     return new_model
   converter.copy_weights(warm_start)
   if warm_start:
-    _warm_start(registry, converter.converted, resolution, int(density_fit_steps))
+    _warm_start(registry, converter.converted, resolution, density_fit_steps)
   return new_model
 
 
@@ -213,6 +211,7 @@ class _Converter:
     self.converted: list = []   # (old, new) converted layers
     self.unsupported: list = []
     self.dropped: list = []
+    self.plans: dict[int, str] = {}   # id(layer) -> "convert" or "copy"; the model is not touched
     self._survey(model, in_selected_model=False)
 
   # A first pass over the model decides what happens to each layer (and warns once).
@@ -229,7 +228,7 @@ class _Converter:
       self._classify(layer, in_selected_model)
 
   def _classify(self, layer, in_selected_model: bool) -> None:
-    if id(layer) in self.memo or hasattr(layer, "_lilnetx_plan"):
+    if id(layer) in self.memo or id(layer) in self.plans:
       return
     if _is_convertible(layer):
       plan = "convert" if self.selected(layer, in_selected_model) else "copy"
@@ -252,17 +251,9 @@ class _Converter:
           self.unsupported.append(
               f"{_describe(layer)} containing " + ", ".join(_describe(l) for l in inner[:3])
               + (", ..." if len(inner) > 3 else ""))
-    object.__setattr__(layer, "_lilnetx_plan", plan)
+    self.plans[id(layer)] = plan
 
   def clone(self, model):
-    try:
-      return self._clone_model(model)
-    finally:
-      for layer in _all_layers(model):
-        if hasattr(layer, "_lilnetx_plan"):
-          object.__delattr__(layer, "_lilnetx_plan")
-
-  def _clone_model(self, model):
     if isinstance(model, tf.keras.Sequential) and _repeats_a_layer(model):
       # Keras clones a Sequential from its de-duplicated `layers`, which silently drops the
       # second call of a repeated layer; the Functional view keeps every call.
@@ -273,8 +264,8 @@ class _Converter:
     if id(layer) in self.memo:       # a layer shared between (nested) models stays one layer
       return self.memo[id(layer)]
     if isinstance(layer, tf.keras.Model):
-      new = self._clone_model(layer)
-    elif getattr(layer, "_lilnetx_plan", "copy") == "convert":
+      new = self.clone(layer)
+    elif self.plans.get(id(layer), "copy") == "convert":
       config = layer.get_config()
       for key in _DROPPED_OPTIONS:
         if key in config:

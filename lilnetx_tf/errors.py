@@ -21,5 +21,9 @@ class ModelFileError(LilNetXError, ValueError):
   """A compressed model file is corrupt, truncated, of an unknown version or not ours."""
 
 
+class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
+  """There is no model file at the given path (also a `FileNotFoundError`)."""
+
+
 class ModelMismatchError(LilNetXError, ValueError):
   """Data meant for one model was given to another (e.g. weights of a different architecture)."""

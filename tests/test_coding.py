@@ -323,7 +323,9 @@ def test_mantissa_bits_option(trained, tmp_path, bits):
 
 @pytest.mark.parametrize("kwargs", [dict(mantissa_bits=5), dict(float16=True, mantissa_bits=0),
                                     dict(float16=True, mantissa_bits=11),
-                                    dict(float_bits=8, mantissa_bits=5)])
+                                    dict(float_bits=8, mantissa_bits=5),
+                                    dict(float16=True, mantissa_bits=5.5),
+                                    dict(float16=True, mantissa_bits="5")])
 def test_mantissa_bits_rejects_bad_values(trained, tmp_path, kwargs):
   with pytest.raises(errors.InvalidArgumentError, match="mantissa_bits|float_bits"):
     lnx.compress(trained[0], str(tmp_path / "bad.lnx"), **kwargs)
@@ -355,10 +357,18 @@ def test_float_bits_option(trained, tmp_path, bits):
 
 
 @pytest.mark.parametrize("kwargs", [dict(float_bits=1), dict(float_bits=9),
-                                    dict(float_bits=8, float16=True)])
+                                    dict(float_bits=8, float16=True), dict(float_bits=2.9),
+                                    dict(float_bits="8")])
 def test_float_bits_rejects_bad_values(trained, tmp_path, kwargs):
   with pytest.raises(errors.InvalidArgumentError, match="float_bits"):
     lnx.compress(trained[0], str(tmp_path / "bad.lnx"), **kwargs)
+  assert not list(tmp_path.iterdir())      # nothing written
+
+
+@pytest.mark.parametrize("precision", [0, 17, 12.7, "12", True])
+def test_precision_rejects_bad_values(trained, tmp_path, precision):
+  with pytest.raises(errors.InvalidArgumentError, match="precision"):
+    lnx.compress(trained[0], str(tmp_path / "bad.lnx"), precision=precision)
 
 
 def test_inference_only_option(trained, tmp_path):

@@ -173,6 +173,19 @@ def test_unsupported_layers_warn_once_and_strict_raises():
                                 converted.get_layer("separable").get_weights()[0])
   with pytest.raises(errors.UnsupportedLayerError, match="transposed"):
     lnx.convert(model, strict=True)
+  # The failed strict conversion left nothing behind on the model: a new conversion warns
+  # again and follows its own layer selection.
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    unconverted = lnx.convert(model, layers=[])
+  assert any("kept as plain Keras" in str(w.message) for w in caught)
+  assert not lilnetx_layers(unconverted)
+
+
+@pytest.mark.parametrize("steps", [-1, 1.5, "x", True])
+def test_density_fit_steps_must_be_a_whole_number(steps):
+  with pytest.raises(errors.InvalidArgumentError, match="density_fit_steps"):
+    lnx.convert(_small_functional(), density_fit_steps=steps)
 
 
 def test_subclassed_model_is_rejected():

@@ -271,3 +271,55 @@ def test_rejects_subclassed_models():
       return x
   with pytest.raises(errors.UnsupportedLayerError):
     lnx.slim(Net())
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_integer_inputs(tmp_path, quantization):
+  ids = tf.keras.Input((7,), dtype="int32")
+  x = L.GlobalAveragePooling1D()(L.Embedding(50, 8)(ids))
+  x = lnx.Dense(6, activation="relu", name="hidden")(x)
+  model = tf.keras.Model(ids, lnx.Dense(3, name="out")(x))
+  _zero_out(model.get_layer("hidden"), [0, 1])
+  report = lnx.export(model, str(tmp_path / "e"), formats=("tflite",),
+                      quantization=quantization, compare_dense=False)
+  assert report.removed_channels == {"hidden": [6, 4]}
+  if quantization is None:
+    assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
+
+
+def test_layer_shared_by_two_calls_stays_shared(tmp_path):
+  a, b = tf.keras.Input((6,)), tf.keras.Input((6,))
+  shared = lnx.Dense(5, activation="relu", name="shared")
+  x = lnx.Dense(4, activation="relu", name="mix")(L.Concatenate()([shared(a), shared(b)]))
+  model = tf.keras.Model([a, b], lnx.Dense(2, name="out")(x))
+  _zero_out(model.get_layer("mix"), [1])
+  small = lnx.slim(model)
+  _assert_plain(small)
+  dense = [l for l in small.layers if type(l) is L.Dense]
+  assert len(dense) == 3 and small.get_layer("shared").units == 5   # one layer, full width
+  assert small.slim_info.removed_channels == {"mix": (4, 3)}
+  report = lnx.export(model, str(tmp_path / "e"), formats=("tflite",), compare_dense=False)
+  assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
+
+
+def test_mixed_precision_trains_compresses_and_exports(tmp_path):
+  tf.keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    inputs = tf.keras.Input((8, 8, 3))
+    x = lnx.Conv2D(6, 3, rate_weight=0.1, name="c")(inputs)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    x = L.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, lnx.Dense(3, dtype="float32", name="out")(x))
+    assert model.get_layer("c").compute_dtype == "float16"
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 8, 8, 3)).astype(np.float32)
+    history = model.fit(x, np.arange(8) % 3, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    lnx.compress(model, str(tmp_path / "m.lnx"))
+    restored = lnx.decompress(str(tmp_path / "m.lnx"))
+    np.testing.assert_array_equal(restored(x, training=False), model(x, training=False))
+    report = lnx.export(model, str(tmp_path / "e"), inputs=[x], compare_dense=False)
+    assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
+  finally:
+    tf.keras.mixed_precision.set_global_policy("float32")

@@ -125,6 +125,14 @@ def test_directory_is_rejected(tmp_path):
     lnx.decompress(str(tmp_path))
 
 
+def test_missing_file_is_a_model_file_error_and_a_file_not_found_error(tmp_path):
+  for read in (lnx.decompress, lambda path: lnx.coding.model_file.inspect(path)):
+    with pytest.raises(errors.ModelFileNotFoundError, match="No LilNetX model file") as caught:
+      read(str(tmp_path / "missing.lnx"))
+    assert isinstance(caught.value, errors.ModelFileError)
+    assert isinstance(caught.value, FileNotFoundError)
+
+
 def test_interrupted_write_keeps_the_old_file(files, tmp_path, monkeypatch):
   blob = files[0]
   path = tmp_path / "model.lnx"

@@ -275,6 +275,8 @@ def read(path: str, max_bytes: Optional[int] = None) -> list[StoredSection]:
       blob = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
   except IsADirectoryError:
     raise errors.ModelFileError(f"{path} is a directory, not a LilNetX model file.") from None
+  except FileNotFoundError:
+    raise errors.ModelFileNotFoundError(f"No LilNetX model file at {path}.") from None
   if max_bytes is not None and len(blob) > max_bytes:
     raise errors.ModelFileError(f"{path} is larger than {max_bytes} bytes.")
   return decode(blob, source=path)

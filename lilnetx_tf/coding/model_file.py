@@ -61,6 +61,7 @@ from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
 from lilnetx_tf.export import fold
 from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import validation
 
 SUFFIX = ".lnx"
 _FILL = "fill"
@@ -253,16 +254,15 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   if architecture_codec not in container.CODECS:
     raise errors.InvalidArgumentError(f"architecture_codec must be one of "
                                       f"{list(container.CODECS)}, got {architecture_codec!r}.")
-  if not 1 <= int(precision) <= 16:
-    raise errors.InvalidArgumentError(f"precision must be in [1, 16], got {precision}.")
-  if float_bits is not None and (float16 or not 2 <= int(float_bits) <= 8):
-    raise errors.InvalidArgumentError(
-        f"float_bits must be in [2, 8] and not combined with float16, got {float_bits!r}"
-        + (" with float16=True." if float16 else "."))
-  if mantissa_bits is not None and (not float16 or not 1 <= int(mantissa_bits) <= 10):
-    raise errors.InvalidArgumentError(
-        f"mantissa_bits must be in [1, 10] and combined with float16=True, got "
-        f"{mantissa_bits!r}" + ("." if float16 else " without float16."))
+  precision = validation.int_in_range("precision", precision, 1, 16)
+  if float_bits is not None:
+    float_bits = validation.int_in_range("float_bits", float_bits, 2, 8)
+    if float16:
+      raise errors.InvalidArgumentError("float_bits cannot be combined with float16=True.")
+  if mantissa_bits is not None:
+    mantissa_bits = validation.int_in_range("mantissa_bits", mantissa_bits, 1, 10)
+    if not float16:
+      raise errors.InvalidArgumentError("mantissa_bits needs float16=True.")
   path = _with_suffix(path)
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
@@ -270,7 +270,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   stored = unread.zero_unread(model, _folded_batch_norms(model)) if inference_only else {}
   weights, weight_count = _weights_section(
       _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16,
-      float_bits and int(float_bits), 10 if mantissa_bits is None else int(mantissa_bits))
+      float_bits, 10 if mantissa_bits is None else mantissa_bits)
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
@@ -280,7 +280,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
       q = layer.integer_latent.numpy() if q is None else q
       entropy.check_integers(q, layer.name)
       latents.append(q)
-    table_bytes, string = latent_code.encode_group(latents, group.slice_size, int(precision))
+    table_bytes, string = latent_code.encode_group(latents, group.slice_size, precision)
     tables.append(table_bytes)
     strings.append(string)
     manifest.append([layer.group_key, group.slice_size, len(members),

@@ -29,7 +29,7 @@ What is removed / kept:
     outputs keep all channels) and called as one layer. Layers called more than once are
     barriers.
 
-Tolerance: the slim model is compared with the original on random normal inputs (or
+Tolerance: the slim model is compared with the original on random inputs (or
 `sample_inputs`) and `SlimCheckError` is raised unless, for every output,
 max |slim − original| ≤ atol + rtol · max |original| (defaults rtol=1e-4, atol=1e-5; BN
 folding changes float32 rounding only).
@@ -66,15 +66,49 @@ class SlimInfo:
   tolerance: Optional[float]
 
 
+_REDUCED_PRECISION = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}   # dtype -> machine epsilon
+
+
+def _float32_config(layer, config: dict) -> dict:
+  """`config` computing in float32 where `layer` computes in float16 / bfloat16 (mixed
+  precision): the slim model is a float32 model; TFLite quantizes it if asked."""
+  if layer.compute_dtype in _REDUCED_PRECISION:
+    config = dict(config, dtype="float32")
+  return config
+
+
 def _stock_config(layer, kind: str) -> dict:
   config = _STOCK[kind].get_config(layer)
-  return {k: v for k, v in config.items() if k != "groups" or kind == "conv"}
+  return _float32_config(layer, {k: v for k, v in config.items()
+                                 if k != "groups" or kind == "conv"})
+
+
+def _stock_kernel_layer(layer, kind: str, w: dict, in_keep: Optional[np.ndarray] = None,
+                        out_keep: Optional[np.ndarray] = None) -> tuple:
+  """(an unbuilt stock Conv2D / DepthwiseConv2D / Dense like `layer`, its weights list) for the
+  decoded (and folded) weights `w`, narrowed to the kept input and output channels (all
+  channels where a mask is None)."""
+  kernel, bias = w["kernel"], w["bias"]
+  config = _stock_config(layer, kind)
+  use_bias = bool(w["had_bias"] or np.any(bias != 0))
+  config["use_bias"] = use_bias
+  if in_keep is not None and out_keep is not None:
+    if kind == "conv":
+      kernel = kernel[:, :, in_keep][..., out_keep]
+      config["filters"] = int(out_keep.sum())
+    elif kind == "dense":
+      kernel = kernel[in_keep][:, out_keep]
+      config["units"] = int(out_keep.sum())
+    else:
+      kernel = kernel[:, :, in_keep, :]
+    bias = bias[out_keep]
+  return _STOCK[kind].from_config(config), [kernel, bias] if use_bias else [kernel]
 
 
 def _clone(layer):
   """A copy of a (weightless or barrier) layer with its weights."""
   try:
-    new = layer.__class__.from_config(layer.get_config())
+    new = layer.__class__.from_config(_float32_config(layer, layer.get_config()))
   except Exception:  # pylint: disable=broad-except
     return layer  # reuse the layer object itself
   return new
@@ -135,36 +169,23 @@ def _rebuild(model, ops, weights, folded, keep) -> tuple[tf.keras.Model, dict]:
         new[id(op.outputs[0])] = _new_input(op.outputs[0], layer)
       continue
     if kind in ("conv", "depthwise", "dense"):
-      w = weights[id(layer)]
-      in_keep = keep[id(op.inputs[0])]
       out_keep = keep[id(op.outputs[0])]
-      kernel, bias = w["kernel"], w["bias"]
-      config = _stock_config(layer, kind)
-      use_bias = bool(w["had_bias"] or np.any(bias != 0))
-      config["use_bias"] = use_bias
-      if kind == "conv":
-        kernel = kernel[:, :, in_keep][..., out_keep]
-        config["filters"] = int(out_keep.sum())
-      elif kind == "dense":
-        kernel = kernel[in_keep][:, out_keep]
-        config["units"] = int(out_keep.sum())
-      else:
-        kernel = kernel[:, :, in_keep, :]
-      bias = bias[out_keep]
-      new_layer = _STOCK[kind].from_config(config)
+      new_layer, layer_weights = _stock_kernel_layer(layer, kind, weights[id(layer)],
+                                                     keep[id(op.inputs[0])], out_keep)
       call(op, new_layer)
-      new_layer.set_weights([kernel, bias] if use_bias else [kernel])
+      new_layer.set_weights(layer_weights)
       widths[layer.name] = (len(out_keep), int(out_keep.sum()))
     elif kind == "bn":
       if id(layer) in folded:
         new[id(op.outputs[0])] = new[id(op.inputs[0])]
         continue
       mask = keep[id(op.inputs[0])]
-      new_layer = tf.keras.layers.BatchNormalization.from_config(layer.get_config())
+      new_layer = tf.keras.layers.BatchNormalization.from_config(
+          _float32_config(layer, layer.get_config()))
       call(op, new_layer)
       new_layer.set_weights([w[mask] for w in layer.get_weights()])
     elif kind == "reshape":
-      config = layer.get_config()
+      config = _float32_config(layer, layer.get_config())
       target = list(config["target_shape"])
       if target[-1] != -1:
         target[-1] = int(keep[id(op.outputs[0])].sum())
@@ -173,7 +194,7 @@ def _rebuild(model, ops, weights, folded, keep) -> tuple[tf.keras.Model, dict]:
     elif kind == "channelpad":
       out_keep = keep[id(op.outputs[0])]
       before, after = layer.padding
-      config = layer.get_config()
+      config = _float32_config(layer, layer.get_config())
       config["padding"] = (int(out_keep[:before].sum()),
                            int(out_keep[len(out_keep) - after:].sum()))
       call(op, type(layer).from_config(config))
@@ -182,14 +203,20 @@ def _rebuild(model, ops, weights, folded, keep) -> tuple[tf.keras.Model, dict]:
         layer_cache[id(layer)] = slim(layer, check=False)
       call(op, layer_cache[id(layer)])
     elif kind == "barrier":
-      if id(layer) not in layer_cache:
+      if id(layer) in layer_cache:
+        call(op, layer_cache[id(layer)])
+      elif is_lilnetx_layer(layer):   # e.g. shared by several calls: decoded at full width
+        new_layer, layer_weights = _stock_kernel_layer(
+            layer, fold.kernel_kind(layer), fold.kernel_weights(layer))
+        layer_cache[id(layer)] = new_layer
+        call(op, new_layer)
+        new_layer.set_weights(layer_weights)
+      else:
         clone = _clone(layer)
         layer_cache[id(layer)] = clone
         call(op, clone)
         if clone is not layer and layer.weights:
           clone.set_weights(layer.get_weights())
-      else:
-        call(op, layer_cache[id(layer)])
     else:  # elementwise, pool, zeropad, merge, concat, flatten: weightless or same weights
       clone = _clone(layer)
       call(op, clone)
@@ -203,18 +230,23 @@ def _rebuild(model, ops, weights, folded, keep) -> tuple[tf.keras.Model, dict]:
   return slim_model, widths
 
 
+def random_input(rng: np.random.Generator, shape: Sequence[int], dtype) -> np.ndarray:
+  """Random normal values for a float input; 0s and 1s for any other (ids, masks), which every
+  embedding table and mask accepts."""
+  dtype = np.dtype(tf.as_dtype(dtype).as_numpy_dtype)
+  if np.issubdtype(dtype, np.floating):
+    return rng.standard_normal(shape).astype(dtype)
+  return rng.integers(0, 2, shape).astype(dtype)
+
+
 def sample_inputs(model: tf.keras.Model, batch: int = 2, spatial: int = 32,
                   seed: int = 0) -> list:
-  """Random normal inputs for `model` (unknown sizes: batch `batch`, other dims `spatial`)."""
+  """Random inputs for `model` (`random_input`; unknown sizes: batch `batch`, other dims
+  `spatial`)."""
   rng = np.random.default_rng(seed)
-  out = []
-  for t in model.inputs:
-    shape = [batch] + [spatial if d is None else int(d) for d in t.shape[1:]]
-    if t.dtype.is_floating:
-      out.append(rng.standard_normal(shape).astype(t.dtype.as_numpy_dtype))
-    else:
-      out.append(rng.integers(0, 2, shape).astype(t.dtype.as_numpy_dtype))
-  return out
+  return [random_input(rng, [batch] + [spatial if d is None else int(d) for d in t.shape[1:]],
+                       t.dtype)
+          for t in model.inputs]
 
 
 def _as_list(x) -> list:
@@ -242,7 +274,9 @@ def slim(model: tf.keras.Model, check: bool = True, rtol: float = DEFAULT_RTOL,
     model: a built Functional (or Sequential with a known input) Keras model, with LilNetX
       and/or plain layers.
     check: compare outputs with `model` and raise `SlimCheckError` beyond the tolerance
-      max|Δ| ≤ atol + rtol·max|original| (per call, over all outputs).
+      max|Δ| ≤ atol + rtol·max|original| (per call, over all outputs). The slim model
+      computes in float32; for a mixed-precision `model` both tolerances are at least 16
+      units of its float16 / bfloat16 rounding.
     inputs: sample inputs for the check (list, one array per model input); default random
       normal, batch 2, unknown dimensions 32.
     fold_batchnorm, remove_channels: switch the two transformations off (both off gives the
@@ -274,7 +308,12 @@ def slim(model: tf.keras.Model, check: bool = True, rtol: float = DEFAULT_RTOL,
   diff = tolerance = None
   if check:
     sample = list(inputs) if inputs is not None else sample_inputs(model)
-    diff, tolerance = compare(model, slim_model, sample, rtol, atol)
+    # A model computing in float16 / bfloat16 differs from its float32 slim twin by its own
+    # rounding: the check then allows 16 units of that precision.
+    epsilon = max((_REDUCED_PRECISION.get(l.compute_dtype, 0.0)
+                   for l in model._flatten_layers(include_self=False)), default=0.0)
+    diff, tolerance = compare(model, slim_model, sample, max(rtol, 16 * epsilon),
+                              max(atol, 16 * epsilon))
     if not diff <= tolerance:
       raise SlimCheckError(
           f"The slim model differs from the original by {diff:.3g} > {tolerance:.3g} "

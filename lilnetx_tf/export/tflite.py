@@ -6,7 +6,7 @@ Quantization modes (TF 2.14 converter recipes):
              computed in float32 on CPU.
   "int8"     full integer weights and activations with float32 inputs and outputs
              (`optimizations=[DEFAULT]`, `representative_dataset`, `TFLITE_BUILTINS_INT8`).
-             Calibration needs representative inputs; random normal inputs are used (with a
+             Calibration needs representative inputs; random inputs are used (with a
              warning) when none are given, which is fine for testing, poor for accuracy.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf.export import slimming
 
 QUANTIZATIONS = (None, "float16", "int8")
 
@@ -28,9 +29,7 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
   if data is None:
     warnings.warn("int8 quantization without `representative_data`: calibrating on random "
                   "normal inputs; pass real samples for a usable int8 model.")
-    rng = np.random.default_rng(0)
-    shapes = [[1] + [32 if d is None else int(d) for d in t.shape[1:]] for t in model.inputs]
-    data = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(16)]
+    data = [slimming.sample_inputs(model, batch=1, seed=i) for i in range(16)]
   if callable(data):
     source = data
   elif isinstance(data, np.ndarray):
@@ -43,7 +42,7 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
       sample = sample if isinstance(sample, (list, tuple)) else [sample]
       batch = []
       for x, t in zip(sample, model.inputs):
-        x = np.asarray(x, np.float32)
+        x = np.asarray(x, t.dtype.as_numpy_dtype)
         if x.ndim == t.shape.rank - 1:
           x = x[None]
         batch.append(x)
@@ -97,7 +96,7 @@ def run(content: bytes, model: tf.keras.Model, inputs: Sequence[np.ndarray],
   results = [[] for _ in out_details]
   for b in range(batch):
     for d, x in zip(in_details, inputs):
-      example = np.asarray(x[b:b + 1], np.float32)
+      example = np.asarray(x[b:b + 1], d["dtype"])
       if tuple(d["shape"]) != example.shape:
         interp.resize_tensor_input(d["index"], example.shape)
         interp.allocate_tensors()
@@ -138,7 +137,7 @@ class Timer:
         shape[0] = 1
         self.interp.resize_tensor_input(d["index"], shape)
         self.interp.allocate_tensors()
-      self.interp.set_tensor(d["index"], rng.standard_normal(shape).astype(d["dtype"]))
+      self.interp.set_tensor(d["index"], slimming.random_input(rng, shape, d["dtype"]))
     for _ in range(warmup):
       self.interp.invoke()
 

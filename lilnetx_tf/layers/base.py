@@ -115,7 +115,7 @@ class LatentKernelMixin:
     slice_size = self._slice_shape[0] * self._slice_shape[1]
     self.latent_variable = self.add_weight(
         name=LATENT_WEIGHT_NAME, shape=(slices_in, slices_out, slice_size), initializer="zeros",
-        trainable=True)
+        trainable=True, dtype="float32", experimental_autocast=False)  # float32 under mixed precision
     self._noise_seed = zlib.crc32(self.name.encode()) & 0x7FFFFFFF
     if registry_lib.registry_of(self) is None:
       registry_lib.set_registry(self, registry_lib.provisional_registry())

@@ -90,6 +90,9 @@ class ParameterGroup(tf.keras.layers.Layer):
                density_learning_rate: float = 1e-2,
                density_filters: Sequence[int] = (3, 3),
                **kwargs):
+    # Decoder, density and rate stay float32 under a mixed-precision policy; the layers cast
+    # only the decoded kernel to their compute dtype.
+    kwargs["dtype"] = "float32"
     super().__init__(**kwargs)
     self.slice_size = int(slice_size)
     self.boundary = float(boundary)

@@ -41,6 +41,15 @@ def positive_int(name: str, value: Any) -> int:
   return int(value)
 
 
+def int_in_range(name: str, value: Any, low: int, high: int) -> int:
+  """Returns `value` as an int, or raises if it is not a whole number in [low, high]."""
+  if isinstance(value, (bool, float)) or not hasattr(value, "__index__") or \
+     not low <= int(value) <= high:
+    raise errors.InvalidArgumentError(
+        f"`{name}` must be a whole number in [{low}, {high}], got {value!r}.")
+  return int(value)
+
+
 def non_negative_int(name: str, value: Any) -> int:
   """Returns `value` as an int, or raises if it is not a whole number >= 0."""
   if isinstance(value, (bool, float)) or not hasattr(value, "__index__") or int(value) < 0:
