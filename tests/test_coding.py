@@ -484,3 +484,16 @@ def test_inference_only_zeroes_what_no_output_reads(tmp_path):
   restored_bn = restored.get_layer("bn")
   assert restored_bn.beta.numpy()[1] == restored_bn.gamma.numpy()[3] == 0
   assert np.all(restored_bn.beta.numpy()[[0, 2, 4, 5]] != 0)
+
+
+def test_lambda_layers_need_safe_mode_off(tmp_path):
+  inputs = tf.keras.Input((4,))
+  x = tf.keras.layers.Lambda(lambda t: 2.0 * t)(lnx.Dense(3, name="d")(inputs))
+  model = tf.keras.Model(inputs, x)
+  path = str(tmp_path / "lambda.lnx")
+  lnx.compress(model, path)
+  with pytest.raises(errors.ModelFileError, match="safe_mode=False"):
+    lnx.decompress(path)
+  restored = lnx.decompress(path, safe_mode=False)
+  x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+  np.testing.assert_array_equal(restored(x), model(x))

@@ -173,3 +173,11 @@ def test_end_to_end_trade_offs():
       sparse["slice_sparsity"], base["slice_sparsity"])
   assert base_accuracy > 0.7
   assert max(small_accuracy, sparse_accuracy) > 0.6
+
+
+def test_stats_of_a_model_without_lilnetx_layers_are_zero():
+  model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+  figures = lnx.stats(model)
+  assert figures["latent_parameters"] == 0 and figures["bytes"] == 0
+  assert figures["weight_sparsity"] == figures["slice_sparsity"] == 0.0
+  assert figures["parameters"] == 15 and figures["macs_dense"] == 12

@@ -15,6 +15,7 @@ import json
 from typing import Optional
 
 import tensorflow as tf
+from keras.src.saving import serialization_lib  # Keras 2.14's safe-mode scope (load_model's)
 
 from lilnetx_tf import errors
 
@@ -112,8 +113,10 @@ def encode(model: tf.keras.Model) -> bytes:
                     separators=(",", ":")).encode()
 
 
-def rebuild(data: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
-  """The Keras model of an ARCH section (raises `ModelFileError`)."""
+def rebuild(data: bytes, custom_objects: Optional[dict],
+            safe_mode: bool = True) -> tf.keras.Model:
+  """The Keras model of an ARCH section (raises `ModelFileError`); `safe_mode=False` lets
+  `Lambda` layers load their bytecode, as in `tf.keras.models.load_model`."""
   try:
     doc = json.loads(data.decode("utf-8"))
   except (UnicodeDecodeError, ValueError, RecursionError):
@@ -125,12 +128,14 @@ def rebuild(data: bytes, custom_objects: Optional[dict]) -> tf.keras.Model:
   try:
     if isinstance(doc["model"].get("config"), dict):
       _restore_names(doc["model"]["config"])
-    model = tf.keras.models.model_from_json(json.dumps(doc["model"]),
-                                            custom_objects=custom_objects)
+    with serialization_lib.SafeModeScope(bool(safe_mode)):
+      model = tf.keras.models.model_from_json(json.dumps(doc["model"]),
+                                              custom_objects=custom_objects)
   except Exception as e:  # Keras raises many types for configs it cannot rebuild.
     raise errors.ModelFileError(
         f"Cannot rebuild the model architecture: {type(e).__name__}: {e}. If the model uses "
-        "custom layers, import or pass them with custom_objects=.") from None
+        "custom layers, import or pass them with custom_objects=; Lambda layers of a trusted "
+        "file need safe_mode=False.") from None
   if not isinstance(model, tf.keras.Model):  # A config of another Keras object, e.g. a string.
     raise errors.ModelFileError(
         f"The ARCH section describes a {type(model).__name__}, not a Keras model.")

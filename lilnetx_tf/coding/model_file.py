@@ -465,19 +465,24 @@ def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: b
   return decoded
 
 
-def decompress(path: str, custom_objects: Optional[dict] = None) -> tf.keras.Model:
+def decompress(path: str, custom_objects: Optional[dict] = None,
+               safe_mode: bool = True) -> tf.keras.Model:
   """Reads a `.lnx` file and returns the Keras model, with bit-identical decoded weights.
+
+  `custom_objects` and `safe_mode` are those of `tf.keras.models.load_model`: a model with
+  `Lambda` layers rebuilds only with `safe_mode=False`, which runs the file's Python bytecode
+  (only for files you trust).
 
   Raises `errors.ModelFileError` if the file is truncated, corrupt, of another format version,
   or assembled from sections of different files.
   """
-  return _read(path, custom_objects)[0]
+  return _read(path, custom_objects, safe_mode)[0]
 
 
-def _read(path: str, custom_objects: Optional[dict]) -> tuple:
+def _read(path: str, custom_objects: Optional[dict], safe_mode: bool = True) -> tuple:
   by_tag, stored = _sections(path)
   densities, manifest = _group_manifest(by_tag["GRPS"].data)
-  model = architecture.rebuild(by_tag["ARCH"].data, custom_objects)
+  model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode)
   layers = _lilnetx_layers(model)
   _load_weights(model, by_tag["WGTS"].data, layers, densities)
   decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data)
