@@ -299,21 +299,28 @@ def test_penalty_scale_multiplies_every_term_only_while_set():
   assert min(full) > 0
 
 
-def test_penalty_warmup_ramps_with_optimizer_steps_and_resumes():
+def _scales_per_fit(make_callback, epochs_per_fit) -> list:
+  """The penalty scale at each batch (3 per epoch) of consecutive fits of one model, each fit
+  with a fresh callback (as after resuming from a checkpoint)."""
   x, y = _data(24)
   model = _model(rate_weight=0.3)
   model.compile("adam", LOSS)
   registry = lnx.layers.registry.registry_of(_lnx_layers(model)[0])
   recorder = _ScaleRecorder(registry)
-  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
-            callbacks=[lnx.callbacks.PenaltyWarmup(5), recorder])
-  assert recorder.scales == pytest.approx([0.2, 0.4, 0.6])
-  assert registry.penalty_scale is None                   # fixed weights again after fit
-  # A second fit (as after resuming from a checkpoint) continues from the optimizer's step.
-  recorder.scales.clear()
-  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
-            callbacks=[lnx.callbacks.PenaltyWarmup(5), recorder])
-  assert recorder.scales == pytest.approx([0.8, 1.0, 1.0])
+  scales = []
+  for epochs in epochs_per_fit:
+    recorder.scales.clear()
+    model.fit(x, y, batch_size=8, epochs=epochs, verbose=0,
+              callbacks=[make_callback(), recorder])
+    scales.append(list(recorder.scales))
+    assert registry.penalty_scale is None                 # fixed weights again after fit
+  return scales
+
+
+def test_penalty_warmup_ramps_with_optimizer_steps_and_resumes():
+  first, resumed = _scales_per_fit(lambda: lnx.callbacks.PenaltyWarmup(5), [1, 1])
+  assert first == pytest.approx([0.2, 0.4, 0.6])
+  assert resumed == pytest.approx([0.8, 1.0, 1.0])       # continues from the optimizer's step
 
 
 def test_penalty_warmup_at_zero_trains_on_the_task_loss_alone():
@@ -328,26 +335,16 @@ def test_penalty_warmup_at_zero_trains_on_the_task_loss_alone():
 
 
 def test_penalty_schedule_follows_the_callable_and_resumes():
-  x, y = _data(24)
-  model = _model(rate_weight=0.3)
-  model.compile("adam", LOSS)
-  registry = lnx.layers.registry.registry_of(_lnx_layers(model)[0])
-  recorder = _ScaleRecorder(registry)
   seen = []
 
   def schedule(step):
     seen.append(step)
     return 1.0 if step < 2 else 0.5 / (step - 1)
 
-  model.fit(x, y, batch_size=8, epochs=2, verbose=0,
-            callbacks=[lnx.callbacks.PenaltySchedule(schedule), recorder])
-  assert recorder.scales == pytest.approx([1.0, 1.0, 0.5, 0.25, 1 / 6, 0.125])
-  assert seen[-6:] == [0, 1, 2, 3, 4, 5]
-  assert registry.penalty_scale is None
-  recorder.scales.clear()
-  model.fit(x, y, batch_size=8, epochs=1, verbose=0,
-            callbacks=[lnx.callbacks.PenaltySchedule(schedule), recorder])
-  assert recorder.scales == pytest.approx([0.1, 1 / 12, 1 / 14])
+  first, resumed = _scales_per_fit(lambda: lnx.callbacks.PenaltySchedule(schedule), [2, 1])
+  assert first == pytest.approx([1.0, 1.0, 0.5, 0.25, 1 / 6, 0.125])
+  assert resumed == pytest.approx([0.1, 1 / 12, 1 / 14])
+  assert seen[-3:] == [6, 7, 8]
 
 
 @pytest.mark.parametrize("factor", [-0.5, float("nan"), float("inf"), "1", None])
