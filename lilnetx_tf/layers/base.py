@@ -53,11 +53,27 @@ def _safe_norm(x: tf.Tensor) -> tf.Tensor:
 
 
 class LatentKernelMixin:
-  """Turns a Keras layer's kernel into a LilNetX latent. Mixed in before the Keras class."""
+  """Turns a Keras layer's kernel into a LilNetX latent. Mixed in before the Keras class.
 
-  def _init_lilnetx(self, rate_weight, slice_weight, l2_weight, boundary,
-                    density_learning_rate, unsupported: dict) -> None:
-    for argument, value in unsupported.items():
+  Takes the LilNetX arguments `rate_weight` (λ_I), `slice_weight` (λ_G), `l2_weight`,
+  `boundary` and `density_learning_rate`, and passes every other one to the Keras layer. The
+  Keras arguments named in `_REPLACED_BY_LATENT` (the kernel's regularizer and constraint) must
+  be left unset: the latent has its own regularizers.
+  """
+
+  _REPLACED_BY_LATENT = ("kernel_regularizer", "kernel_constraint")
+  _is_dense = False
+
+  def __init__(self, *args,
+               rate_weight: float = DEFAULT_RATE_WEIGHT,
+               slice_weight: float = DEFAULT_SLICE_WEIGHT,
+               l2_weight: float = DEFAULT_L2_WEIGHT,
+               boundary: float = DEFAULT_BOUNDARY,
+               density_learning_rate: float = DEFAULT_DENSITY_LEARNING_RATE,
+               **kwargs):
+    super().__init__(*args, **kwargs)
+    for argument in self._REPLACED_BY_LATENT:
+      value = getattr(self, argument)
       if value is not None:
         raise errors.UnsupportedLayerError(
             f"{type(self).__name__} does not support `{argument}`={value!r}: the kernel is a "

@@ -28,21 +28,11 @@ class Conv2D(base.LatentKernelMixin, tf.keras.layers.Conv2D):
   `slice_weight` (λ_G), `l2_weight`, `boundary` and `density_learning_rate`.
   """
 
-  def __init__(self, *args,
-               rate_weight: float = base.DEFAULT_RATE_WEIGHT,
-               slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
-               l2_weight: float = base.DEFAULT_L2_WEIGHT,
-               boundary: float = base.DEFAULT_BOUNDARY,
-               density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
-               **kwargs):
+  def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
     if self.groups != 1:
       raise errors.UnsupportedLayerError(
           f"lilnetx_tf.Conv2D does not support grouped convolution (`groups`={self.groups}).")
-    self._is_dense = False
-    self._init_lilnetx(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
-                       dict(kernel_regularizer=self.kernel_regularizer,
-                            kernel_constraint=self.kernel_constraint))
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)
@@ -72,18 +62,7 @@ class DepthwiseConv2D(base.LatentKernelMixin, tf.keras.layers.DepthwiseConv2D):
   `depthwise_regularizer` and `depthwise_constraint`; adds the LilNetX arguments of `Conv2D`.
   """
 
-  def __init__(self, *args,
-               rate_weight: float = base.DEFAULT_RATE_WEIGHT,
-               slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
-               l2_weight: float = base.DEFAULT_L2_WEIGHT,
-               boundary: float = base.DEFAULT_BOUNDARY,
-               density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
-               **kwargs):
-    super().__init__(*args, **kwargs)
-    self._is_dense = False
-    self._init_lilnetx(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
-                       dict(depthwise_regularizer=self.depthwise_regularizer,
-                            depthwise_constraint=self.depthwise_constraint))
+  _REPLACED_BY_LATENT = ("depthwise_regularizer", "depthwise_constraint")
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)

@@ -17,18 +17,7 @@ class Dense(base.LatentKernelMixin, tf.keras.layers.Dense):
   `rate_weight`, `slice_weight`, `l2_weight`, `boundary` and `density_learning_rate`.
   """
 
-  def __init__(self, *args,
-               rate_weight: float = base.DEFAULT_RATE_WEIGHT,
-               slice_weight: float = base.DEFAULT_SLICE_WEIGHT,
-               l2_weight: float = base.DEFAULT_L2_WEIGHT,
-               boundary: float = base.DEFAULT_BOUNDARY,
-               density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
-               **kwargs):
-    super().__init__(*args, **kwargs)
-    self._is_dense = True
-    self._init_lilnetx(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
-                       dict(kernel_regularizer=self.kernel_regularizer,
-                            kernel_constraint=self.kernel_constraint))
+  _is_dense = True
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)
