@@ -13,7 +13,9 @@ is: for each parameter group the decoder is set to s·I (a scalar s for dense an
 latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
 The forward kernel is then s·round(W / s): the original weights on a grid of step s. The step is
 `warm_start_resolution` times the smallest per-layer RMS of the group's kernels, so the rounding
-error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at the default 0.1).
+error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at the default 0.1),
+unless the group's layers differ so much in scale that this would put the largest weight beyond
+±4096 steps: then the step is raised to keep it there, with a warning.
 The group's density is then fitted to the new latents (`density_fit_steps`), so the rate term
 and `lnx.stats` are meaningful from the first step.
 """
@@ -321,6 +323,10 @@ def original_kernel(layer) -> np.ndarray:
   return np.asarray(tf.convert_to_tensor(kernel), dtype=np.float32)
 
 
+# The largest integer a warm-started latent may take (`warm_start_step`).
+MAX_WARM_START_INTEGER = 2 ** 12
+
+
 def kernel_to_slices(kernel: np.ndarray) -> np.ndarray:
   """Keras kernel (kh, kw, a, b) or (a, b) -> latent layout (a, b, kh·kw) or (a, b, 1)."""
   if kernel.ndim == 2:
@@ -330,10 +336,27 @@ def kernel_to_slices(kernel: np.ndarray) -> np.ndarray:
 
 
 def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
-  """Group rounding step: `resolution` × the smallest nonzero per-layer RMS of `kernels`."""
-  rms = [float(np.sqrt(np.mean(np.square(k, dtype=np.float64)))) for k in kernels]
+  """Group rounding step: `resolution` × the smallest nonzero per-layer RMS of `kernels`, but
+  no finer than puts the largest weight at ±`MAX_WARM_START_INTEGER` (with a warning): layers
+  whose scales differ by orders of magnitude share one step, and integers far beyond what a
+  density can be fitted to make the rate term blow up in training."""
+  kernels = [np.asarray(k, np.float64) for k in kernels]
+  rms = [float(np.sqrt(np.mean(np.square(k)))) for k in kernels]
   rms = [r for r in rms if r > 0 and np.isfinite(r)]
-  return resolution * min(rms) if rms else 1.0
+  if not rms:
+    return 1.0
+  step = resolution * min(rms)
+  largest = max(float(np.max(np.abs(k), initial=0)) for k in kernels)
+  coarsest = largest / MAX_WARM_START_INTEGER
+  if np.isfinite(coarsest) and coarsest > step:
+    warnings.warn(
+        f"Warm start: the kernels of one parameter group differ in scale by a factor of "
+        f"{largest / min(rms):.3g}; their shared rounding step is raised from {step:.3g} to "
+        f"{coarsest:.3g} so that latents stay within ±{MAX_WARM_START_INTEGER}, which rounds "
+        "the smallest layers coarsely. Check the converted model's accuracy.", UserWarning,
+        stacklevel=4)   # the caller of `convert`
+    step = coarsest
+  return step
 
 
 def _warm_start(registry, converted: list, resolution: float, fit_steps: int) -> None:

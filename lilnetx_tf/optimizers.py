@@ -17,7 +17,7 @@ and are not affected.
 
 import tensorflow as tf
 
-from lilnetx_tf import errors
+from lilnetx_tf.layers import validation
 from lilnetx_tf.layers.base import LATENT_WEIGHT_NAME
 
 
@@ -30,13 +30,7 @@ class _LatentSteps:
   """Mixin over a Keras optimizer: steps on latent weights are scaled by a multiplier."""
 
   def __init__(self, *args, latent_lr_multiplier: float = 1.0, **kwargs):
-    try:
-      multiplier = float(latent_lr_multiplier)
-    except (TypeError, ValueError):
-      multiplier = float("nan")
-    if not 0 < multiplier < float("inf"):
-      raise errors.InvalidArgumentError(
-          f"latent_lr_multiplier must be a positive finite number, got {latent_lr_multiplier!r}")
+    multiplier = validation.positive_float("latent_lr_multiplier", latent_lr_multiplier)
     super().__init__(*args, **kwargs)
     self.latent_lr_multiplier = multiplier
     self._latent_keys = frozenset()

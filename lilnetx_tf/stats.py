@@ -1,15 +1,13 @@
 """`stats(model)`: estimated size, structured sparsity and compute of a LilNetX model."""
 
-import math
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import errors
+from lilnetx_tf import macs as macs_lib
 from lilnetx_tf.layers import is_lilnetx_layer
-
-_PLAIN_KERNEL_LAYERS = (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D,
-                        tf.keras.layers.Dense)
 
 
 def lilnetx_layers(model: tf.keras.layers.Layer) -> list:
@@ -54,20 +52,6 @@ def layer_stats(layer) -> dict[str, Any]:
   )
 
 
-def _plain_layer_macs(layer) -> tuple[int, int]:
-  """(parameters, MACs) of a plain Keras conv/dense layer, MACs 0 if its output is unknown."""
-  kernel = layer.depthwise_kernel if isinstance(
-      layer, tf.keras.layers.DepthwiseConv2D) else layer.kernel
-  try:
-    output_shape = layer.output_shape
-  except AttributeError:
-    return int(np.prod(kernel.shape)), 0
-  inner = list(output_shape[1:-1])
-  if None in inner:
-    return int(np.prod(kernel.shape)), 0
-  return int(np.prod(kernel.shape)), int(math.prod(inner) * np.prod(kernel.shape))
-
-
 def _ratio(numerator: float, denominator: float) -> float:
   return float(numerator) / denominator if denominator else 0.0
 
@@ -89,18 +73,21 @@ def stats(model: tf.keras.layers.Layer) -> dict[str, Any]:
       live in × out channel blocks of each layer; macs_ratio = dense / effective. MAC figures
       need known input sizes (a built Functional model or a model that has been called).
   """
-  per_layer = {layer.name: layer_stats(layer) for layer in lilnetx_layers(model)}
+  layers = lilnetx_layers(model)
+  if any(not layer.built for layer in layers):
+    raise errors.InvalidArgumentError(
+        "The model is not built: call it on data or build it with an input shape first.")
+  per_layer = {layer.name: layer_stats(layer) for layer in layers}
   totals = {key: sum(s[key] for s in per_layer.values())
             for key in ("bits", "parameters", "nonzero_parameters", "slices", "zero_slices",
                         "in_channels", "dead_in_channels", "out_channels",
                         "dead_out_channels")}
   mac_keys = ("macs_dense", "macs_effective", "macs_channel_pruned")
   macs = {key: sum(s[key] or 0 for s in per_layer.values()) for key in mac_keys}
-  for layer in model._flatten_layers(include_self=False):
-    if isinstance(layer, _PLAIN_KERNEL_LAYERS) and not is_lilnetx_layer(layer) and layer.built:
-      _, plain_macs = _plain_layer_macs(layer)
-      for key in mac_keys:
-        macs[key] += plain_macs
+  plain_macs = sum(macs_lib.layer_macs(layer) for layer in model._flatten_layers(include_self=False)
+                   if not is_lilnetx_layer(layer))
+  for key in mac_keys:
+    macs[key] += plain_macs
   return dict(
       bits=totals["bits"],
       bytes=totals["bits"] / 8,

@@ -89,3 +89,17 @@ def test_compress_for_inference(saved, capsys):
   report = lnx.coding.model_file.inspect(lean)
   assert report.inference_only and report.float16
   np.testing.assert_allclose(lnx.decompress(lean)(x).numpy(), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_output_path_through_a_file_is_a_one_line_error(saved):
+  directory, path, _, _ = saved
+  blocker = directory / "a_file"
+  blocker.write_text("not a directory")
+  lnx_path = str(directory / "for_paths.lnx")
+  lnx.compress(tf.keras.models.load_model(path), lnx_path)
+  for args in (("compress", path, str(blocker / "out.lnx")),
+               ("decompress", lnx_path, str(blocker / "out.keras")),
+               ("export", path, str(blocker / "out"))):
+    result = _cli(*args)
+    assert result.returncode == 1, (args, result.stderr)
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, args

@@ -407,6 +407,25 @@ def test_inference_only_model_trains_after_fit_densities(trained, tmp_path):
   assert fitted < 1.5 * lnx.stats(model)["bytes"]
 
 
+@pytest.mark.parametrize("kwargs", [dict(steps=-1), dict(steps=2.5), dict(max_slices=0),
+                                    dict(learning_rate=float("nan")), dict(learning_rate=-1.0),
+                                    dict(learning_rate="0.01")])
+def test_fit_densities_rejects_bad_arguments(trained, kwargs):
+  model = trained[0]
+  before = [v.numpy() for v in model.weights]
+  with pytest.raises(lnx.errors.InvalidArgumentError, match=next(iter(kwargs))):
+    lnx.fit_densities(model, **kwargs)
+  for value, variable in zip(before, model.weights):
+    np.testing.assert_array_equal(value, variable.numpy())
+
+
+def test_unbuilt_models_are_rejected_by_stats_and_fit_densities():
+  model = tf.keras.Sequential([lnx.Dense(3)])
+  for function in (lnx.stats, lnx.fit_densities):
+    with pytest.raises(lnx.errors.InvalidArgumentError, match="not built"):
+      function(model)
+
+
 def test_constant_tensors_cost_no_bytes(tmp_path):
   def build(bias: float):
     model = tf.keras.Sequential([tf.keras.Input((64,)), lnx.Dense(
@@ -497,3 +516,7 @@ def test_lambda_layers_need_safe_mode_off(tmp_path):
   restored = lnx.decompress(path, safe_mode=False)
   x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
   np.testing.assert_array_equal(restored(x), model(x))
+  with pytest.raises(errors.ModelFileError, match="safe_mode=False"):
+    lnx.coding.model_file.inspect(path)
+  report = lnx.coding.model_file.inspect(path, safe_mode=False)
+  assert report.groups[0].estimated_bytes is not None

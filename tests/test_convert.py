@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
+from lilnetx_tf.convert import MAX_WARM_START_INTEGER
 from lilnetx_tf.stats import lilnetx_layers
 
 L = tf.keras.layers
@@ -109,6 +110,20 @@ def test_warm_start_fits_the_densities():
   unfitted = lnx.stats(lnx.convert(model, density_fit_steps=0))["bytes"]
   fitted = lnx.stats(lnx.convert(model))["bytes"]
   assert fitted < 0.98 * unfitted, (fitted, unfitted)
+
+
+def test_warm_start_keeps_latents_in_range_across_layer_scales():
+  model = tf.keras.Sequential([tf.keras.Input((6,)), L.Dense(8, activation="relu"), L.Dense(3)])
+  kernel, bias = model.layers[1].get_weights()
+  model.layers[1].set_weights([kernel * 1e-6, bias])    # one group, scales 10^6 apart
+  with pytest.warns(UserWarning, match="differ in scale"):
+    converted = lnx.convert(model)
+  largest = max(float(np.abs(l.integer_latent.numpy()).max()) for l in lilnetx_layers(converted))
+  assert largest <= MAX_WARM_START_INTEGER
+  x = np.random.default_rng(0).standard_normal((16, 6)).astype(np.float32)
+  converted.compile("adam", "mse")
+  history = converted.fit(x, np.zeros((16, 3), np.float32), epochs=2, verbose=0)
+  assert np.all(np.isfinite(history.history["loss"]))
 
 
 def test_nested_model_and_shared_layer(image_data):

@@ -243,6 +243,9 @@ def test_export_files_and_tflite_match(tmp_path):
   model = _tiny()
   out = str(tmp_path / "exp")
   report = lnx.export(model, out, formats=("saved_model", "tflite"), compare_dense=False)
+  decoded = 3 * 3 * 3 * 8 + 8 + 8 * 3 + 3       # kernels and biases, not latents or groups
+  assert report.parameters_before == decoded
+  assert report.parameters_after == decoded - 4 * (27 + 1 + 3)
   assert sorted(os.listdir(out)) == ["model.tflite", "report.json", "saved_model"]
   assert report.tflite_max_difference <= 1e-4 * max(1, report.output_scale)
   assert report.macs_after < report.macs_before
@@ -259,18 +262,39 @@ def test_export_files_and_tflite_match(tmp_path):
 def test_quantized_exports_run(tmp_path, quantization):
   model = _tiny()
   data = np.random.default_rng(0).standard_normal((8, 8, 8, 3)).astype(np.float32)
-  report = lnx.export(model, str(tmp_path / quantization), formats=("tflite",),
-                      quantization=quantization, representative_data=data,
-                      compare_dense=False)
-  assert report.tflite_bytes_after > 0 and report.tflite_max_difference < 0.5
+  for i, examples in enumerate((data, data[:, None])):   # without and with a batch axis of 1
+    report = lnx.export(model, str(tmp_path / f"{quantization}{i}"), formats=("tflite",),
+                        quantization=quantization, representative_data=examples,
+                        compare_dense=False)
+    assert report.tflite_bytes_after > 0 and report.tflite_max_difference < 0.5
 
 
-def test_rejects_subclassed_models():
+def test_rejects_subclassed_and_unbuilt_models(tmp_path):
   class Net(tf.keras.Model):
     def call(self, x):
       return x
-  with pytest.raises(errors.UnsupportedLayerError):
-    lnx.slim(Net())
+  for model in (Net(), tf.keras.Sequential([lnx.Dense(3)])):
+    with pytest.raises(errors.UnsupportedLayerError):
+      lnx.slim(model)
+    with pytest.raises(errors.UnsupportedLayerError):
+      lnx.export(model, str(tmp_path / "e"))
+  with pytest.raises(errors.InvalidArgumentError, match="rtol"):
+    lnx.slim(_tiny(), rtol=-1)
+
+
+def test_channels_first_layers_slim_and_export(tmp_path):
+  inputs = tf.keras.Input((3, 8, 8))
+  x = lnx.Conv2D(6, 3, padding="same", activation="relu", data_format="channels_first",
+                 name="c")(inputs)
+  x = lnx.DepthwiseConv2D(3, data_format="channels_first", name="dw")(x)
+  x = L.GlobalAveragePooling2D(data_format="channels_first")(x)
+  model = tf.keras.Model(inputs, lnx.Dense(3, name="d")(x))
+  _zero_out(model.get_layer("c"), [0, 1])
+  small = lnx.slim(model)   # checks its outputs against the model's
+  _assert_plain(small)
+  assert small.get_layer("c").data_format == "channels_first"
+  report = lnx.export(model, str(tmp_path / "e"), formats=("tflite",), compare_dense=False)
+  assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
 
 
 @pytest.mark.parametrize("quantization", [None, "int8"])

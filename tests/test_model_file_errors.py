@@ -125,6 +125,21 @@ def test_directory_is_rejected(tmp_path):
     lnx.decompress(str(tmp_path))
 
 
+def test_bad_output_paths_are_refused_before_writing(tmp_path):
+  model = tf.keras.Sequential([tf.keras.Input((3,)), lnx.Dense(2)])
+  (tmp_path / "taken.lnx").mkdir()
+  for path, message in ((None, "file path"), (str(tmp_path) + os.sep, "names a directory"),
+                        (str(tmp_path / "taken"), "is a directory"),
+                        (str(tmp_path / "missing" / "m.lnx"), "not a directory")):
+    with pytest.raises(errors.InvalidArgumentError, match=message):
+      lnx.compress(model, path)
+  assert sorted(os.listdir(tmp_path)) == ["taken.lnx"]
+  with pytest.raises(errors.InvalidArgumentError, match="float16"):
+    lnx.compress(model, str(tmp_path / "m.lnx"), float16="no")
+  with pytest.raises(errors.InvalidArgumentError, match="file path"):
+    lnx.decompress(None)
+
+
 def test_missing_file_is_a_model_file_error_and_a_file_not_found_error(tmp_path):
   for read in (lnx.decompress, lambda path: lnx.coding.model_file.inspect(path)):
     with pytest.raises(errors.ModelFileNotFoundError, match="No LilNetX model file") as caught:

@@ -83,7 +83,7 @@ def test_saved_with_the_model_and_restored(tmp_path):
   assert lnx.optimizers.SGD.from_config(config).latent_lr_multiplier == 2.0
 
 
-@pytest.mark.parametrize("multiplier", [0.0, -1.0, float("inf"), float("nan"), "fast"])
+@pytest.mark.parametrize("multiplier", [0.0, -1.0, float("inf"), float("nan"), "fast", "2", True])
 def test_bad_multiplier(multiplier):
   with pytest.raises(lnx.errors.InvalidArgumentError, match="latent_lr_multiplier"):
     lnx.optimizers.Adam(1e-3, latent_lr_multiplier=multiplier)

@@ -8,13 +8,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def handles_errors(main):
-  """Turns lilnetx_tf errors and missing files into a one-line message and exit status 1."""
+  """Turns lilnetx_tf errors and file-system errors (a missing file, a path through a file,
+  no permission, ...) into a one-line message and exit status 1."""
   @functools.wraps(main)
   def wrapper(argv):
     from lilnetx_tf import errors
     try:
       return main(argv)
-    except (errors.LilNetXError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except (errors.LilNetXError, OSError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 1
   return wrapper

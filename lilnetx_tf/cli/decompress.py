@@ -7,6 +7,7 @@ directory. The decoded weights are bit-identical to those of the compressed mode
 """
 
 import os
+import sys
 
 from absl import flags
 
@@ -18,6 +19,9 @@ _OUTPUT = flags.DEFINE_string("output", None,
                               "(default: FILE with .keras).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
 _SUMMARY = flags.DEFINE_bool("summary", False, "Print the Keras model summary.")
+_SAFE_MODE = flags.DEFINE_bool(
+    "safe_mode", True, "--nosafe_mode rebuilds Lambda layers, running the file's Python "
+    "bytecode: only for files you trust.")
 
 
 @_common.handles_errors
@@ -27,10 +31,10 @@ def main(argv):
   if not output:
     output = (source[:-4] if source.endswith(".lnx") else source) + ".keras"
   if os.path.exists(output) and not _OVERWRITE.value:
-    print(f"error: {output} exists (use --overwrite)")
+    print(f"error: {output} exists (use --overwrite)", file=sys.stderr)
     return 1
   import lilnetx_tf as lnx
-  model = lnx.decompress(source)
+  model = lnx.decompress(source, safe_mode=_SAFE_MODE.value)
   if _SUMMARY.value:
     model.summary()
   model.save(output)

@@ -17,12 +17,16 @@ _INPUT = flags.DEFINE_string("input", None, "The .lnx file.")
 _ESTIMATE = flags.DEFINE_bool("estimate", True,
                               "Rebuild the model and report estimated latent bytes.")
 _JSON = flags.DEFINE_bool("json", False, "Print the report as JSON.")
+_SAFE_MODE = flags.DEFINE_bool(
+    "safe_mode", True, "--nosafe_mode rebuilds Lambda layers, running the file's Python "
+    "bytecode: only for files you trust.")
 
 
 @_common.handles_errors
 def main(argv):
   source = _common.positional(argv, 0, _INPUT.value, "input")
   from lilnetx_tf.coding import model_file
-  report = model_file.inspect(source, estimate=_ESTIMATE.value)
+  report = model_file.inspect(source, estimate=_ESTIMATE.value,
+                              safe_mode=_SAFE_MODE.value)
   print(json.dumps(report.as_dict(), indent=1) if _JSON.value else report)
   return 0

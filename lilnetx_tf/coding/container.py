@@ -270,6 +270,9 @@ def write_atomic(path: str, blob: bytes) -> None:
 
 def read(path: str, max_bytes: Optional[int] = None) -> list[StoredSection]:
   """Reads and verifies a container file."""
+  if not isinstance(path, (str, bytes, os.PathLike)):
+    raise errors.InvalidArgumentError(f"Expected a file path, got {path!r}.")
+  path = os.fspath(path)
   try:
     with open(path, "rb") as handle:
       blob = handle.read() if max_bytes is None else handle.read(max_bytes + 1)

@@ -217,9 +217,20 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
   return struct.pack("<I", len(head)) + head + b"".join(blobs), count
 
 
-def _with_suffix(path: str) -> str:
+def _output_path(path) -> str:
+  """`path` with the `.lnx` suffix, checked to name a file in an existing directory."""
+  if not isinstance(path, (str, os.PathLike)):
+    raise errors.InvalidArgumentError(f"`path` must be a file path, got {path!r}.")
   path = os.fspath(path)
-  return path if path.endswith(SUFFIX) else path + SUFFIX
+  if not os.path.basename(path):
+    raise errors.InvalidArgumentError(f"{path!r} names a directory, not a file.")
+  path = path if path.endswith(SUFFIX) else path + SUFFIX
+  if os.path.isdir(path):
+    raise errors.InvalidArgumentError(f"{path} is a directory.")
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise errors.InvalidArgumentError(f"Cannot write {path}: {directory} is not a directory.")
+  return path
 
 
 def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
@@ -241,7 +252,9 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
       10 mantissa bits and store only those (5 kept a CIFAR-10 ResNet-20's accuracy; check
       the decompressed model's).
     inference_only: Leave out the groups' densities and fold BatchNorm to scale and shift:
-      the smallest file for deployment (see module docstring).
+      the smallest file for deployment (see module docstring). The decompressed model
+      predicts the same, but its BatchNorm layers compute another function in training mode
+      (batch statistics): train further from a full file.
     architecture_codec: "lzma2" (raw LZMA2), "lzma" (xz), "zlib" or "raw" for the Keras
       config.
     precision: Range-coder precision in bits (1..16) of the entropy tables.
@@ -255,6 +268,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     raise errors.InvalidArgumentError(f"architecture_codec must be one of "
                                       f"{list(container.CODECS)}, got {architecture_codec!r}.")
   precision = validation.int_in_range("precision", precision, 1, 16)
+  float16 = validation.boolean("float16", float16)
+  inference_only = validation.boolean("inference_only", inference_only)
   if float_bits is not None:
     float_bits = validation.int_in_range("float_bits", float_bits, 2, 8)
     if float16:
@@ -263,7 +278,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     mantissa_bits = validation.int_in_range("mantissa_bits", mantissa_bits, 1, 10)
     if not float16:
       raise errors.InvalidArgumentError("mantissa_bits needs float16=True.")
-  path = _with_suffix(path)
+  path = _output_path(path)
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
   exact_ids = {id(v) for group, _ in groups for v in (group.latent_step, *group.density_variables)}
@@ -321,7 +336,7 @@ def _json(data: bytes, what: str):
 
 
 def _sections(path: str) -> tuple[dict, list]:
-  stored = container.read(os.fspath(path))
+  stored = container.read(path)
   by_tag = {}
   for s in stored:
     if s.tag in by_tag:
@@ -489,19 +504,20 @@ def _read(path: str, custom_objects: Optional[dict], safe_mode: bool = True) -> 
   return model, densities, decoded, stored
 
 
-def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = None) -> Report:
+def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = None,
+            safe_mode: bool = True) -> Report:
   """Verifies a `.lnx` file and reports its bytes per section and per group.
 
   With `estimate` and a file that holds the densities (not `inference_only`), the model is
-  decompressed and the latents' self-information under its densities is reported next to the
-  coded bytes.
+  decompressed (`custom_objects` and `safe_mode` as in `decompress`) and the latents'
+  self-information under its densities is reported next to the coded bytes.
   """
-  path = os.fspath(path)
   by_tag, stored = _sections(path)
+  path = os.fspath(path)
   densities, manifest = _group_manifest(by_tag["GRPS"].data)
   estimates = [None] * len(manifest)
   if estimate and densities:
-    _, _, decoded, _ = _read(path, custom_objects)
+    _, _, decoded, _ = _read(path, custom_objects, safe_mode)
     estimates = [entropy.estimated_bits(g, latents) / 8 for _, g, latents in decoded]
   total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in stored)
   entries, _ = _weights_manifest(by_tag["WGTS"].data)

@@ -31,7 +31,8 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.export import tflite as tflite_lib
 from lilnetx_tf.export.slimming import (DEFAULT_ATOL, DEFAULT_RTOL, SlimCheckError, SlimInfo,
-                                        count_macs, count_parameters, sample_inputs, slim)
+                                        check_graph_model, count_macs, count_parameters,
+                                        sample_inputs, slim)
 
 FORMATS = ("saved_model", "tflite", "keras")
 
@@ -134,15 +135,20 @@ def export(model: tf.keras.Model, directory: str,
   if quantization not in tflite_lib.QUANTIZATIONS:
     raise errors.InvalidArgumentError(
         f"`quantization` must be one of {tflite_lib.QUANTIZATIONS}, got {quantization!r}.")
+  check_graph_model(model)
   directory = os.path.abspath(directory)
   if os.path.exists(directory) and not overwrite:
-    raise errors.InvalidArgumentError(f"{directory} exists; pass overwrite=True to replace it.")
+    raise errors.InvalidArgumentError(
+        f"{directory} exists; pass overwrite=True (--overwrite) to replace it.")
   sample = list(inputs) if inputs is not None else sample_inputs(model)
   slim_model = slim(model, inputs=sample, rtol=rtol, atol=atol)
   info: SlimInfo = slim_model.slim_info
 
   parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
+  try:
+    os.makedirs(parent, exist_ok=True)
+  except OSError as e:
+    raise errors.InvalidArgumentError(f"Cannot create the directory {parent}: {e}") from None
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
   try:
     files = {}

@@ -54,10 +54,10 @@ def activation_name(activation) -> Optional[str]:
 
 def kernel_weights(layer) -> dict:
   """{'kernel', 'bias'} of a kernel layer as float32 numpy (bias zeros if the layer has none)."""
-  kind = kernel_kind(layer)
-  kernel = layer.depthwise_kernel if kind == "depthwise" else layer.kernel
+  depthwise = isinstance(layer, tf.keras.layers.DepthwiseConv2D)   # in any data format
+  kernel = layer.depthwise_kernel if depthwise else layer.kernel
   kernel = np.array(tf.convert_to_tensor(kernel), dtype=np.float32)
-  channels = kernel.shape[-1] if kind != "depthwise" else kernel.shape[-2] * kernel.shape[-1]
+  channels = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
   bias = layer.bias
   bias = (np.zeros(channels, np.float32) if bias is None
           else np.array(tf.convert_to_tensor(bias), dtype=np.float32))

@@ -43,14 +43,17 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf import macs
 from lilnetx_tf.export import fold
 from lilnetx_tf.export import graph
+from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import validation
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-5
-_STOCK = {"conv": tf.keras.layers.Conv2D, "depthwise": tf.keras.layers.DepthwiseConv2D,
-          "dense": tf.keras.layers.Dense}
+# The stock Keras classes of kernel layers.
+_STOCK = (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.Conv2D, tf.keras.layers.Dense)
 
 
 class SlimCheckError(errors.LilNetXError):
@@ -77,19 +80,26 @@ def _float32_config(layer, config: dict) -> dict:
   return config
 
 
-def _stock_config(layer, kind: str) -> dict:
-  config = _STOCK[kind].get_config(layer)
+def _stock_class(layer) -> type:
+  """The stock Keras kernel-layer class that `layer` (stock or LilNetX) is an instance of."""
+  return next(cls for cls in _STOCK if isinstance(layer, cls))
+
+
+def _stock_config(layer, stock: type) -> dict:
+  config = stock.get_config(layer)   # the Keras arguments only, not the LilNetX ones
   return _float32_config(layer, {k: v for k, v in config.items()
-                                 if k != "groups" or kind == "conv"})
+                                 if k != "groups" or stock is tf.keras.layers.Conv2D})
 
 
-def _stock_kernel_layer(layer, kind: str, w: dict, in_keep: Optional[np.ndarray] = None,
+def _stock_kernel_layer(layer, kind: Optional[str], w: dict,
+                        in_keep: Optional[np.ndarray] = None,
                         out_keep: Optional[np.ndarray] = None) -> tuple:
   """(an unbuilt stock Conv2D / DepthwiseConv2D / Dense like `layer`, its weights list) for the
-  decoded (and folded) weights `w`, narrowed to the kept input and output channels (all
-  channels where a mask is None)."""
+  decoded (and folded) weights `w`, narrowed to the kept input and output channels of a layer
+  of `kernel_kind` `kind` (all channels where a mask is None: any data format)."""
   kernel, bias = w["kernel"], w["bias"]
-  config = _stock_config(layer, kind)
+  stock = _stock_class(layer)
+  config = _stock_config(layer, stock)
   use_bias = bool(w["had_bias"] or np.any(bias != 0))
   config["use_bias"] = use_bias
   if in_keep is not None and out_keep is not None:
@@ -102,7 +112,7 @@ def _stock_kernel_layer(layer, kind: str, w: dict, in_keep: Optional[np.ndarray]
     else:
       kernel = kernel[:, :, in_keep, :]
     bias = bias[out_keep]
-  return _STOCK[kind].from_config(config), [kernel, bias] if use_bias else [kernel]
+  return stock.from_config(config), [kernel, bias] if use_bias else [kernel]
 
 
 def _clone(layer):
@@ -265,6 +275,18 @@ def compare(reference: tf.keras.Model, candidate: tf.keras.Model, inputs: list,
   return diff, atol + rtol * scale
 
 
+def check_graph_model(model) -> None:
+  """Raises `UnsupportedLayerError` unless `model` is a Keras model with a layer graph."""
+  if isinstance(model, tf.keras.Sequential) and not getattr(model, "_is_graph_network", False):
+    raise errors.UnsupportedLayerError(
+        "The Sequential model has no known input shape: start it with tf.keras.Input(shape) "
+        "or build it (model.build(input_shape)) first.")
+  if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
+    raise errors.UnsupportedLayerError(
+        "A Functional (or built Sequential) Keras model is needed; subclassed models have no "
+        "graph to analyse. Got " + type(model).__name__ + ".")
+
+
 def slim(model: tf.keras.Model, check: bool = True, rtol: float = DEFAULT_RTOL,
          atol: float = DEFAULT_ATOL, inputs: Optional[Sequence[np.ndarray]] = None,
          fold_batchnorm: bool = True, remove_channels: bool = True) -> tf.keras.Model:
@@ -284,10 +306,9 @@ def slim(model: tf.keras.Model, check: bool = True, rtol: float = DEFAULT_RTOL,
 
   Returns a new `tf.keras.Model` of stock layers; `model.slim_info` is a `SlimInfo`.
   """
-  if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
-    raise errors.UnsupportedLayerError(
-        "slim needs a Functional (or built Sequential) Keras model; subclassed models have no "
-        "graph to analyse. Got " + type(model).__name__ + ".")
+  check_graph_model(model)
+  rtol = validation.non_negative_float("rtol", rtol)
+  atol = validation.non_negative_float("atol", atol)
   ops = graph.graph_ops(model)
   if fold_batchnorm:
     weights, folded = _fold_batchnorms(model, ops)
@@ -326,37 +347,19 @@ def slim(model: tf.keras.Model, check: bool = True, rtol: float = DEFAULT_RTOL,
 
 
 def count_macs(model: tf.keras.Model) -> int:
-  """Multiply-accumulates per example of the conv / depthwise / dense layers of `model`."""
-  total = 0
-  for layer in model._flatten_layers(include_self=False):
-    kind = fold.kernel_kind(layer)
-    if kind is None and isinstance(layer, tf.keras.layers.Conv2D):
-      kind = "conv"
-    if kind is None:
-      continue
-    kernel = layer.depthwise_kernel if kind == "depthwise" else layer.kernel
-    size = math.prod(kernel.shape)
-    for node in layer._inbound_nodes:
-      shape = tf.nest.flatten(node.outputs)[0].shape
-      inner = shape[1:-1].as_list()
-      if None in inner:
-        continue
-      positions = math.prod(inner)
-      if kind == "conv" and getattr(layer, "groups", 1) > 1:
-        size = math.prod(kernel.shape)
-      total += positions * size
-  return int(total)
+  """Multiply-accumulates per example of the kernel layers of `model` (`lilnetx_tf.macs`)."""
+  return macs.model_macs(model)
 
 
 def count_parameters(model: tf.keras.Model) -> int:
-  """Parameters of the conv / dense / BN layers as a plain model stores them (LilNetX layers
-  count their decoded kernel and bias, not latents or decoders)."""
+  """Parameters of the layers as a plain model stores them (LilNetX layers count their decoded
+  kernel and bias, not latents, decoders or densities)."""
   total = 0
   for layer in model._flatten_layers(include_self=False):
-    kind = fold.kernel_kind(layer)
-    if kind is not None:
-      kernel = layer.depthwise_kernel if kind == "depthwise" else layer.kernel
-      total += math.prod(kernel.shape) + (0 if layer.bias is None else math.prod(layer.bias.shape))
-    elif not isinstance(layer, tf.keras.Model):
+    if isinstance(layer, (tf.keras.Model, group_lib.ParameterGroup)):
+      continue
+    if is_lilnetx_layer(layer):   # `kernel` is the decoded kernel (depthwise too)
+      total += math.prod(layer.kernel.shape) + (0 if layer.bias is None else math.prod(layer.bias.shape))
+    else:
       total += sum(math.prod(w.shape) for w in layer.weights)
   return int(total)

@@ -33,7 +33,7 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
   if callable(data):
     source = data
   elif isinstance(data, np.ndarray):
-    source = lambda: ([x[None]] for x in data)
+    source = lambda: ([x] for x in data)   # one example each; `generator` adds the batch axis
   else:
     source = lambda: iter(data)
 

@@ -8,8 +8,10 @@ trained further.
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import group as group_lib
+from lilnetx_tf.layers import validation
 
 # Tracing the densities costs more than the steps; 50 Adam steps at 1e-2 on 2048 slices per group
 # get within 0.5 % of 200 steps on 8192 (ResNet50 warm start, WORKSPACE_NOTES).
@@ -20,9 +22,15 @@ DEFAULT_MAX_SLICES = 2048
 def fit_densities(model: tf.keras.layers.Layer, steps: int = DEFAULT_STEPS,
                   max_slices: int = DEFAULT_MAX_SLICES, learning_rate: float = 1e-2,
                   seed: int = 0) -> None:
-  """Fits the density of every parameter group of `model` to its members' current latents."""
+  """Fits the density of every parameter group of `model` to its members' current latents
+  (`steps` Adam steps at `learning_rate` on up to `max_slices` slices per group)."""
+  if not isinstance(model, tf.keras.layers.Layer):
+    raise errors.InvalidArgumentError(f"Expected a Keras model, got {type(model).__name__}.")
   layers = [l for l in model._flatten_layers(include_self=False)
             if isinstance(l, base.LatentKernelMixin)]
+  if any(not layer.built for layer in layers):
+    raise errors.InvalidArgumentError(
+        "The model is not built: call it on data or build it with an input shape first.")
   fit_group_densities(group_lib.members_by_group(layers), steps, max_slices, learning_rate, seed)
 
 
@@ -35,6 +43,10 @@ def fit_group_densities(groups_and_members: list, steps: int = DEFAULT_STEPS,
   the rate term starts with a large, meaningless gradient and `lnx.stats` overestimates the
   size. All groups are fitted in one traced loop (tracing the density is the slow part).
   """
+  steps = validation.non_negative_int("steps", steps)
+  max_slices = validation.positive_int("max_slices", max_slices)
+  learning_rate = validation.positive_float("learning_rate", learning_rate)
+  seed = validation.non_negative_int("seed", seed)
   rng = np.random.default_rng(seed)
   problems = []
   for group, members in groups_and_members:

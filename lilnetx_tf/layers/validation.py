@@ -55,3 +55,10 @@ def non_negative_int(name: str, value: Any) -> int:
   if isinstance(value, (bool, float)) or not hasattr(value, "__index__") or int(value) < 0:
     raise errors.InvalidArgumentError(f"`{name}` must be a whole number >= 0, got {value!r}.")
   return int(value)
+
+
+def boolean(name: str, value: Any) -> bool:
+  """Returns `value` if it is a bool (numpy's too), or raises: `"no"` is truthy in Python."""
+  if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    raise errors.InvalidArgumentError(f"`{name}` must be True or False, got {value!r}.")
+  return bool(value)

@@ -1,0 +1,92 @@
+"""Multiply-accumulates of Keras kernel layers, read off the shapes of their calls.
+
+One count for every kind of Keras layer with a kernel: Conv1D/2D/3D (grouped too), their
+transposed, depthwise and separable variants, LocallyConnected1D/2D and Dense (also on inputs
+with more than two axes), in either data format; LilNetX layers count as their Keras namesakes
+with every decoded weight (`stats` also gives their counts without zero slices). A layer called
+several times counts every call whose shapes are known (a layer of a Functional or Sequential
+model, or of one nested in it); calls with unknown sizes, and other layers, count 0.
+"""
+
+import math
+from typing import Optional
+
+import tensorflow as tf
+
+from lilnetx_tf.layers import is_lilnetx_layer
+
+_TRANSPOSED = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
+               tf.keras.layers.Conv3DTranspose)
+_SEPARABLE = (tf.keras.layers.SeparableConv1D, tf.keras.layers.SeparableConv2D)
+_DEPTHWISE = (tf.keras.layers.DepthwiseConv1D, tf.keras.layers.DepthwiseConv2D)
+_LOCAL = (tf.keras.layers.LocallyConnected1D, tf.keras.layers.LocallyConnected2D)
+_CONV = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D, tf.keras.layers.Conv3D)
+KERNEL_LAYERS = _TRANSPOSED + _SEPARABLE + _DEPTHWISE + _LOCAL + _CONV + (tf.keras.layers.Dense,)
+
+
+def _shape(tensors) -> tf.TensorShape:
+  return tf.TensorShape(tf.nest.flatten(tensors)[0].shape)
+
+
+def _positions(layer, shape: tf.TensorShape) -> Optional[int]:
+  """The number of positions (all axes but batch and channels) of `shape`, or None."""
+  if shape.rank is None:
+    return None
+  dims = shape.as_list()[1:]
+  channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
+  inner = dims[1:] if channels_first else dims[:-1]
+  return None if None in inner else math.prod(inner)
+
+
+def _channels(layer, shape: tf.TensorShape) -> Optional[int]:
+  channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
+  return shape[1] if channels_first else shape[-1]
+
+
+def _kernel_size(layer, name: str = "kernel") -> int:
+  """The number of values of the layer's kernel `name` (of a LilNetX layer: of its latent,
+  which has as many, without decoding it)."""
+  if is_lilnetx_layer(layer):
+    return math.prod(layer.latent_variable.shape)
+  return math.prod(getattr(layer, name).shape)
+
+
+def _call_macs(layer, inputs: tf.TensorShape, outputs: tf.TensorShape) -> Optional[int]:
+  """MACs per example of one call of a kernel layer, or None if a size is unknown."""
+  if isinstance(layer, _TRANSPOSED):   # every input position scatters the whole kernel
+    positions = _positions(layer, inputs)
+    per_position = _kernel_size(layer)
+  elif isinstance(layer, _SEPARABLE):
+    positions = _positions(layer, outputs)
+    per_position = (_kernel_size(layer, "depthwise_kernel")
+                    + _kernel_size(layer, "pointwise_kernel"))
+  elif isinstance(layer, _DEPTHWISE):
+    positions = _positions(layer, outputs)
+    per_position = _kernel_size(layer, "depthwise_kernel")
+  elif isinstance(layer, _LOCAL):      # its own kernel per position, however it is stored
+    positions = _positions(layer, outputs)
+    channels = _channels(layer, inputs)
+    per_position = (None if channels is None
+                    else math.prod(layer.kernel_size) * channels * layer.filters)
+  else:                                # Conv (grouped too: the kernel holds in / groups) or Dense
+    positions = _positions(layer, outputs)
+    per_position = _kernel_size(layer)
+  return None if positions is None or per_position is None else positions * per_position
+
+
+def layer_macs(layer) -> int:
+  """MACs per example of `layer` over its calls with known sizes (0 for non-kernel layers)."""
+  if not isinstance(layer, KERNEL_LAYERS) or not layer.built:
+    return 0
+  total = 0
+  for node in layer._inbound_nodes:
+    if not node.keras_inputs:
+      continue
+    macs = _call_macs(layer, _shape(node.keras_inputs), _shape(node.outputs))
+    total += macs or 0
+  return int(total)
+
+
+def model_macs(model: tf.keras.Model) -> int:
+  """MACs per example of every kernel layer of `model`, nested models included."""
+  return sum(layer_macs(layer) for layer in model._flatten_layers(include_self=False))
