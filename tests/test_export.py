@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
+from lilnetx_tf.export import ExportCheckError
 from lilnetx_tf.export import slimming
 
 L = tf.keras.layers
@@ -347,3 +348,13 @@ def test_mixed_precision_trains_compresses_and_exports(tmp_path):
     assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
   finally:
     tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_model_tflite_cannot_run_is_an_export_check_error(tmp_path):
+  # TF 2.14's TFLite converts GroupNormalization to a BROADCAST_TO it then cannot prepare.
+  inputs = tf.keras.Input((8, 8, 3))
+  x = L.GroupNormalization(groups=2)(lnx.Conv2D(6, 3, padding="same", name="c")(inputs))
+  model = tf.keras.Model(inputs, lnx.Dense(2, name="d")(L.GlobalAveragePooling2D()(x)))
+  with pytest.raises(ExportCheckError, match="TFLite"):
+    lnx.export(model, str(tmp_path / "e"), formats=("tflite",), compare_dense=False)
+  assert not os.path.exists(tmp_path / "e")

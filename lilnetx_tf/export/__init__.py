@@ -162,11 +162,14 @@ def export(model: tf.keras.Model, directory: str,
       slim_model.save(path)
       files["model.keras"] = _tree_bytes(path)
     if "tflite" in formats:
-      content = tflite_lib.convert(slim_model, quantization, representative_data)
+      try:
+        content = tflite_lib.convert(slim_model, quantization, representative_data)
+        tflite_diff, scale = tflite_lib.max_difference(content, slim_model, sample)
+      except (RuntimeError, ValueError) as e:   # what the TFLite converter and runtime raise
+        raise ExportCheckError(f"TFLite cannot convert or run the slim model: {e}") from e
       with open(os.path.join(tmp, "model.tflite"), "wb") as f:
         f.write(content)
       tflite_after = files["model.tflite"] = len(content)
-      tflite_diff, scale = tflite_lib.max_difference(content, slim_model, sample)
       allowed = 10 * (atol + rtol * scale)
       if quantization is None and not tflite_diff <= allowed:
         raise ExportCheckError(f"TFLite differs from the slim Keras model by {tflite_diff:.3g} "
