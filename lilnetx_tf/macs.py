@@ -28,22 +28,24 @@ def _shape(tensors) -> tf.TensorShape:
   return tf.TensorShape(tf.nest.flatten(tensors)[0].shape)
 
 
+def _channels_first(layer) -> bool:
+  return getattr(layer, "data_format", "channels_last") == "channels_first"
+
+
 def _positions(layer, shape: tf.TensorShape) -> Optional[int]:
   """The number of positions (all axes but batch and channels) of `shape`, or None."""
   if shape.rank is None:
     return None
   dims = shape.as_list()[1:]
-  channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
-  inner = dims[1:] if channels_first else dims[:-1]
+  inner = dims[1:] if _channels_first(layer) else dims[:-1]
   return None if None in inner else math.prod(inner)
 
 
 def _channels(layer, shape: tf.TensorShape) -> Optional[int]:
-  channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
-  return shape[1] if channels_first else shape[-1]
+  return shape[1] if _channels_first(layer) else shape[-1]
 
 
-def _kernel_size(layer, name: str = "kernel") -> int:
+def kernel_values(layer, name: str = "kernel") -> int:
   """The number of values of the layer's kernel `name` (of a LilNetX layer: of its latent,
   which has as many, without decoding it)."""
   if is_lilnetx_layer(layer):
@@ -55,14 +57,14 @@ def _call_macs(layer, inputs: tf.TensorShape, outputs: tf.TensorShape) -> Option
   """MACs per example of one call of a kernel layer, or None if a size is unknown."""
   if isinstance(layer, _TRANSPOSED):   # every input position scatters the whole kernel
     positions = _positions(layer, inputs)
-    per_position = _kernel_size(layer)
+    per_position = kernel_values(layer)
   elif isinstance(layer, _SEPARABLE):
     positions = _positions(layer, outputs)
-    per_position = (_kernel_size(layer, "depthwise_kernel")
-                    + _kernel_size(layer, "pointwise_kernel"))
+    per_position = (kernel_values(layer, "depthwise_kernel")
+                    + kernel_values(layer, "pointwise_kernel"))
   elif isinstance(layer, _DEPTHWISE):
     positions = _positions(layer, outputs)
-    per_position = _kernel_size(layer, "depthwise_kernel")
+    per_position = kernel_values(layer, "depthwise_kernel")
   elif isinstance(layer, _LOCAL):      # its own kernel per position, however it is stored
     positions = _positions(layer, outputs)
     channels = _channels(layer, inputs)
@@ -70,7 +72,7 @@ def _call_macs(layer, inputs: tf.TensorShape, outputs: tf.TensorShape) -> Option
                     else math.prod(layer.kernel_size) * channels * layer.filters)
   else:                                # Conv (grouped too: the kernel holds in / groups) or Dense
     positions = _positions(layer, outputs)
-    per_position = _kernel_size(layer)
+    per_position = kernel_values(layer)
   return None if positions is None or per_position is None else positions * per_position
 
 

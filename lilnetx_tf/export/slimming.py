@@ -216,8 +216,7 @@ def _rebuild(model, ops, weights, folded, keep) -> tuple[tf.keras.Model, dict]:
       if id(layer) in layer_cache:
         call(op, layer_cache[id(layer)])
       elif is_lilnetx_layer(layer):   # e.g. shared by several calls: decoded at full width
-        new_layer, layer_weights = _stock_kernel_layer(
-            layer, fold.kernel_kind(layer), fold.kernel_weights(layer))
+        new_layer, layer_weights = _stock_kernel_layer(layer, None, fold.kernel_weights(layer))
         layer_cache[id(layer)] = new_layer
         call(op, new_layer)
         new_layer.set_weights(layer_weights)
@@ -358,8 +357,9 @@ def count_parameters(model: tf.keras.Model) -> int:
   for layer in model._flatten_layers(include_self=False):
     if isinstance(layer, (tf.keras.Model, group_lib.ParameterGroup)):
       continue
-    if is_lilnetx_layer(layer):   # `kernel` is the decoded kernel (depthwise too)
-      total += math.prod(layer.kernel.shape) + (0 if layer.bias is None else math.prod(layer.bias.shape))
+    if is_lilnetx_layer(layer):   # as many kernel values as latents, and the bias
+      bias = 0 if layer.bias is None else math.prod(layer.bias.shape)
+      total += macs.kernel_values(layer) + bias
     else:
       total += sum(math.prod(w.shape) for w in layer.weights)
   return int(total)
