@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
-from lilnetx_tf.export import ExportCheckError
+from lilnetx_tf.errors import ExportCheckError
 from lilnetx_tf.export import slimming
 
 L = tf.keras.layers

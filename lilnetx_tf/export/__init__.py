@@ -29,16 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf.errors import ExportCheckError, SlimCheckError
 from lilnetx_tf.export import tflite as tflite_lib
-from lilnetx_tf.export.slimming import (DEFAULT_ATOL, DEFAULT_RTOL, SlimCheckError, SlimInfo,
+from lilnetx_tf.export.slimming import (DEFAULT_ATOL, DEFAULT_RTOL, SlimInfo,
                                         check_graph_model, count_macs, count_parameters,
                                         sample_inputs, slim)
 
 FORMATS = ("saved_model", "tflite", "keras")
-
-
-class ExportCheckError(errors.LilNetXError):
-  """The exported float32 TFLite model does not match the slim Keras model."""
 
 
 def _fmt_bytes(n: Optional[int]) -> str:

@@ -56,10 +56,6 @@ DEFAULT_ATOL = 1e-5
 _STOCK = (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.Conv2D, tf.keras.layers.Dense)
 
 
-class SlimCheckError(errors.LilNetXError):
-  """The slim model's outputs differ from the original's by more than the tolerance."""
-
-
 @dataclasses.dataclass
 class SlimInfo:
   """What `slim` did; attached to the slim model as `model.slim_info`."""
@@ -335,7 +331,7 @@ def slim(model: tf.keras.Model, check: bool = True, rtol: float = DEFAULT_RTOL,
     diff, tolerance = compare(model, slim_model, sample, max(rtol, 16 * epsilon),
                               max(atol, 16 * epsilon))
     if not diff <= tolerance:
-      raise SlimCheckError(
+      raise errors.SlimCheckError(
           f"The slim model differs from the original by {diff:.3g} > {tolerance:.3g} "
           f"(atol={atol}, rtol={rtol}).")
   slim_model.slim_info = SlimInfo(
