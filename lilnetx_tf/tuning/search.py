@@ -261,7 +261,7 @@ class LilNetXHyperModel(kt.HyperModel):
   def _build_from_hp(self, hp: kt.HyperParameters):
     """The user's `build(hp)`: a plain model is converted; a model with LilNetX layers must read
     this trial's `hp.get("rate_weight")` / `hp.get("slice_weight")` itself."""
-    from lilnetx_tf.stats import lilnetx_layers  # Lazy: keeps `import lilnetx_tf.tuning` light.
+    from lilnetx_tf.layers import lilnetx_layers  # Lazy: keeps `import lilnetx_tf.tuning` light.
     rate, slices = self._weights(hp)  # Declared first, so that `build` can read them.
     build = self.build_fn.build if isinstance(self.build_fn, kt.HyperModel) else self.build_fn
     model = build(hp)
