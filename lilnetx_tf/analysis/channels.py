@@ -267,8 +267,10 @@ def analyze(model: tf.keras.Model, ops: list, weights: dict, folded: set,
   return Analysis(uf, walk.info, keep, walk.sinks)
 
 
-def absorb(analysis: Analysis, weights: dict) -> None:
-  """Folds removed constant channels into their sinks' biases and zeroes their weights."""
+def absorb(analysis: Analysis, weights: dict) -> dict:
+  """`weights` with removed constant channels folded into their sinks' biases and the sinks'
+  weights on removed channels zeroed."""
+  absorbed = dict(weights)
   for op in analysis.sinks:
     key = id(op.inputs[0])
     removed = ~analysis.keep[key]
@@ -279,33 +281,36 @@ def absorb(analysis: Analysis, weights: dict) -> None:
     const = analysis.channels[key].const
     unused, _ = sink_absorption(op, w, const)
     fold_in = removed & ~unused
+    bias = w.bias
     if fold_in.any():
       contribution = np.einsum("i,io->o", const[fold_in], rule.input_sums(w.kernel)[fold_in])
-      w.bias = (w.bias.astype(np.float64) + contribution).astype(np.float32)
-    w.kernel = rule.zero_inputs(w.kernel, removed).astype(np.float32)
+      bias = (bias.astype(np.float64) + contribution).astype(np.float32)
+    absorbed[id(op.layer)] = KernelWeights(rule.zero_inputs(w.kernel, removed), bias, w.had_bias)
+  return absorbed
 
 
 def plan(model: tf.keras.Model, ops: list, weights: dict, folded: set,
-         max_passes: int = 8) -> Analysis:
+         max_passes: int = 8) -> tuple[Analysis, dict]:
   """Repeats analysis and absorption until no more channels go; never leaves a tensor empty.
 
-  `weights` is updated in place (biases absorb removed constants, weights on removed inputs 0).
+  Returns the final analysis and the weights after absorption (biases absorb removed
+  constants, weights on removed inputs are zero).
   """
   analysis = analyze(model, ops, weights, folded)
   for _ in range(max_passes):
-    absorb(analysis, weights)
+    weights = absorb(analysis, weights)
     again = analyze(model, ops, weights, folded)
     if again.removed() <= analysis.removed():
       analysis = again
       break
     analysis = again
-  absorb(analysis, weights)
+  weights = absorb(analysis, weights)
   # A tensor with every channel removed would give zero-width layers: keep its first channel
   # (its consumers' weights on it are already zero, so this stays exact).
   extra: set = set()
   while True:
     empty = [key for key, k in analysis.keep.items() if len(k) and not k.any()]
     if not empty:
-      return analysis
+      return analysis, weights
     extra.update(int(analysis.channels[key].ids[0]) for key in empty)
     analysis = analyze(model, ops, weights, folded, extra_keep=extra)

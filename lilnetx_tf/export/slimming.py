@@ -108,7 +108,8 @@ def slim(model: tf.keras.Model, check: bool = True, rtol: float = DEFAULT_RTOL,
   ops = graph_ops(model)
   weights, folded = _folded_weights(model, ops, fold_batchnorm)
   if remove_channels:
-    keep = channels.plan(model, ops, weights, folded).keep
+    analysis, weights = channels.plan(model, ops, weights, folded)
+    keep = analysis.keep
   else:
     keep = {id(t): np.ones(width(t), bool) for op in ops for t in op.inputs + op.outputs}
   slim_model, widths = rebuild_lib.rebuild(model, ops, weights, folded, keep,
