@@ -29,16 +29,14 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf.errors import ExportCheckError, SlimCheckError
 from lilnetx_tf.export import tflite as tflite_lib
-from lilnetx_tf.export.slimming import (DEFAULT_ATOL, DEFAULT_RTOL, SlimCheckError, SlimInfo,
-                                        check_graph_model, count_macs, count_parameters,
-                                        sample_inputs, slim)
+from lilnetx_tf import macs
+from lilnetx_tf.analysis.graph import check_graph_model
+from lilnetx_tf.export.samples import sample_inputs
+from lilnetx_tf.export.slimming import DEFAULT_ATOL, DEFAULT_RTOL, SlimInfo, slim
 
 FORMATS = ("saved_model", "tflite", "keras")
-
-
-class ExportCheckError(errors.LilNetXError):
-  """The exported float32 TFLite model does not match the slim Keras model."""
 
 
 def _fmt_bytes(n: Optional[int]) -> str:
@@ -179,8 +177,9 @@ def export(model: tf.keras.Model, directory: str,
         tflite_before = len(tflite_lib.convert(dense, quantization, representative_data))
     report = ExportReport(
         directory=directory, files=files, quantization=quantization,
-        parameters_before=count_parameters(model), parameters_after=count_parameters(slim_model),
-        macs_before=count_macs(model), macs_after=count_macs(slim_model),
+        parameters_before=macs.model_parameters(model),
+        parameters_after=macs.model_parameters(slim_model),
+        macs_before=macs.model_macs(model), macs_after=macs.model_macs(slim_model),
         tflite_bytes_before=tflite_before, tflite_bytes_after=tflite_after,
         saved_model_bytes=saved_bytes, slim_max_difference=info.max_difference,
         tflite_max_difference=tflite_diff, output_scale=scale,
