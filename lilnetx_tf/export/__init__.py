@@ -32,6 +32,7 @@ from lilnetx_tf import errors
 from lilnetx_tf.errors import ExportCheckError, SlimCheckError
 from lilnetx_tf.export import tflite as tflite_lib
 from lilnetx_tf import macs
+from lilnetx_tf import text_table
 from lilnetx_tf.analysis.graph import check_graph_model
 from lilnetx_tf.export.samples import sample_inputs
 from lilnetx_tf.export.slimming import DEFAULT_ATOL, DEFAULT_RTOL, SlimInfo, slim
@@ -80,10 +81,8 @@ class ExportReport:
             (f"tflite ({self.quantization or 'float32'})",
              _fmt_bytes(self.tflite_bytes_before), _fmt_bytes(self.tflite_bytes_after),
              _ratio(self.tflite_bytes_before, self.tflite_bytes_after))]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"Export to {self.directory}"]
-    lines += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines += text_table.format_table(rows, rule=False, indent="  ")
     lines.append(f"  BatchNorms folded: {self.folded_batchnorms}; layers narrowed: "
                  f"{len(self.removed_channels)}")
     if self.slim_max_difference is not None:

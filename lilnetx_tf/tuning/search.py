@@ -46,6 +46,7 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf import text_table
 from lilnetx_tf.tuning import pareto
 
 DEFAULT_RATE_RANGE = (1e-3, 1.0)
@@ -542,9 +543,7 @@ def format_table(trials: Sequence[TrialRecord], metric: str = "accuracy",
                  f"{t.slice_weight:.3g}", f"{t.accuracy:.4f}",
                  "-" if math.isnan(t.bytes) else f"{t.bytes:,.0f}",
                  "-" if math.isnan(t.macs) else f"{t.macs:,.0f}", t.status))
-  widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-  lines = ["  ".join(str(c).rjust(w) for c, w in zip(r, widths)) for r in rows]
-  lines.insert(1, "  ".join("-" * w for w in widths))
+  lines = text_table.format_table(rows, align="r" * len(header))
   return "\n".join(lines)
 
 
