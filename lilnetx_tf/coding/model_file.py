@@ -50,6 +50,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import atomic
 from lilnetx_tf import errors
 from lilnetx_tf.coding import architecture
 from lilnetx_tf.coding import container
@@ -100,8 +101,7 @@ def _check_model(model) -> None:
 
 
 def _float16_ok(values: np.ndarray) -> bool:
-  return values.dtype == np.float32 and bool(np.all(np.abs(values[np.isfinite(values)])
-                                                   <= _FLOAT16_MAX))
+  return values.dtype == np.float32 and bool(np.all(np.abs(values) <= _FLOAT16_MAX))
 
 
 def _stored_variables(model, layers: list, densities: bool) -> list:
@@ -143,12 +143,11 @@ def _folded_batch_norms(model) -> dict:
 
 
 def _fill_value(values: np.ndarray):
-  """The common value of a constant tensor (bit-exact, finite), else None."""
+  """The common value of a constant tensor (bit-exact; values are finite), else None."""
   if values.size < 2 or values.dtype.kind not in "fiub":
     return None
   first = values.reshape(-1)[:1]
-  if not np.all(np.isfinite(first)) or \
-     values.tobytes() != np.broadcast_to(first, values.shape).tobytes():
+  if values.tobytes() != np.broadcast_to(first, values.shape).tobytes():
     return None
   return first[0].item()
 
@@ -180,8 +179,29 @@ def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
   return unsigned - top
 
 
+def _layer_names(model) -> dict:
+  """id(variable) → name of the innermost layer holding it."""
+  names = {}
+  for layer in model._flatten_layers(include_self=False):   # outer layers before inner ones
+    for variable in layer.weights:
+      names[id(variable)] = layer.name
+  return names
+
+
+def _check_finite(values: np.ndarray, variable, layer_names: dict) -> None:
+  """Refuses NaN and infinities: a decoded model would compute NaN (and the reader refuses
+  them too)."""
+  if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    layer = layer_names.get(id(variable), "?")
+    raise errors.InvalidArgumentError(
+        f"Layer {layer!r}, variable {variable.name}: {bad} of {values.size} values are NaN or "
+        "infinite; a model file stores finite values only (check the training for "
+        "divergence).")
+
+
 def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool,
-                     float_bits: Optional[int], mantissa_bits: int) -> tuple:
+                     float_bits: Optional[int], mantissa_bits: int, layer_names: dict) -> tuple:
   manifest, blobs, coded, count = [], [], [], 0
   for variable in variables:
     values = values_of[id(variable)] if id(variable) in values_of else variable.numpy()
@@ -189,13 +209,14 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
     if dtype not in _DTYPES:
       raise errors.UnsupportedLayerError(
           f"Variable {variable.name} has dtype {dtype}, which the model file cannot store.")
+    _check_finite(values, variable, layer_names)
     count += values.size
     fill = _fill_value(values)
     if fill is not None:
       manifest.append([list(values.shape), dtype, _FILL, fill])
       continue
     lossy = id(variable) not in exact_ids and _float16_ok(values)
-    if float_bits and lossy and np.all(np.isfinite(values)):
+    if float_bits and lossy:
       scale, codes = _quantize(values, float_bits)
       manifest.append([list(values.shape), dtype, _QUANTIZED, float_bits, scale.item()])
       blobs.append(_pack(codes, float_bits))
@@ -218,18 +239,20 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
 
 
 def _output_path(path) -> str:
-  """`path` with the `.lnx` suffix, checked to name a file in an existing directory."""
+  """`path` with the `.lnx` suffix, checked to name a file (or a link to one) in an existing
+  directory."""
   if not isinstance(path, (str, os.PathLike)):
     raise errors.InvalidArgumentError(f"`path` must be a file path, got {path!r}.")
   path = os.fspath(path)
-  if not os.path.basename(path):
-    raise errors.InvalidArgumentError(f"{path!r} names a directory, not a file.")
+  if not os.path.basename(path) or os.path.isdir(path):
+    raise errors.OutputPathError(f"Cannot write {path}: it names a directory, not a file.")
   path = path if path.endswith(SUFFIX) else path + SUFFIX
-  if os.path.isdir(path):
-    raise errors.InvalidArgumentError(f"{path} is a directory.")
-  directory = os.path.dirname(os.path.abspath(path))
+  target = atomic.resolve(path)
+  if os.path.isdir(target):
+    raise errors.OutputPathError(f"Cannot write {path}: it is a directory.")
+  directory = os.path.dirname(target)
   if not os.path.isdir(directory):
-    raise errors.InvalidArgumentError(f"Cannot write {path}: {directory} is not a directory.")
+    raise errors.OutputPathError(f"Cannot write {path}: {directory} is not a directory.")
   return path
 
 
@@ -242,7 +265,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
 
   Args:
     model: A built Keras model with LilNetX layers (plain Keras layers are stored too).
-    path: Output path; `.lnx` is appended when missing. Written atomically.
+    path: Output path; `.lnx` is appended when missing. Written atomically (`atomic`), through
+      a symlink.
     float16: Store the non-latent floats (decoders, biases, BatchNorm, plain layers) as
       float16, except each group's latent step and density (see module docstring).
     float_bits: Store those floats instead as `float_bits`-bit integers (2..8) times one
@@ -285,7 +309,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   stored = unread.zero_unread(model, _folded_batch_norms(model)) if inference_only else {}
   weights, weight_count = _weights_section(
       _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16,
-      float_bits, 10 if mantissa_bits is None else mantissa_bits)
+      float_bits, 10 if mantissa_bits is None else mantissa_bits, _layer_names(model))
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
@@ -314,7 +338,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
       container.Section("LATS", b"".join(strings), "raw"),
   ]
   blob = container.encode(sections)
-  container.write_atomic(path, blob)
+  atomic.write_file(path, blob)
   stored = container.decode(blob, path)
   latent_count = sum(g.parameters for g in group_reports)
   return Report(path=path, total_bytes=len(blob), header_bytes=container.FILE_HEADER_SIZE,
