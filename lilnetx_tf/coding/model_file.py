@@ -179,29 +179,36 @@ def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
   return unsigned - top
 
 
-def _layer_names(model) -> dict:
-  """id(variable) → name of the innermost layer holding it."""
-  names = {}
+def _owners(model, layers: list) -> dict:
+  """id(variable) → what holds it: the innermost layer, or the parameter group and its
+  members."""
+  owners = {}
   for layer in model._flatten_layers(include_self=False):   # outer layers before inner ones
     for variable in layer.weights:
-      names[id(variable)] = layer.name
-  return names
+      owners[id(variable)] = f"layer {layer.name!r}"
+  for group, members in group_lib.members_by_group(layers):
+    for variable in group.weights:
+      owners[id(variable)] = (f"the parameter group of layer(s) "
+                              f"{', '.join(repr(l.name) for l in members)}")
+  return owners
 
 
-def _check_finite(values: np.ndarray, variable, layer_names: dict) -> None:
-  """Refuses NaN and infinities: a decoded model would compute NaN (and the reader refuses
-  them too)."""
-  if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-    bad = int(np.count_nonzero(~np.isfinite(values)))
-    layer = layer_names.get(id(variable), "?")
-    raise errors.InvalidArgumentError(
-        f"Layer {layer!r}, variable {variable.name}: {bad} of {values.size} values are NaN or "
-        "infinite; a model file stores finite values only (check the training for "
-        "divergence).")
+def _check_finite(owners: dict, variables: list, stored: Optional[dict] = None) -> None:
+  """Refuses NaN and infinities in `variables` (or in the values `stored` for them, e.g.
+  folded): a decoded model would compute NaN (and the reader refuses them too)."""
+  for variable in variables:
+    values = variable.numpy() if stored is None else stored.get(id(variable))
+    if values is not None and values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+      bad = int(np.count_nonzero(~np.isfinite(values)))
+      raise errors.InvalidArgumentError(
+          f"Variable {variable.name} of {owners.get(id(variable), 'the model')}: {bad} of "
+          f"{values.size} {'values' if stored is None else 'values to store'} are NaN or "
+          "infinite; a model file stores finite values only (check the training for "
+          "divergence).")
 
 
 def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool,
-                     float_bits: Optional[int], mantissa_bits: int, layer_names: dict) -> tuple:
+                     float_bits: Optional[int], mantissa_bits: int) -> tuple:
   manifest, blobs, coded, count = [], [], [], 0
   for variable in variables:
     values = values_of[id(variable)] if id(variable) in values_of else variable.numpy()
@@ -209,7 +216,6 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
     if dtype not in _DTYPES:
       raise errors.UnsupportedLayerError(
           f"Variable {variable.name} has dtype {dtype}, which the model file cannot store.")
-    _check_finite(values, variable, layer_names)
     count += values.size
     fill = _fill_value(values)
     if fill is not None:
@@ -306,10 +312,14 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   layers = _lilnetx_layers(model)
   groups = _groups(layers)
   exact_ids = {id(v) for group, _ in groups for v in (group.latent_step, *group.density_variables)}
+  variables = _stored_variables(model, layers, densities=not inference_only)
+  owners = _owners(model, layers)
+  _check_finite(owners, variables)
   stored = unread.zero_unread(model, _folded_batch_norms(model)) if inference_only else {}
+  _check_finite(owners, variables, stored)
   weights, weight_count = _weights_section(
-      _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16,
-      float_bits, 10 if mantissa_bits is None else mantissa_bits, _layer_names(model))
+      variables, stored, exact_ids, float16, float_bits,
+      10 if mantissa_bits is None else mantissa_bits)
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
