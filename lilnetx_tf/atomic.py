@@ -1,8 +1,9 @@
 """Atomic output writes that leave no lasting debris: every file and directory the library
 writes (`.lnx` files, exports) goes through `write_file` or `new_directory`.
 
-A target is built as a temporary sibling (same directory, hence same file system), synced to
-disk, and renamed over the target, so a reader sees the old or the new target, never a part.
+A target is built in a temporary sibling (same directory, hence same file system: a file
+inside a temporary directory, a directory as the temporary itself), synced to disk, and
+renamed over the target, so a reader sees the old or the new target, never a part.
 Temporaries are named
 
     .<target name>.<host>.<pid>.<random>.tmp
@@ -127,37 +128,53 @@ def _write_chunks(handle, blob: bytes) -> None:
     handle.write(blob[start:start + chunk])
 
 
-def write_file(path, blob: bytes) -> str:
-  """Writes `blob` to `path` (through a symlink) atomically; returns the path written.
+def save_file(path, save: Callable[[str], None]) -> str:
+  """Runs `save(temp)`, which writes a file at `temp`: a path with the target's name inside a
+  fresh temporary directory next to `path`; then moves that file over `path` (through a
+  symlink) atomically. Returns the path written. (Keras's `model.save` takes such a `save`:
+  it picks its format by the name's suffix.)
 
-  `path` keeps its permissions if it exists (new files get 0o666 less the umask). If anything
-  fails or interrupts the write, `path` is left as it was and the temporary is removed.
+  `path` keeps its permissions if it exists. If anything fails or interrupts the write, `path`
+  is left as it was and the temporary is removed.
   """
   target = resolve(path)
   if os.path.isdir(target):
     raise errors.OutputPathError(f"Cannot write {path}: it is a directory.")
-  temp = _temporary(target)
+  scratch = _temporary(target)
   try:
     _clean(target)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                 0o666)
+    os.mkdir(scratch)
   except OSError as e:
     raise _error(target, e) from e
   try:
-    with os.fdopen(fd, "wb") as handle:
-      if os.path.exists(target):
-        os.chmod(handle.fileno(), os.stat(target).st_mode & 0o777)
-      _write_chunks(handle, blob)
-      handle.flush()
-      os.fsync(handle.fileno())
+    temp = os.path.join(scratch, os.path.basename(target))
+    save(temp)
+    if os.path.exists(target):
+      os.chmod(temp, os.stat(target).st_mode & 0o777)
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
     os.replace(temp, target)
-  except BaseException as e:
-    _remove(temp)
-    if isinstance(e, OSError):
-      raise _error(target, e) from e
-    raise
+  except OSError as e:
+    if isinstance(e, errors.LilNetXError):
+      raise
+    raise _error(target, e) from e
+  finally:
+    _remove(scratch)
   _sync_directory(os.path.dirname(target))
   return target
+
+
+def write_file(path, blob: bytes) -> str:
+  """Writes `blob` to `path` atomically (`save_file`); returns the path written."""
+  def save(temp: str) -> None:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                 0o666)
+    with os.fdopen(fd, "wb") as handle:
+      _write_chunks(handle, blob)
+  return save_file(path, save)
 
 
 def _sync_tree(root: str) -> None:
@@ -212,7 +229,10 @@ def new_directory(path, check: Callable[[str], None]) -> Iterator[str]:
   check(target)
   temp = _temporary(target)
   try:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    try:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+      raise OSError(errno.ENOTDIR, "a part of the path is a file, not a directory") from None
     _clean(target)
     os.mkdir(temp)
   except OSError as e:
@@ -229,4 +249,4 @@ def new_directory(path, check: Callable[[str], None]) -> Iterator[str]:
     raise
 
 
-__all__ = ["new_directory", "resolve", "stale_temporaries", "write_file"]
+__all__ = ["new_directory", "resolve", "save_file", "stale_temporaries", "write_file"]

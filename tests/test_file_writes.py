@@ -205,14 +205,10 @@ def test_read_only_directory(tmp_path):
 
 def test_file_system_refusal_is_an_output_path_error(tmp_path, monkeypatch):
   """What a read-only file system answers (also for root, which permission bits do not stop)."""
-  real_open = os.open
+  def read_only(path, *args, **kwargs):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
 
-  def read_only(path, flags, *args, **kwargs):
-    if flags & os.O_CREAT:
-      raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
-    return real_open(path, flags, *args, **kwargs)
-
-  monkeypatch.setattr(os, "open", read_only)
+  monkeypatch.setattr(os, "mkdir", read_only)
   with pytest.raises(errors.OutputPathError, match="Read-only file system") as caught:
     lnx.compress(_model(), str(tmp_path / "m.lnx"), estimate=False)
   assert caught.value.errno == errno.EROFS and isinstance(caught.value, OSError)
