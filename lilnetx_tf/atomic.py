@@ -1,5 +1,6 @@
 """Atomic output writes that leave no lasting debris: every file and directory the library
-writes (`.lnx` files, exports) goes through `write_file` or `new_directory`.
+writes (`.lnx` files, exports, the CLI's decompressed models) goes through `write_file`,
+`save_file` or `new_directory`.
 
 A target is built in a temporary sibling (same directory, hence same file system: a file
 inside a temporary directory, a directory as the temporary itself), synced to disk, and
@@ -212,7 +213,11 @@ def _swap_in(temp: str, target: str) -> None:
   else:
     old = _temporary(target)
     os.rename(target, old)
-    os.rename(temp, target)
+    try:
+      os.rename(temp, target)
+    except BaseException:
+      os.rename(old, target)
+      raise
     _remove(old)
   _sync_directory(os.path.dirname(target))
 

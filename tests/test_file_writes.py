@@ -116,6 +116,30 @@ def test_killed_directory_swap_keeps_one_version_and_the_next_write_cleans(tmp_p
   assert os.listdir(tmp_path) == ["export"] and os.listdir(target) == ["again"]
 
 
+def test_directory_swap_without_an_atomic_exchange(tmp_path, monkeypatch):
+  """Where renameat2 is missing: two renames; an interrupt between them puts the old back."""
+  monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+  target = tmp_path / "export"
+  target.mkdir()
+  (target / "old").write_text("old")
+  real_rename = os.rename
+
+  def interrupted_second_rename(source, destination):
+    if str(destination) == str(target) and "old" not in os.listdir(source):
+      raise KeyboardInterrupt
+    real_rename(source, destination)
+
+  monkeypatch.setattr(os, "rename", interrupted_second_rename)
+  with pytest.raises(KeyboardInterrupt):
+    with atomic.new_directory(str(target), lambda target: None) as temp:
+      (tmp_path / temp / "new").write_text("new")
+  assert os.listdir(tmp_path) == ["export"] and os.listdir(target) == ["old"]
+  monkeypatch.setattr(os, "rename", real_rename)
+  with atomic.new_directory(str(target), lambda target: None) as temp:
+    (tmp_path / temp / "new").write_text("new")
+  assert os.listdir(tmp_path) == ["export"] and os.listdir(target) == ["new"]
+
+
 def test_only_temporaries_of_dead_writers_on_this_host_are_cleaned(tmp_path):
   target = str(tmp_path / "model.lnx")
   dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
