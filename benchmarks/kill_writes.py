@@ -9,7 +9,7 @@ with SIGKILL after a random delay, then checks the target: it must be the file (
 one complete write. Counted per kill:
   debris          kills after which a temporary was left (the kill fell in the write window)
   target_ok       kills after which the target was complete (must be all of them)
-After the last kill one more write runs in this process; `debris_after_next_write` (entries
+After the last kill one more (unkilled) write runs; `debris_after_next_write` (entries
 besides the target in its directory) must be 0.
 """
 
@@ -36,7 +36,7 @@ import os, sys
 import tensorflow as tf
 import lilnetx_tf as lnx
 
-kind, target, units = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kind, target, units, once = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "once"
 inputs = tf.keras.Input((units,))
 h = tf.keras.layers.Dense(units, activation="relu")(inputs)
 model = tf.keras.Model(inputs, lnx.Dense(10)(tf.keras.layers.Dense(units)(h)))
@@ -47,14 +47,16 @@ while True:
   else:
     lnx.export(model, target, formats=("tflite",), compare_dense=False, overwrite=True)
   print("written", flush=True)
+  if once:
+    break
 """
 
 
-def _child(kind: str, target: str, units: int) -> subprocess.Popen:
+def _child(kind: str, target: str, units: int, once: bool = False) -> subprocess.Popen:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CHILD), kind, target,
-                           str(units)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          env=env, text=True)
+                           str(units), "once" if once else "loop"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, env=env, text=True)
 
 
 def _complete(kind: str, target: str) -> bool:
@@ -70,7 +72,6 @@ def _complete(kind: str, target: str) -> bool:
 
 def main(argv):
   del argv
-  import lilnetx_tf as lnx
   from lilnetx_tf import atomic
   rng = random.Random(_SEED.value)
   kind, directory = _KIND.value, tempfile.mkdtemp()
@@ -92,13 +93,8 @@ def main(argv):
     child.wait()
     debris += bool(atomic.stale_temporaries(target))
     complete += _complete(kind, target)
-  import tensorflow as tf
-  inputs = tf.keras.Input((8,))
-  model = tf.keras.Model(inputs, lnx.Dense(2)(inputs))
-  if kind == "compress":
-    lnx.compress(model, target, estimate=False)
-  else:
-    lnx.export(model, target, formats=("tflite",), compare_dense=False, overwrite=True)
+  with _child(kind, target, _UNITS.value, once=True) as child:   # the next write
+    child.communicate()
   left = [name for name in os.listdir(directory) if name != os.path.basename(target)]
   print(f"kind {kind}, one write {span:.2f} s, kills {_KILLS.value} (delays uniform in "
         f"[0, {2 * span:.2f}] s after start-up)")

@@ -95,11 +95,12 @@ def stale_temporaries(target: str) -> list:
 
 
 def _remove(path: str) -> None:
-  """Removes a file or directory tree; gone already is fine (another writer cleaning)."""
+  """Removes a file or directory tree, as far as it can: gone already (another writer
+  cleaning) or not removable (another user's) must not fail the write."""
   if os.path.isdir(path) and not os.path.islink(path):
     shutil.rmtree(path, ignore_errors=True)
   else:
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):
       os.unlink(path)
 
 
