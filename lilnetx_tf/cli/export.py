@@ -3,8 +3,8 @@
 Usage: lilnetx export --model=MODEL.keras --output_dir=DIR [--quantization=float16|int8]
 
 Writes DIR/saved_model, DIR/model.tflite (and DIR/model.keras with --formats=...,keras),
-DIR/report.json and DIR/lilnetx_export.json atomically, checks the TFLite model against Keras and prints a table of
-parameters, MACs and file sizes before and after.
+DIR/report.json and DIR/lilnetx_export.json atomically, checks the TFLite model against
+Keras and prints a table of parameters, MACs and file sizes before and after.
 """
 
 import json

@@ -15,7 +15,8 @@ the tolerance), then writes into `directory`:
 Files are written into a temporary directory next to `directory`, which then takes the place
 of `directory` in one atomic swap (`lilnetx_tf.atomic`): readers see the old export or the
 new one. `overwrite=True` replaces only an earlier export holding nothing but what it wrote;
-any other non-empty directory, or a file, is refused (`errors.OutputPathError`). The TFLite model is run by the
+any other non-empty directory, or a file, is refused (`errors.OutputPathError`).
+The TFLite model is run by the
 interpreter on the sample inputs and compared with the slim Keras model; in float32 a
 difference beyond atol + rtol·max|output| (10× the slim tolerance) raises `ExportCheckError`,
 quantized models only report it.
@@ -232,8 +233,9 @@ def export(model: tf.keras.Model, directory: str,
         removed_channels={k: list(v) for k, v in info.removed_channels.items()})
     with open(os.path.join(tmp, "report.json"), "w") as f:
       json.dump(report.to_dict(), f, indent=1)
+    entries = sorted(os.listdir(tmp) + [MARKER])
     with open(os.path.join(tmp, MARKER), "w") as f:
-      json.dump({"format": _MARKER_FORMAT, "entries": sorted(os.listdir(tmp))}, f)
+      json.dump({"format": _MARKER_FORMAT, "entries": entries}, f)
   return report
 
 
