@@ -1,7 +1,7 @@
 """SIGKILL `compress` and `export` at random moments: the target must stay whole, debris must go.
 
 Usage: PYTHONPATH=. .venv/bin/python benchmarks/kill_writes.py [--kills=20] [--seed=0]
-       [--kind=compress|export] [--units=1024]
+       [--kind=compress|export] [--units=1024] [--write_delay=0.5]
 
 A child process writes the same target over and over (`lnx.compress` of a model of about
 `units`² float32 weights, or `lnx.export(..., overwrite=True)` to TFLite); the parent kills it
@@ -26,17 +26,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags
 
+import lilnetx_tf as lnx
+from lilnetx_tf import atomic
+
 _KILLS = flags.DEFINE_integer("kills", 20, "Number of SIGKILLs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed of the delays.")
 _KIND = flags.DEFINE_enum("kind", "compress", ["compress", "export"], "What the child writes.")
 _UNITS = flags.DEFINE_integer("units", 1024, "Width of the model's two dense layers.")
+_WRITE_DELAY = flags.DEFINE_float(
+    "write_delay", 0.0, "compress: seconds the child sleeps after each MiB it writes, which "
+    "widens the write window so that more kills land in it.")
 
 _CHILD = """
-import os, sys
+import os, sys, time
 import tensorflow as tf
 import lilnetx_tf as lnx
+from lilnetx_tf import atomic
 
 kind, target, units, once = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "once"
+delay = float(sys.argv[5])
+if delay:
+  def slow_write(handle, blob):
+    for start in range(0, len(blob), 1 << 20):
+      handle.write(blob[start:start + (1 << 20)])
+      handle.flush()
+      time.sleep(delay)
+  atomic._write_chunks = slow_write
 inputs = tf.keras.Input((units,))
 h = tf.keras.layers.Dense(units, activation="relu")(inputs)
 model = tf.keras.Model(inputs, lnx.Dense(10)(tf.keras.layers.Dense(units)(h)))
@@ -55,12 +70,12 @@ while True:
 def _child(kind: str, target: str, units: int, once: bool = False) -> subprocess.Popen:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CHILD), kind, target,
-                           str(units), "once" if once else "loop"], stdout=subprocess.PIPE,
+                           str(units), "once" if once else "loop", str(_WRITE_DELAY.value)],
+                          stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, env=env, text=True)
 
 
 def _complete(kind: str, target: str) -> bool:
-  import lilnetx_tf as lnx
   if kind == "compress":
     try:
       lnx.decompress(target)
@@ -72,7 +87,6 @@ def _complete(kind: str, target: str) -> bool:
 
 def main(argv):
   del argv
-  from lilnetx_tf import atomic
   rng = random.Random(_SEED.value)
   kind, directory = _KIND.value, tempfile.mkdtemp()
   target = os.path.join(directory, "model.lnx" if kind == "compress" else "export")
