@@ -6,11 +6,12 @@ Usage: PYTHONPATH=. .venv/bin/python benchmarks/kill_writes.py [--kills=20] [--s
 A child process writes the same target over and over (`lnx.compress` of a model of about
 `units`² float32 weights, or `lnx.export(..., overwrite=True)` to TFLite); the parent kills it
 with SIGKILL after a random delay, then checks the target: it must be the file (directory) of
-one complete write. Counted per kill:
-  debris          kills after which a temporary was left (the kill fell in the write window)
-  target_ok       kills after which the target was complete (must be all of them)
-After the last kill one more (unkilled) write runs; `debris_after_next_write` (entries
-besides the target in its directory) must be 0.
+one complete write. Printed:
+  debris after a kill            kills after which a temporary was left (the kill fell in
+                                 the write window)
+  target complete after a kill   kills after which the target was complete (must be all)
+  debris after the next write    entries besides the target in its directory after one more
+                                 (unkilled) write (must be 0)
 """
 
 import os
