@@ -44,14 +44,17 @@ _CONVERTIBLE = {
 # Options the LilNetX layers do not take: the latents are regularized by the LilNetX objective.
 _DROPPED_OPTIONS = ("kernel_regularizer", "kernel_constraint", "depthwise_regularizer",
                     "depthwise_constraint")
-# Families of layers with a weight kernel: anything of these kinds we do not convert is reported.
+# Families of layers with a weight kernel: anything of these kinds we do not convert is reported
+# (as is any other layer holding a weight of rank >= 2, once built).
 _KERNEL_FAMILIES = tuple(
     cls for cls in (
         getattr(tf.keras.layers, name, None)
         for name in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
                      "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D",
                      "DepthwiseConv1D", "DepthwiseConv2D", "Dense", "EinsumDense",
-                     "LocallyConnected1D", "LocallyConnected2D", "Embedding"))
+                     "LocallyConnected1D", "LocallyConnected2D", "Embedding", "SimpleRNN",
+                     "GRU", "LSTM", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+                     "MultiHeadAttention"))
     if cls is not None)
 
 LayerSelection = Union[None, Iterable[str], Callable[[tf.keras.layers.Layer], bool]]
@@ -108,10 +111,10 @@ def convert(model: tf.keras.Model,
   _check_cloneable(model)
   converter = _Converter(model, layer_kwargs, _Selection(model, layers))
   if converter.unsupported:
-    listing = "; ".join(converter.unsupported)
+    listing = "; ".join(description for description, _ in converter.unsupported)
     message = (f"{len(converter.unsupported)} layer(s) with weights are kept as plain Keras "
                f"layers (LilNetX converts only Conv2D with groups=1, DepthwiseConv2D and "
-               f"Dense): {listing}.")
+               f"Dense): {listing}.{_share(model, [l for _, l in converter.unsupported])}")
     if strict:
       raise errors.UnsupportedLayerError(message + " Pass strict=False to keep them as they are.")
     warnings.warn(message, UserWarning, stacklevel=2)
@@ -193,6 +196,26 @@ def _describe(layer) -> str:
   return f"{layer.name!r} ({type(layer).__name__})"
 
 
+def _share(model, layers: list) -> str:
+  """How much of the (built) model's parameters `layers` hold, as a sentence."""
+  total = model.count_params() if model.built else 0
+  if not total:
+    return ""
+  kept = sum(layer.count_params() for layer in layers if layer.built)
+  return (f" They hold {kept:,} of the model's {total:,} parameters ({kept / total:.1%}), "
+          "which stay uncompressed.")
+
+
+def _kernels(layer) -> list:
+  """Names of the trainable weights of rank >= 2 of a built custom (not Keras) layer, its
+  sublayers' included: its kernels, presumably (Keras's own such layers are in
+  `_KERNEL_FAMILIES`; the rest, e.g. PReLU's alpha, are not kernels)."""
+  if type(layer).__module__.split(".")[0] == "keras":
+    return []
+  return [w.name.split("/")[-1].split(":")[0] for w in layer.trainable_weights
+          if w.shape.rank >= 2]
+
+
 def _repeats_a_layer(model: tf.keras.Sequential) -> bool:
   """Whether a built Sequential model calls one layer object more than once."""
   # pylint: disable=protected-access
@@ -211,7 +234,7 @@ class _Converter:
     self.memo: dict[int, tf.keras.layers.Layer] = {}
     self.copied: list = []      # (old, new) plain layers whose weights are copied
     self.converted: list = []   # (old, new) converted layers
-    self.unsupported: list = []
+    self.unsupported: list = []   # (description, layer) of layers with kernels kept plain
     self.dropped: list = []
     self.plans: dict[int, str] = {}   # id(layer) -> "convert" or "copy"; the model is not touched
     self._survey(model, in_selected_model=False)
@@ -245,14 +268,18 @@ class _Converter:
         reason = ""
         if isinstance(layer, tf.keras.layers.Conv2D) and type(layer) is tf.keras.layers.Conv2D:
           reason = f", groups={layer.groups}"
-        self.unsupported.append(_describe(layer)[:-1] + reason + ")")
+        self.unsupported.append((_describe(layer)[:-1] + reason + ")", layer))
       elif not isinstance(layer, _KERNEL_FAMILIES):
         inner = [l for l in layer._flatten_layers(include_self=False)
                  if isinstance(l, _KERNEL_FAMILIES)]
+        kernels = _kernels(layer)
         if inner:
-          self.unsupported.append(
+          self.unsupported.append((
               f"{_describe(layer)} containing " + ", ".join(_describe(l) for l in inner[:3])
-              + (", ..." if len(inner) > 3 else ""))
+              + (", ..." if len(inner) > 3 else ""), layer))
+        elif kernels:
+          self.unsupported.append((f"{_describe(layer)} with weights {', '.join(kernels)}",
+                                   layer))
     self.plans[id(layer)] = plan
 
   def clone(self, model):

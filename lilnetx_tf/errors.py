@@ -40,3 +40,23 @@ class ExportCheckError(LilNetXError):
 
 class NoMatchingTrialError(LilNetXError, LookupError):
   """No trial of a search satisfies the constraints of a pick rule."""
+
+
+class ModelFileReadError(ModelFileError, OSError):
+  """The model file exists but cannot be opened or read: no permission, a loop of links, an
+  I/O error (also an `OSError`, with the failing call's `errno`)."""
+
+
+class OutputPathError(InvalidArgumentError, OSError):
+  """Nothing can be written at an output path: it names a directory where a file goes, a file
+  or a directory lilnetx_tf did not write where an export goes, runs through a file, or the
+  file system refuses (missing or read-only directory, no permission, no space). Also an
+  `OSError`, with the failing call's `errno` when there is one."""
+
+
+def os_error(cls: type, message: str, cause: OSError) -> OSError:
+  """A `cls` (an `OSError` subclass above) saying `message`, carrying `cause`'s errno (only:
+  `OSError.__str__` would show its strerror and filename instead of `message`)."""
+  error = cls(message)
+  error.errno = cause.errno
+  return error

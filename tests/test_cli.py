@@ -103,3 +103,39 @@ def test_output_path_through_a_file_is_a_one_line_error(saved):
     result = _cli(*args)
     assert result.returncode == 1, (args, result.stderr)
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, args
+
+
+def test_compress_onto_an_existing_directory_is_an_error(saved, capsys):
+  directory, path, _, _ = saved
+  existing = directory / "existing_dir"
+  existing.mkdir()
+  code, _, err = _run_in_process(capsys, "compress", path, str(existing))
+  assert code == 1 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+  assert "directory" in err
+  assert not os.path.exists(str(existing) + ".lnx") and os.listdir(existing) == []
+
+
+def test_decompress_overwrites_only_its_own_kind_of_output(saved):
+  directory, path, expected, x = saved
+  lnx_path = str(directory / "for_overwrite.lnx")
+  lnx.compress(tf.keras.models.load_model(path), lnx_path)
+  out = directory / "restored_dir"
+  for _ in range(2):                       # creates, then replaces, a SavedModel directory
+    result = _cli("decompress", "--overwrite", lnx_path, str(out))
+    assert result.returncode == 0, result.stderr
+  assert "saved_model.pb" in os.listdir(out)
+  np.testing.assert_array_equal(tf.keras.models.load_model(out)(x).numpy(), expected)
+  foreign = directory / "my_files"
+  foreign.mkdir()
+  (foreign / "keep.txt").write_text("mine")
+  result = _cli("decompress", "--overwrite", lnx_path, str(foreign))
+  assert result.returncode == 1 and result.stderr.startswith("error:")
+  assert "not a SavedModel" in result.stderr and os.listdir(foreign) == ["keep.txt"]
+  keras_file = directory / "link_target.keras"
+  keras_file.write_bytes(b"old")
+  link = directory / "link.keras"
+  link.symlink_to(keras_file)
+  result = _cli("decompress", "--overwrite", lnx_path, str(link))
+  assert result.returncode == 0, result.stderr
+  assert link.is_symlink() and keras_file.stat().st_size > 3
+  assert not [f for f in os.listdir(directory) if f.startswith(".")]

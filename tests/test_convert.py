@@ -197,6 +197,39 @@ def test_unsupported_layers_warn_once_and_strict_raises():
   assert not lilnetx_layers(unconverted)
 
 
+class _CustomKernel(L.Layer):
+  """A custom layer with its own weight matrix (not a Keras layer convert knows)."""
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight("kernel", (input_shape[-1], 4))
+
+  def call(self, x):
+    return tf.matmul(x, self.kernel)
+
+
+def test_recurrent_and_custom_kernel_layers_are_named_with_their_parameter_share():
+  inputs = tf.keras.Input((5, 3))
+  h = L.LSTM(8, name="rnn", return_sequences=True)(inputs)
+  h = L.Bidirectional(L.GRU(4), name="bi")(h)
+  h = _CustomKernel(name="mine")(h)
+  h = L.PReLU(name="prelu")(L.Reshape((2, 2))(h))         # a rank-2 weight, not a kernel
+  model = tf.keras.Model(inputs, L.Dense(2, name="head")(L.Flatten()(h)))
+  kept = sum(model.get_layer(n).count_params() for n in ("rnn", "bi", "mine"))
+  share = f"{kept:,} of the model's {model.count_params():,} parameters"
+  with pytest.raises(errors.UnsupportedLayerError) as caught:
+    lnx.convert(model, strict=True)
+  for text in ("'rnn' (LSTM)", "'bi' (Bidirectional)", "'mine'", "kernel", share):
+    assert text in str(caught.value)
+  assert "prelu" not in str(caught.value)
+  with warnings.catch_warnings(record=True) as warned:
+    warnings.simplefilter("always")
+    converted = lnx.convert(model)
+  messages = [str(w.message) for w in warned if "kept as plain Keras" in str(w.message)]
+  assert len(messages) == 1 and share in messages[0] and "'rnn' (LSTM)" in messages[0]
+  assert type(converted.get_layer("rnn")) is L.LSTM
+  assert type(converted.get_layer("head")) is lnx.Dense
+
+
 @pytest.mark.parametrize("steps", [-1, 1.5, "x", True])
 def test_density_fit_steps_must_be_a_whole_number(steps):
   with pytest.raises(errors.InvalidArgumentError, match="density_fit_steps"):

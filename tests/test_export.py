@@ -1,5 +1,6 @@
 """lnx.slim / lnx.export: channels really removed, outputs unchanged, files written."""
 
+import json
 import os
 
 import numpy as np
@@ -247,7 +248,8 @@ def test_export_files_and_tflite_match(tmp_path):
   decoded = 3 * 3 * 3 * 8 + 8 + 8 * 3 + 3       # kernels and biases, not latents or groups
   assert report.parameters_before == decoded
   assert report.parameters_after == decoded - 4 * (27 + 1 + 3)
-  assert sorted(os.listdir(out)) == ["model.tflite", "report.json", "saved_model"]
+  assert sorted(os.listdir(out)) == ["lilnetx_export.json", "model.tflite", "report.json",
+                                     "saved_model"]
   assert report.tflite_max_difference <= 1e-4 * max(1, report.output_scale)
   assert report.macs_after < report.macs_before
   assert "MACs" in str(report)
@@ -257,6 +259,73 @@ def test_export_files_and_tflite_match(tmp_path):
   with pytest.raises(errors.InvalidArgumentError):
     lnx.export(model, out)                                   # exists, no overwrite
   assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+
+
+def _listing(directory) -> dict:
+  return {os.path.relpath(os.path.join(root, f), directory): os.path.getsize(os.path.join(root, f))
+          for root, _, files in os.walk(directory) for f in files}
+
+
+def test_export_overwrite_replaces_only_an_earlier_export(tmp_path):
+  model = _tiny()
+  out = tmp_path / "exp"
+  lnx.export(model, str(out), formats=("tflite",), compare_dense=False)
+  first = (out / "report.json").read_text()
+  assert json.loads((out / "lilnetx_export.json").read_text())["entries"] == [
+      "lilnetx_export.json", "model.tflite", "report.json"]
+  lnx.export(model, str(out), formats=("tflite", "keras"), compare_dense=False,
+             overwrite=True)
+  assert sorted(os.listdir(out)) == ["lilnetx_export.json", "model.keras", "model.tflite",
+                                     "report.json"]
+  assert (out / "report.json").read_text() != first
+  # A file the user added: refused (the whole export would be replaced), nothing touched.
+  (out / "notes.txt").write_text("mine")
+  before = _listing(out)
+  with pytest.raises(errors.OutputPathError, match="notes.txt") as caught:
+    lnx.export(model, str(out), overwrite=True)
+  assert isinstance(caught.value, OSError)
+  assert _listing(out) == before
+  # A directory lilnetx_tf did not write, and a regular file: refused, with or without overwrite.
+  foreign = tmp_path / "photos"
+  foreign.mkdir()
+  (foreign / "cat.jpg").write_bytes(b"\xff\xd8")
+  regular = tmp_path / "file"
+  regular.write_text("data")
+  for target in (foreign, regular):
+    for overwrite in (False, True):
+      with pytest.raises(errors.OutputPathError):
+        lnx.export(model, str(target), overwrite=overwrite)
+  assert _listing(foreign) == {"cat.jpg": 2} and regular.read_text() == "data"
+  # A marker that is not ours (or is damaged) does not make a directory replaceable.
+  (foreign / "lilnetx_export.json").write_text('{"entries": ["cat.jpg"]}')
+  with pytest.raises(errors.OutputPathError, match="not a lilnetx_tf export"):
+    lnx.export(model, str(foreign), overwrite=True)
+  assert sorted(os.listdir(tmp_path)) == ["exp", "file", "photos"]      # no debris
+
+
+def test_export_into_an_empty_directory_and_through_a_symlink(tmp_path):
+  model = _tiny()
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  lnx.export(model, str(empty), formats=("tflite",), compare_dense=False)
+  assert "model.tflite" in os.listdir(empty)
+  link = tmp_path / "latest"
+  link.symlink_to(empty)
+  lnx.export(model, str(link), formats=("tflite", "keras"), compare_dense=False,
+             overwrite=True)
+  assert link.is_symlink() and "model.keras" in os.listdir(empty)
+  assert sorted(os.listdir(tmp_path)) == ["empty", "latest"]
+
+
+def test_export_path_errors(tmp_path):
+  model = _tiny()
+  (tmp_path / "afile").write_text("a file")
+  for path in (tmp_path / "afile" / "out", tmp_path / "afile" / "sub" / "out"):
+    with pytest.raises(errors.OutputPathError, match="not a directory"):
+      lnx.export(model, str(path))
+  with pytest.raises(errors.InvalidArgumentError, match="overwrite"):
+    lnx.export(model, str(tmp_path / "out"), overwrite="yes")
+  assert os.listdir(tmp_path) == ["afile"]
 
 
 @pytest.mark.parametrize("quantization", ["float16", "int8"])

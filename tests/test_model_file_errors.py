@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lilnetx_tf as lnx
+from lilnetx_tf import atomic
 from lilnetx_tf import errors
 from lilnetx_tf.coding import container
 
@@ -157,15 +158,15 @@ def test_interrupted_write_keeps_the_old_file(files, tmp_path, monkeypatch):
     handle.write(data[:len(data) // 2])
     raise KeyboardInterrupt("simulated interruption")
 
-  monkeypatch.setattr(container, "_write_bytes", failing_write)
+  monkeypatch.setattr(atomic, "_write_chunks", failing_write)
   with pytest.raises(KeyboardInterrupt):
-    container.write_atomic(str(path), blob)
+    atomic.write_file(str(path), blob)
   with pytest.raises(KeyboardInterrupt):
     lnx.compress(_model(3), str(path), estimate=False)
   assert path.read_bytes() == b"old contents"
   assert os.listdir(tmp_path) == ["model.lnx"]      # no temporary left behind
   monkeypatch.undo()
-  container.write_atomic(str(path), blob)
+  atomic.write_file(str(path), blob)
   assert path.read_bytes() == blob
 
 

@@ -3,7 +3,8 @@
 Usage: lilnetx decompress [flags] FILE.lnx [OUTPUT]
 
 OUTPUT ending in .keras or .h5 is written in that format; anything else is a SavedModel
-directory. The decoded weights are bit-identical to those of the compressed model.
+directory. The decoded weights are bit-identical to those of the compressed model. OUTPUT is
+written atomically; --overwrite replaces a file, or a directory holding only a SavedModel.
 """
 
 import os
@@ -24,6 +25,26 @@ _SAFE_MODE = flags.DEFINE_bool(
     "bytecode: only for files you trust.")
 
 
+# What `model.save` writes into a SavedModel directory: all --overwrite may replace.
+_SAVED_MODEL_ENTRIES = {"saved_model.pb", "keras_metadata.pb", "fingerprint.pb", "variables",
+                        "assets"}
+
+
+def _replaceable_saved_model(target: str) -> None:
+  """Refuses to replace anything but an empty directory or a SavedModel (whose entries
+  --overwrite replaces as a whole)."""
+  from lilnetx_tf import errors
+  if not os.path.lexists(target):
+    return
+  if not os.path.isdir(target):
+    raise errors.OutputPathError(f"{target} is not a directory; a SavedModel is one (give "
+                                 "OUTPUT a .keras or .h5 suffix for a file).")
+  entries = set(os.listdir(target))
+  if entries and ("saved_model.pb" not in entries or entries - _SAVED_MODEL_ENTRIES):
+    raise errors.OutputPathError(
+        f"{target} is a directory but not a SavedModel: --overwrite replaces only those.")
+
+
 @_common.handles_errors
 def main(argv):
   source = _common.positional(argv, 0, _INPUT.value, "input")
@@ -34,10 +55,15 @@ def main(argv):
     print(f"error: {output} exists (use --overwrite)", file=sys.stderr)
     return 1
   import lilnetx_tf as lnx
+  from lilnetx_tf import atomic
   model = lnx.decompress(source, safe_mode=_SAFE_MODE.value)
   if _SUMMARY.value:
     model.summary()
-  model.save(output)
+  if output.endswith((".keras", ".h5")):
+    atomic.save_file(output, model.save)
+  else:
+    with atomic.new_directory(output, _replaceable_saved_model) as directory:
+      model.save(directory, save_format="tf")
   print(f"{source} -> {output}: {model.count_params():,} parameters, "
         f"{len(model.layers)} layers")
   return 0

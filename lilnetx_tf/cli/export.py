@@ -2,9 +2,9 @@
 
 Usage: lilnetx export --model=MODEL.keras --output_dir=DIR [--quantization=float16|int8]
 
-Writes DIR/saved_model, DIR/model.tflite (and DIR/model.keras with --formats=...,keras) and
-DIR/report.json atomically, checks the TFLite model against Keras and prints a table of
-parameters, MACs and file sizes before and after.
+Writes DIR/saved_model, DIR/model.tflite (and DIR/model.keras with --formats=...,keras),
+DIR/report.json and DIR/lilnetx_export.json atomically, checks the TFLite model against
+Keras and prints a table of parameters, MACs and file sizes before and after.
 """
 
 import json
@@ -19,7 +19,9 @@ _QUANTIZATION = flags.DEFINE_enum("quantization", "none", ["none", "float16", "i
                                   "TFLite quantization (int8 calibrates on random inputs).")
 _FORMATS = flags.DEFINE_list("formats", ["saved_model", "tflite"],
                              "Any of saved_model, tflite, keras.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output directory.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace an earlier export in the output directory (never a directory "
+    "lilnetx_tf did not write, nor one holding other files).")
 _JSON = flags.DEFINE_bool("json", False, "Print the report as JSON.")
 
 

@@ -33,7 +33,6 @@ import hashlib
 import lzma
 import os
 import struct
-import tempfile
 import zlib
 from typing import Iterable, Optional
 
@@ -233,41 +232,6 @@ def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
   return result
 
 
-def _write_bytes(handle, blob: bytes) -> None:
-  """Writes `blob` in chunks (a seam for tests that simulate a failure mid-write)."""
-  chunk = 1 << 22
-  for start in range(0, len(blob), chunk):
-    handle.write(blob[start:start + chunk])
-
-
-def write_atomic(path: str, blob: bytes) -> None:
-  """Writes `blob` to `path` through a temporary file in the same directory and `os.replace`.
-
-  If anything fails before the rename, `path` is left as it was and the temporary is removed.
-  """
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                              suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as handle:
-      _write_bytes(handle, blob)
-      handle.flush()
-      os.fsync(handle.fileno())
-    if os.path.exists(path):
-      os.chmod(temp, os.stat(path).st_mode & 0o7777)
-    else:
-      umask = os.umask(0)
-      os.umask(umask)
-      os.chmod(temp, 0o666 & ~umask)
-    os.replace(temp, path)
-  except BaseException:
-    try:
-      os.unlink(temp)
-    except FileNotFoundError:
-      pass
-    raise
-
-
 def read(path: str, max_bytes: Optional[int] = None) -> list[StoredSection]:
   """Reads and verifies a container file."""
   if not isinstance(path, (str, bytes, os.PathLike)):
@@ -280,6 +244,13 @@ def read(path: str, max_bytes: Optional[int] = None) -> list[StoredSection]:
     raise errors.ModelFileError(f"{path} is a directory, not a LilNetX model file.") from None
   except FileNotFoundError:
     raise errors.ModelFileNotFoundError(f"No LilNetX model file at {path}.") from None
+  except NotADirectoryError:
+    raise errors.ModelFileNotFoundError(
+        f"No LilNetX model file at {path}: a part of the path is a file, not a directory."
+    ) from None
+  except OSError as e:
+    raise errors.os_error(errors.ModelFileReadError,
+                          f"Cannot read {path}: {e.strerror or e}.", e) from None
   if max_bytes is not None and len(blob) > max_bytes:
     raise errors.ModelFileError(f"{path} is larger than {max_bytes} bytes.")
   return decode(blob, source=path)

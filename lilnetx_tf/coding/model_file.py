@@ -50,6 +50,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import atomic
 from lilnetx_tf import errors
 from lilnetx_tf.analysis import batchnorm
 from lilnetx_tf.coding import architecture
@@ -96,8 +97,7 @@ def _check_model(model) -> None:
 
 
 def _float16_ok(values: np.ndarray) -> bool:
-  return values.dtype == np.float32 and bool(np.all(np.abs(values[np.isfinite(values)])
-                                                   <= _FLOAT16_MAX))
+  return values.dtype == np.float32 and bool(np.all(np.abs(values) <= _FLOAT16_MAX))
 
 
 def _stored_variables(model, layers: list, densities: bool) -> list:
@@ -112,12 +112,11 @@ def _stored_variables(model, layers: list, densities: bool) -> list:
 
 
 def _fill_value(values: np.ndarray):
-  """The common value of a constant tensor (bit-exact, finite), else None."""
+  """The common value of a constant tensor (bit-exact; values are finite), else None."""
   if values.size < 2 or values.dtype.kind not in "fiub":
     return None
   first = values.reshape(-1)[:1]
-  if not np.all(np.isfinite(first)) or \
-     values.tobytes() != np.broadcast_to(first, values.shape).tobytes():
+  if values.tobytes() != np.broadcast_to(first, values.shape).tobytes():
     return None
   return first[0].item()
 
@@ -149,6 +148,34 @@ def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
   return unsigned - top
 
 
+def _owners(model, layers: list) -> dict:
+  """id(variable) → what holds it: the innermost layer, or the parameter group and its
+  members."""
+  owners = {}
+  for layer in model._flatten_layers(include_self=False):   # outer layers before inner ones
+    for variable in layer.weights:
+      owners[id(variable)] = f"layer {layer.name!r}"
+  for group, members in group_lib.members_by_group(layers):
+    for variable in group.weights:
+      owners[id(variable)] = (f"the parameter group of layer(s) "
+                              f"{', '.join(repr(l.name) for l in members)}")
+  return owners
+
+
+def _check_finite(owners: dict, variables: list, stored: Optional[dict] = None) -> None:
+  """Refuses NaN and infinities in `variables` (or in the values `stored` for them, e.g.
+  folded): a decoded model would compute NaN (and the reader refuses them too)."""
+  for variable in variables:
+    values = variable.numpy() if stored is None else stored.get(id(variable))
+    if values is not None and values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+      bad = int(np.count_nonzero(~np.isfinite(values)))
+      raise errors.InvalidArgumentError(
+          f"Variable {variable.name} of {owners.get(id(variable), 'the model')}: {bad} of "
+          f"{values.size} {'values' if stored is None else 'values to store'} are NaN or "
+          "infinite; a model file stores finite values only (check the training for "
+          "divergence).")
+
+
 def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: bool,
                      float_bits: Optional[int], mantissa_bits: int) -> tuple:
   manifest, blobs, coded, count = [], [], [], 0
@@ -164,7 +191,7 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
       manifest.append([list(values.shape), dtype, _FILL, fill])
       continue
     lossy = id(variable) not in exact_ids and _float16_ok(values)
-    if float_bits and lossy and np.all(np.isfinite(values)):
+    if float_bits and lossy:
       scale, codes = _quantize(values, float_bits)
       manifest.append([list(values.shape), dtype, _QUANTIZED, float_bits, scale.item()])
       blobs.append(_pack(codes, float_bits))
@@ -187,18 +214,20 @@ def _weights_section(variables: list, values_of: dict, exact_ids: set, float16: 
 
 
 def _output_path(path) -> str:
-  """`path` with the `.lnx` suffix, checked to name a file in an existing directory."""
+  """`path` with the `.lnx` suffix, checked to name a file (or a link to one) in an existing
+  directory."""
   if not isinstance(path, (str, os.PathLike)):
     raise errors.InvalidArgumentError(f"`path` must be a file path, got {path!r}.")
   path = os.fspath(path)
-  if not os.path.basename(path):
-    raise errors.InvalidArgumentError(f"{path!r} names a directory, not a file.")
+  if not os.path.basename(path) or os.path.isdir(path):
+    raise errors.OutputPathError(f"Cannot write {path}: it names a directory, not a file.")
   path = path if path.endswith(SUFFIX) else path + SUFFIX
-  if os.path.isdir(path):
-    raise errors.InvalidArgumentError(f"{path} is a directory.")
-  directory = os.path.dirname(os.path.abspath(path))
+  target = atomic.resolve(path)
+  if os.path.isdir(target):
+    raise errors.OutputPathError(f"Cannot write {path}: it is a directory.")
+  directory = os.path.dirname(target)
   if not os.path.isdir(directory):
-    raise errors.InvalidArgumentError(f"Cannot write {path}: {directory} is not a directory.")
+    raise errors.OutputPathError(f"Cannot write {path}: {directory} is not a directory.")
   return path
 
 
@@ -211,7 +240,8 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
 
   Args:
     model: A built Keras model with LilNetX layers (plain Keras layers are stored too).
-    path: Output path; `.lnx` is appended when missing. Written atomically.
+    path: Output path; `.lnx` is appended when missing. Written atomically (`atomic`), through
+      a symlink.
     float16: Store the non-latent floats (decoders, biases, BatchNorm, plain layers) as
       float16, except each group's latent step and density (see module docstring).
     float_bits: Store those floats instead as `float_bits`-bit integers (2..8) times one
@@ -251,10 +281,14 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
   layers = lilnetx_layers(model)
   groups = _groups(layers)
   exact_ids = {id(v) for group, _ in groups for v in (group.latent_step, *group.density_variables)}
+  variables = _stored_variables(model, layers, densities=not inference_only)
+  owners = _owners(model, layers)
+  _check_finite(owners, variables)
   stored = unread.zero_unread(model, batchnorm.folded_variables(model)) if inference_only else {}
+  _check_finite(owners, variables, stored)
   weights, weight_count = _weights_section(
-      _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16,
-      float_bits, 10 if mantissa_bits is None else mantissa_bits)
+      variables, stored, exact_ids, float16, float_bits,
+      10 if mantissa_bits is None else mantissa_bits)
 
   manifest, tables, strings, group_reports = [], [], [], []
   for group, members in groups:
@@ -283,7 +317,7 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
       container.Section("LATS", b"".join(strings), "raw"),
   ]
   blob = container.encode(sections)
-  container.write_atomic(path, blob)
+  atomic.write_file(path, blob)
   stored = container.decode(blob, path)
   latent_count = sum(g.parameters for g in group_reports)
   return Report(path=path, total_bytes=len(blob), header_bytes=container.FILE_HEADER_SIZE,

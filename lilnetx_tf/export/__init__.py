@@ -11,8 +11,12 @@ the tolerance), then writes into `directory`:
   model.tflite   the slim model converted to TFLite (float32, float16 weights or int8)
   model.keras    (format "keras") the slim model in the Keras v3 format
   report.json    the figures of the returned `ExportReport`
-Files are written into a temporary directory next to `directory` and renamed into place at
-the end, so `directory` either appears complete or not at all. The TFLite model is run by the
+  lilnetx_export.json   what the export wrote (`MARKER`): what `overwrite=True` may replace
+Files are written into a temporary directory next to `directory`, which then takes the place
+of `directory` in one atomic swap (`lilnetx_tf.atomic`): readers see the old export or the
+new one. `overwrite=True` replaces only an earlier export holding nothing but what it wrote;
+any other non-empty directory, or a file, is refused (`errors.OutputPathError`).
+The TFLite model is run by the
 interpreter on the sample inputs and compared with the slim Keras model; in float32 a
 difference beyond atol + rtol·max|output| (10× the slim tolerance) raises `ExportCheckError`,
 quantized models only report it.
@@ -21,13 +25,12 @@ quantized models only report it.
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import atomic
 from lilnetx_tf import errors
 from lilnetx_tf.errors import ExportCheckError, SlimCheckError
 from lilnetx_tf.export import tflite as tflite_lib
@@ -36,8 +39,12 @@ from lilnetx_tf import text_table
 from lilnetx_tf.analysis.graph import check_graph_model
 from lilnetx_tf.export.samples import sample_inputs
 from lilnetx_tf.export.slimming import DEFAULT_ATOL, DEFAULT_RTOL, SlimInfo, slim
+from lilnetx_tf.layers import validation
 
 FORMATS = ("saved_model", "tflite", "keras")
+MARKER = "lilnetx_export.json"        # lists what an export wrote: what overwrite may replace
+_MARKER_FORMAT = "lilnetx_tf export/1"
+_MAX_MARKER_BYTES = 1 << 16
 
 
 def _fmt_bytes(n: Optional[int]) -> str:
@@ -104,6 +111,49 @@ def _tree_bytes(path: str) -> int:
              for root, _, files in os.walk(path) for f in files)
 
 
+def _written_entries(directory: str) -> Optional[list]:
+  """The entries the export in `directory` wrote, from its marker; None if it has none."""
+  try:
+    with open(os.path.join(directory, MARKER), "rb") as f:
+      doc = json.loads(f.read(_MAX_MARKER_BYTES))
+  except (OSError, ValueError):
+    return None
+  if not isinstance(doc, dict) or doc.get("format") != _MARKER_FORMAT:
+    return None
+  entries = doc.get("entries")
+  ok = isinstance(entries, list) and all(isinstance(e, str) for e in entries)
+  return entries if ok else None
+
+
+def _replaceable(overwrite: bool) -> Callable[[str], None]:
+  """The check `atomic.new_directory` runs on the target: an export replaces nothing, an
+  empty directory, or (`overwrite`) an earlier export holding only what it wrote."""
+  def check(target: str) -> None:
+    if not os.path.lexists(target):
+      return
+    if not os.path.isdir(target):
+      raise errors.OutputPathError(
+          f"{target} exists and is not a directory; an export writes a directory.")
+    entries = set(os.listdir(target))
+    if not entries:
+      return
+    if not overwrite:
+      raise errors.OutputPathError(
+          f"{target} exists; pass overwrite=True (--overwrite) to replace it.")
+    written = _written_entries(target)
+    if written is None:
+      raise errors.OutputPathError(
+          f"{target} is not a lilnetx_tf export (it has no {MARKER}): overwrite replaces "
+          "only an earlier export; choose another directory.")
+    foreign = sorted(entries - set(written))
+    if foreign:
+      raise errors.OutputPathError(
+          f"{target} holds files the export did not write ({', '.join(foreign[:5])}"
+          f"{', ...' if len(foreign) > 5 else ''}); move them out first, overwrite would "
+          "delete them.")
+  return check
+
+
 def export(model: tf.keras.Model, directory: str,
            formats: Sequence[str] = ("saved_model", "tflite"),
            quantization: Optional[str] = None, representative_data=None,
@@ -114,7 +164,9 @@ def export(model: tf.keras.Model, directory: str,
 
   Args:
     model: a Functional Keras model with LilNetX and/or plain layers.
-    directory: created atomically; must not exist unless `overwrite`.
+    directory: created atomically; must not exist (or be empty) unless `overwrite`, which
+      replaces only an earlier export holding nothing but what it wrote (a symlink to a
+      directory is written through).
     formats: any of "saved_model", "tflite", "keras".
     quantization: None (float32), "float16" or "int8" (TFLite only).
     representative_data: int8 calibration inputs: an array of examples (without or with a
@@ -133,21 +185,14 @@ def export(model: tf.keras.Model, directory: str,
     raise errors.InvalidArgumentError(
         f"`quantization` must be one of {tflite_lib.QUANTIZATIONS}, got {quantization!r}.")
   check_graph_model(model)
+  check = _replaceable(validation.boolean("overwrite", overwrite))
+  check(atomic.resolve(directory))                       # refuse before the slow work
   directory = os.path.abspath(directory)
-  if os.path.exists(directory) and not overwrite:
-    raise errors.InvalidArgumentError(
-        f"{directory} exists; pass overwrite=True (--overwrite) to replace it.")
   sample = list(inputs) if inputs is not None else sample_inputs(model)
   slim_model = slim(model, inputs=sample, rtol=rtol, atol=atol)
   info: SlimInfo = slim_model.slim_info
 
-  parent = os.path.dirname(directory)
-  try:
-    os.makedirs(parent, exist_ok=True)
-  except OSError as e:
-    raise errors.InvalidArgumentError(f"Cannot create the directory {parent}: {e}") from None
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
-  try:
+  with atomic.new_directory(directory, check) as tmp:
     files = {}
     tflite_after = tflite_before = tflite_diff = scale = saved_bytes = None
     if "saved_model" in formats:
@@ -186,16 +231,9 @@ def export(model: tf.keras.Model, directory: str,
         removed_channels={k: list(v) for k, v in info.removed_channels.items()})
     with open(os.path.join(tmp, "report.json"), "w") as f:
       json.dump(report.to_dict(), f, indent=1)
-    if os.path.exists(directory):
-      backup = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old-", dir=parent)
-      os.rename(directory, os.path.join(backup, "old"))
-      os.rename(tmp, directory)
-      shutil.rmtree(backup, ignore_errors=True)
-    else:
-      os.rename(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+    entries = sorted(os.listdir(tmp) + [MARKER])
+    with open(os.path.join(tmp, MARKER), "w") as f:
+      json.dump({"format": _MARKER_FORMAT, "entries": entries}, f)
   return report
 
 
