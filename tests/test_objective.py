@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
+from lilnetx_tf.layers import group as group_lib
 
 LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -75,14 +76,17 @@ def test_rate_term_in_evaluation_uses_rounded_latents():
 
 
 def _noisy_latents(model):
-  """Each layer's W̃ + U(−½, ½) as the next training call draws it (seeded by the group step)."""
-  noisy = []
-  for layer in _lnx_layers(model):
-    seed = tf.constant([layer._noise_seed, int(layer.group.step.numpy())], tf.int64)
-    noise = tf.random.stateless_uniform(layer.latent_variable.shape, seed, -0.5, 0.5)
+  """Each layer's W̃ + U(−½, ½) as the next training call draws it: one draw per group over its
+  members' stacked latents, seeded by the group's name and step."""
+  noisy = {}
+  for group, members in group_lib.members_by_group(_lnx_layers(model)):
+    rows = [l.num_slices for l in members]
+    seed = tf.constant([group._noise_seed, int(group.step.numpy())], tf.int64)
+    noise = tf.random.stateless_uniform((sum(rows), group.slice_size), seed, -0.5, 0.5)
     assert not np.allclose(noise.numpy(), 0)
-    noisy.append(layer.latent + noise)
-  return noisy
+    for layer, part in zip(members, tf.split(noise, rows)):
+      noisy[id(layer)] = layer.latent + tf.reshape(part, layer.latent.shape)
+  return [noisy[id(l)] for l in _lnx_layers(model)]
 
 
 def test_rate_term_in_training_uses_noisy_latents():
