@@ -167,10 +167,11 @@ def _realistic_latents(kind, rows, slice_size):
 @pytest.mark.parametrize("kind", ["peaked_heavy_tails", "laplace", "wide"])
 def test_large_group_priced_from_the_table_matches_the_exact_density(slice_size, kind):
   """A group with at least `bits_table.MIN_ROWS` rows prices its latents from a table of the
-  density; measured against the exact evaluation on the same noisy latents, the totals were
-  within 0.07 % (1 % allowed), the slopes within 4.1 % and the density's gradient within 17 %
-  (relative L2: the gradient of a fitted density is a small sum of large terms); integer
-  latents in evaluation are priced exactly."""
+  density; measured against the exact evaluation on the same noisy latents (these kinds, and
+  uniform on ±1000, with 1, 9 and 25 channels), the totals were within 0.05 % (1 % allowed),
+  the slopes within 2.6 % (relative L2; 10 % allowed) and the density's gradient within 20 %
+  (the gradient of a fitted density is a small sum of large terms); integer latents in
+  evaluation are priced exactly."""
   rows = bits_table.MIN_ROWS + 1000
   latents = _realistic_latents(kind, rows, slice_size)
   group = _fitted_group(slice_size, latents)
@@ -194,15 +195,17 @@ def test_large_group_priced_from_the_table_matches_the_exact_density(slice_size,
   assert float(tf.norm(slopes - exact_slopes) / tf.norm(exact_slopes)) < 0.1
 
 
-def test_latents_beyond_the_table_are_priced_exactly():
+def test_latents_beyond_the_integer_table_are_priced_exactly():
+  """Evaluation: integers wider than the table take the exact path. Training: the noisy grid
+  widens with |z|, so a far latent is still priced from the table, within the same 1 %."""
   rows = bits_table.MIN_ROWS
   latents = _realistic_latents("laplace", rows, 1)
-  latents[0] = 1e4                               # wider than the table: the exact path
+  latents[0] = 1e4
   group = _fitted_group(1, latents)
   assert float(group.member_bits([tf.round(latents)])[0]) == pytest.approx(
       float(tf.reduce_sum(group.bits(tf.round(latents)))), rel=1e-6)
   exact = float(tf.reduce_sum(group.bits(tf.constant(latents) + group.noise((rows, 1)))))
-  assert float(group.step_density([tf.constant(latents)])[0]) == pytest.approx(exact, rel=1e-6)
+  assert float(group.step_density([tf.constant(latents)])[0]) == pytest.approx(exact, rel=1e-2)
 
 
 def test_rate_term_is_linear_in_rate_weight():

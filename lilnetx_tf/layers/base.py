@@ -47,7 +47,7 @@ LATENT_WEIGHT_NAME = "kernel_latent"
 def _safe_norm(x: tf.Tensor) -> tf.Tensor:
   """L2 norm over the last axis with a zero (sub)gradient at zero."""
   if x.shape[-1] == 1:
-    return tf.abs(x[..., 0])  # one op instead of six, over every weight of a dense layer
+    return tf.abs(tf.squeeze(x, -1))  # one op instead of six, on every weight of a Dense
   squared = tf.reduce_sum(tf.square(x), axis=-1)
   positive = squared > 0
   return tf.where(positive, tf.sqrt(tf.where(positive, squared, 1.0)), 0.0)

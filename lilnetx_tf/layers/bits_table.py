@@ -2,15 +2,19 @@
 
 A parameter group's density is factorized: one 1-D function per channel. A group with many
 latents (a dense group holds every weight of every Dense layer) would evaluate the deep density
-network once per latent and step. Instead the group evaluates it once per step on `POINTS` grid
-points per channel, spaced `spacing` apart from just below the smallest latent, and prices each
-latent by the grid point nearest to it: a histogram of the latents (`tf.math.bincount`) weights
-the tabulated bits, and each latent's slope is gathered from the table of the bits' exact
-derivative. With integer latents and spacing 1 this is exact. With noisy latents
-(latent + U(−½, ½)) and spacing 1/16 it moves each evaluation point by at most 1/32, far less
-than the noise itself; the totals stay within a fraction of a percent of the exact bits
-(tests/test_objective.py measures it). When the latents span more than the table, the caller
-evaluates exactly.
+network once per latent and step. Instead the group evaluates it on `POINTS` grid points per
+channel and prices each latent by the grid point nearest to it: a histogram of the latents
+(`tf.math.bincount`) weights the tabulated bits, and each latent's slope is gathered from the
+table of the bits' exact derivative. Two grids:
+
+- Integer latents (evaluation): the integers from just below the smallest latent. Exact; a
+  group whose latents span more than the table is evaluated latent by latent.
+- Noisy latents (training, latent + U(−½, ½)): a grid with spacing 0.04 near zero that widens
+  like sqrt(8² + z²) / 8 (uniform in asinh(z / 8)), so one static table covers |z| ≤ 1.1e5 and
+  its spacing stays a small fraction of the bits' scale of variation; values beyond take its
+  last point. (At 2^22 and beyond, z ± ½ is not even representable in float32.) Moving each evaluation point
+  by at most half a spacing is far less than the noise itself; the totals stay within a fraction
+  of a percent of the exact bits (tests/test_objective.py measures it).
 """
 
 from typing import Sequence
@@ -19,38 +23,55 @@ import tensorflow as tf
 
 # Grid points per channel: a static size, so the table also compiles under XLA.
 POINTS = 4096
-# Spacing of the table for noisy latents (latent units); it covers a range of POINTS / 16 = 256.
-NOISY_SPACING = 1.0 / 16.0
 # Below this many rows, evaluating each latent costs less than the table's 2 · POINTS points.
 MIN_ROWS = 2 * POINTS
+# The noisy grid: spacing ZERO_SPACING at 0, growing like sqrt(WARP² + z²) / WARP; with these
+# values it is 0.08 at |z| = 14, 0.32 at 64, 5 at 1000, and the grid ends at
+# ±8 · sinh(2048 · 0.005) ≈ ±1.1e5.
+ZERO_SPACING = 0.04
+WARP = 8.0
+_WARPED_STEP = ZERO_SPACING / WARP
 
 
 def worth_it(num_rows: int) -> bool:
-  """Whether a group of `num_rows` latent rows is priced faster by the table."""
+  """Whether a group of `num_rows` latent rows is priced faster by a table."""
   return num_rows >= MIN_ROWS
 
 
-def origin_and_fit(values: tf.Tensor, spacing: float) -> tuple:
-  """The grid's first point (an integer below every value) and whether the grid covers `values`.
-
-  The test is False for non-finite values too, so those take the exact path and keep its result.
-  """
+def integer_origin_and_fit(values: tf.Tensor) -> tuple:
+  """The integer grid's first point (below every value) and whether the grid covers `values`.
+  The test is False for non-finite values too, so those take the exact path."""
   origin = tf.floor(tf.reduce_min(values)) - 1.0
-  top = (tf.reduce_max(values) - origin) / spacing
-  return origin, top <= POINTS - 2
+  return origin, tf.reduce_max(values) - origin <= POINTS - 2
 
 
-def grid(origin: tf.Tensor, spacing: float, num_channels: int) -> tf.Tensor:
-  """The (POINTS, num_channels) grid: the same points for every channel."""
-  points = origin + spacing * tf.range(POINTS, dtype=tf.float32)
+def integer_grid(origin: tf.Tensor, num_channels: int) -> tf.Tensor:
+  """(POINTS, num_channels): the integers origin, origin + 1, ... for every channel."""
+  points = origin + tf.range(POINTS, dtype=tf.float32)
   return tf.tile(points[:, None], (1, num_channels))
 
 
-def indices(values: tf.Tensor, origin: tf.Tensor, spacing: float) -> tf.Tensor:
-  """Flat indices into a (POINTS, channels) table of the grid point nearest each of `values`
-  (n, channels), in the order of `values`."""
-  position = tf.cast(tf.round((values - origin) * (1.0 / spacing)), tf.int32)
-  num_channels = values.shape[-1]
+def integer_indices(values: tf.Tensor, origin: tf.Tensor) -> tf.Tensor:
+  """Flat indices into an `integer_grid` table of the integer values (n, channels)."""
+  return _flat(tf.cast(tf.round(values - origin), tf.int32), values.shape[-1])
+
+
+def warped_grid(num_channels: int) -> tf.Tensor:
+  """(POINTS, num_channels): the noisy grid, the same points for every channel."""
+  steps = tf.range(POINTS, dtype=tf.float32) - POINTS // 2
+  points = WARP * tf.sinh(steps * _WARPED_STEP)
+  return tf.tile(points[:, None], (1, num_channels))
+
+
+def warped_indices(values: tf.Tensor) -> tf.Tensor:
+  """Flat indices into a `warped_grid` table of the grid point nearest each of `values`
+  (n, channels); values beyond the grid (or not finite) take its last point on their side."""
+  position = tf.round(tf.math.asinh(values * (1.0 / WARP)) * (1.0 / _WARPED_STEP))
+  position = tf.clip_by_value(tf.cast(position, tf.int32) + POINTS // 2, 0, POINTS - 1)
+  return _flat(position, values.shape[-1])
+
+
+def _flat(position: tf.Tensor, num_channels: int) -> tf.Tensor:
   if num_channels > 1:
     position = position * num_channels + tf.range(num_channels)
   return tf.reshape(position, (-1,))
@@ -62,5 +83,7 @@ def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> l
   flat_table = tf.reshape(table, (-1,))
   size = int(flat_table.shape[0])
   parts = tf.split(flat_indices, list(sizes)) if len(sizes) > 1 else [flat_indices]
-  return [tf.reduce_sum(tf.math.bincount(part, minlength=size, maxlength=size,
-                                         dtype=tf.float32) * flat_table) for part in parts]
+  counts = [tf.math.bincount(part, minlength=size, maxlength=size, dtype=tf.float32)
+            for part in parts]
+  # Grid points no value is near may cost infinitely many bits: they must add 0, not NaN.
+  return [tf.reduce_sum(tf.math.multiply_no_nan(flat_table, count)) for count in counts]

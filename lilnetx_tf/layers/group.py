@@ -254,24 +254,21 @@ class ParameterGroup(tf.keras.layers.Layer):
     seed = tf.stack([tf.constant(self._noise_seed, tf.int64), self.step])
     return tf.random.stateless_uniform(shape, seed, -0.5, 0.5)
 
-  def _tabulated(self, values: tf.Tensor, sizes: Sequence[int], origin: tf.Tensor,
-                 spacing: float) -> tuple:
-    """Each block's total bits, every row's slope d bits / d value, and the gradient of all
-    bits in the density's variables, read off a table of the density on a grid (`bits_table`)."""
+  def _tabulated(self, points: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> tuple:
+    """`_exact`'s results for values given by their `flat_indices` into a table of the density at
+    `points` (`bits_table`): a density evaluation on the grid instead of at every value."""
     variables = list(self._density_variables)  # a list: Keras wraps the tuple for tracking
-    points = bits_table.grid(origin, spacing, self.slice_size)
-    flat = bits_table.indices(values, origin, spacing)
     with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
       tape.watch(points)
       tape.watch(variables)
       table = self.bits(points)
-      block_totals = bits_table.totals(table, flat, [n * self.slice_size for n in sizes])
+      block_totals = bits_table.totals(table, flat_indices, [n * self.slice_size for n in sizes])
       total = tf.add_n(block_totals)
     slope_table = tape.gradient(table, points)
     grads = tape.gradient(total, variables)
     del tape
-    slope = tf.reshape(tf.gather(tf.reshape(slope_table, (-1,)), flat), tf.shape(values))
-    return block_totals, slope, grads
+    slope = tf.gather(tf.reshape(slope_table, (-1,)), flat_indices)
+    return block_totals, tf.reshape(slope, (-1, self.slice_size)), grads
 
   def _exact(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
     """`_tabulated`'s results, evaluating the density at every value."""
@@ -286,21 +283,27 @@ class ParameterGroup(tf.keras.layers.Layer):
     *grads, slope = tape.gradient(total, [*variables, values])
     return _split_totals(bits, sizes), slope, grads
 
-  def _priced(self, values: tf.Tensor, sizes: Sequence[int], spacing: float) -> tuple:
-    """`_exact` or, for a large group whose values fit the table, `_tabulated`. Each branch
-    takes its own gradients: a gradient through `tf.cond` would carry both branches'
-    intermediates, zeros of every latent's size included."""
+  def _priced(self, values: tf.Tensor, sizes: Sequence[int], noisy: bool) -> tuple:
+    """`_exact`, or for a large group `_tabulated` (on the noisy grid, or on the integers when
+    they cover the values). Each branch takes its own gradients: a gradient through `tf.cond`
+    would carry both branches' intermediates, zeros of every latent's size included."""
     if not bits_table.worth_it(int(values.shape[0])):
       return self._exact(values, sizes)
-    origin, fits = bits_table.origin_and_fit(values, spacing)
-    return tf.cond(fits, lambda: self._tabulated(values, sizes, origin, spacing),
-                   lambda: self._exact(values, sizes))
+    if noisy:
+      return self._tabulated(bits_table.warped_grid(self.slice_size),
+                             bits_table.warped_indices(values), sizes)
+    origin, fits = bits_table.integer_origin_and_fit(values)
+    return tf.cond(
+        fits,
+        lambda: self._tabulated(bits_table.integer_grid(origin, self.slice_size),
+                                bits_table.integer_indices(values, origin), sizes),
+        lambda: self._exact(values, sizes))
 
   def member_bits(self, latents: Sequence[tf.Tensor]) -> list:
     """Total bits of each latent in `latents` (one per member, integer-valued), from one
     density evaluation. Exact: a large group reads them off a table at the integers."""
     stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
-    return self._priced(stacked, sizes, spacing=1.0)[0]
+    return self._priced(stacked, sizes, noisy=False)[0]
 
   def step_density(self, latents: Sequence[tf.Tensor]) -> list:
     """One Adam step of the density on the members' `latents` plus one draw of noise; returns
@@ -310,13 +313,14 @@ class ParameterGroup(tf.keras.layers.Layer):
     terms: one forward and one backward pass of the density serve both the density step and
     the rate gradient (the reference steps its density and its weights on the same loss too).
     A large group prices its noisy latents from a table of the density on a grid
-    (`bits_table`): every latent is still priced each step, with the slope of the bits at
-    (within 1/32 of) its noisy value. The step depends only on the latents and the noise,
-    which is seeded by `step`, so every replica of a distributed model computes the same update.
+    (`bits_table`): every latent is still priced each step, with the slope of the bits at the
+    grid point nearest its noisy value (within 0.02 near zero). The step depends only on the
+    latents and the noise, which is seeded by `step`, so every replica of a distributed model
+    computes the same update.
     """
     stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
     noisy = stacked + self.noise(tf.shape(stacked))
-    totals, slope, grads = self._priced(noisy, sizes, spacing=bits_table.NOISY_SPACING)
+    totals, slope, grads = self._priced(noisy, sizes, noisy=True)
     adam_step(self._density_variables, grads, self._adam_moments, self.step + 1,
               self.density_learning_rate)
     self.step.assign_add(1)
