@@ -4,7 +4,7 @@ A parameter group's density is factorized: one 1-D function per channel. A group
 latents (a dense group holds every weight of every Dense layer) would evaluate the deep density
 network once per latent and step. Instead the group evaluates it on `POINTS` grid points per
 channel and prices each latent by the grid point nearest to it: a histogram of the latents
-(`tf.math.bincount`) weights the tabulated bits, and each latent's slope is gathered from the
+(a bincount) weights the tabulated bits, and each latent's slope is gathered from the
 table of the bits' exact derivative. Two grids:
 
 - Integer latents (evaluation): the integers from just below the smallest latent. Exact; a
@@ -83,7 +83,10 @@ def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> l
   flat_table = tf.reshape(table, (-1,))
   size = int(flat_table.shape[0])
   parts = tf.split(flat_indices, list(sizes)) if len(sizes) > 1 else [flat_indices]
-  counts = [tf.math.bincount(part, minlength=size, maxlength=size, dtype=tf.float32)
+  # The raw op with a constant size: `tf.math.bincount` derives its output size from the data,
+  # which XLA cannot compile. Empty weights count each value once.
+  counts = [tf.raw_ops.DenseBincount(input=part, size=tf.constant(size),
+                                     weights=tf.zeros((0,), tf.float32), binary_output=False)
             for part in parts]
   # Grid points no value is near may cost infinitely many bits: they must add 0, not NaN.
   return [tf.reduce_sum(tf.math.multiply_no_nan(flat_table, count)) for count in counts]
