@@ -4,17 +4,17 @@ A parameter group's density is factorized: one 1-D function per channel. A group
 latents (a dense group holds every weight of every Dense layer) would evaluate the deep density
 network once per latent and step. Instead the group evaluates it on `POINTS` grid points per
 channel and prices each latent by the grid point nearest to it: a histogram of the latents
-(a bincount) weights the tabulated bits, and each latent's slope is gathered from the
-table of the bits' exact derivative. Two grids:
+(a bincount) weights the tabulated bits, and each latent's slope is gathered from the table of
+the bits' exact derivative. Two grids:
 
 - Integer latents (evaluation): the integers from just below the smallest latent. Exact; a
   group whose latents span more than the table is evaluated latent by latent.
 - Noisy latents (training, latent + U(−½, ½)): a grid with spacing 0.04 near zero that widens
   like sqrt(8² + z²) / 8 (uniform in asinh(z / 8)), so one static table covers |z| ≤ 1.1e5 and
   its spacing stays a small fraction of the bits' scale of variation; values beyond take its
-  last point. (At 2^22 and beyond, z ± ½ is not even representable in float32.) Moving each evaluation point
-  by at most half a spacing is far less than the noise itself; the totals stay within a fraction
-  of a percent of the exact bits (tests/test_objective.py measures it).
+  last point (at 2^22 and beyond, z ± ½ is not even representable in float32). Moving each
+  evaluation point by at most half a spacing is far less than the noise itself; the totals
+  stay within a fraction of a percent of the exact bits (tests/test_objective.py measures it).
 """
 
 from typing import Sequence
