@@ -10,12 +10,14 @@ optimizer the user compiles the model with.
 
 import math
 import weakref
+import zlib
 from typing import Sequence
 
 import tensorflow as tf
 import tensorflow_compression as tfc
 
 from lilnetx_tf import errors
+from lilnetx_tf.layers import bits_table
 
 _LN2 = math.log(2.0)
 
@@ -100,6 +102,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     self.density_filters = tuple(int(f) for f in density_filters)
     self._member_refs: list = []
     self._max_fan = 0
+    self._noise_seed = zlib.crc32(self.name.encode()) & 0x7FFFFFFF
 
   # ---------------------------------------------------------------------------------------------
   # Variables.
@@ -245,37 +248,91 @@ class ParameterGroup(tf.keras.layers.Layer):
     rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
     return tf.concat(rows, axis=0), [int(r.shape[0]) for r in rows]
 
+  def noise(self, shape) -> tf.Tensor:
+    """U(−½, ½) of `shape` for this step: seeded by the group's name and step, so every replica
+    draws the same."""
+    seed = tf.stack([tf.constant(self._noise_seed, tf.int64), self.step])
+    return tf.random.stateless_uniform(shape, seed, -0.5, 0.5)
+
+  def _tabulated(self, points: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> tuple:
+    """`_exact`'s results for values given by their `flat_indices` into a table of the density at
+    `points` (`bits_table`): a density evaluation on the grid instead of at every value."""
+    variables = list(self._density_variables)  # a list: Keras wraps the tuple for tracking
+    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+      tape.watch(points)
+      tape.watch(variables)
+      table = self.bits(points)
+      block_totals = bits_table.totals(table, flat_indices, [n * self.slice_size for n in sizes])
+      total = tf.add_n(block_totals)
+    slope_table = tape.gradient(table, points)
+    grads = tape.gradient(total, variables)
+    del tape
+    slope = tf.gather(tf.reshape(slope_table, (-1,)), flat_indices)
+    return block_totals, tf.reshape(slope, (-1, self.slice_size)), grads
+
+  def _exact(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
+    """`_tabulated`'s results, evaluating the density at every value."""
+    variables = list(self._density_variables)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(values)
+      tape.watch(variables)
+      bits = self.bits(values)
+      total = tf.reduce_sum(bits)
+    # Factorized: each value's bits depend on that value alone, so one backward pass of the
+    # total gives every value's own slope.
+    *grads, slope = tape.gradient(total, [*variables, values])
+    return _split_totals(bits, sizes), slope, grads
+
+  def _priced(self, values: tf.Tensor, sizes: Sequence[int], noisy: bool) -> tuple:
+    """`_exact`, or for a large group `_tabulated` (on the noisy grid, or on the integers when
+    they cover the values). Each branch takes its own gradients: a gradient through `tf.cond`
+    would carry both branches' intermediates, zeros of every latent's size included."""
+    if not bits_table.worth_it(int(values.shape[0])):
+      return self._exact(values, sizes)
+    if noisy:
+      return self._tabulated(bits_table.warped_grid(self.slice_size),
+                             bits_table.warped_indices(values), sizes)
+    origin, fits = bits_table.integer_origin_and_fit(values)
+    return tf.cond(
+        fits,
+        lambda: self._tabulated(bits_table.integer_grid(origin, self.slice_size),
+                                bits_table.integer_indices(values, origin), sizes),
+        lambda: self._exact(values, sizes))
+
   def member_bits(self, latents: Sequence[tf.Tensor]) -> list:
-    """Total bits of each latent in `latents` (one per member), from one density evaluation."""
-    stacked, sizes = self._stack(latents)
-    return _split_totals(self.bits(stacked), sizes)
+    """Total bits of each latent in `latents` (one per member, integer-valued), from one
+    density evaluation. Exact: a large group reads them off a table at the integers."""
+    stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
+    return self._priced(stacked, sizes, noisy=False)[0]
 
   def step_density(self, latents: Sequence[tf.Tensor]) -> list:
-    """One Adam step of the density on `latents` (the noisy latents of all members); returns
-    each latent's total bits under the density as it was before the step.
+    """One Adam step of the density on the members' `latents` plus one draw of noise; returns
+    each member's total bits on its noisy latent, under the density as it was before the step.
 
     The returned totals are differentiable in the latents, so they are the members' rate
     terms: one forward and one backward pass of the density serve both the density step and
     the rate gradient (the reference steps its density and its weights on the same loss too).
-    The step depends only on the latents and the noise, which is seeded by `step`, so every
-    replica of a distributed model computes the same update.
+    A large group prices its noisy latents from a table of the density on a grid
+    (`bits_table`): every latent is still priced each step, with the slope of the bits at the
+    grid point nearest its noisy value (within 0.02 near zero). The step depends only on the
+    latents and the noise, which is seeded by `step`, so every replica of a distributed model
+    computes the same update.
     """
-    variables = self._density_variables
-    stacked, sizes = self._stack(latents)
-    fixed = tf.stop_gradient(stacked)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(variables)
-      tape.watch(fixed)
-      bits = self.bits(fixed)
-      total = tf.reduce_sum(bits)
-    *grads, slope = tape.gradient(total, [*variables, fixed])
-    adam_step(variables, grads, self._adam_moments, self.step + 1, self.density_learning_rate)
+    stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
+    noisy = stacked + self.noise(tf.shape(stacked))
+    totals, slope, grads = self._priced(noisy, sizes, noisy=True)
+    adam_step(self._density_variables, grads, self._adam_moments, self.step + 1,
+              self.density_learning_rate)
     self.step.assign_add(1)
     # The density is factorized, so each latent's bits depend on that latent alone and `slope`
-    # is their exact derivative: bits with this first-order term have the bits' value and
-    # gradient without a second backward pass through the density.
-    priced = tf.stop_gradient(bits) + tf.stop_gradient(slope) * (stacked - fixed)
-    return _split_totals(priced, sizes)
+    # is their derivative: bits with this first-order term have the bits' value and gradient
+    # without a second backward pass through the density.
+    priced = []
+    for latent, bits, member_slope in zip(latents, totals, tf.split(slope, sizes)):
+      rows = tf.reshape(tf.cast(latent, tf.float32), (-1, self.slice_size))
+      first_order = tf.reduce_sum(member_slope * rows)
+      priced.append(bits + first_order - tf.stop_gradient(first_order))
+    return priced
 
   def call(self, inputs):
     raise errors.UnsupportedLayerError(
