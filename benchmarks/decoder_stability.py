@@ -73,13 +73,13 @@ def run(args, name, lr, warm, x, y, xt, yt):
   plain_acc = None
   if args.plain:
     plain.fit(x, y, batch_size=64, epochs=args.epochs, verbose=0)
-    plain_acc = plain.evaluate(xt, yt, verbose=0)[1]
+    plain_acc = plain.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"]
   model = lnx.convert(text_cnn(args.seed), warm_start=bool(warm), **args.penalties)
   model.compile(optimizer(name, lr), "binary_crossentropy", metrics=["accuracy"])
   start = dense_scale(model)
   log = ScaleLog()
   model.fit(x, y, batch_size=64, epochs=args.epochs, verbose=0, callbacks=[log])
-  acc = model.evaluate(xt, yt, verbose=0)[-1]
+  acc = model.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"]
   rel = np.array(log.values) / start
   first_cross = next((i + 1 for i, v in enumerate(rel) if v <= 0), None)
   print(f"{name:6s} {lr:8.0e} {warm:4d} {start:10.4g} {rel.min():8.3f} {rel[-1]:8.3f} "

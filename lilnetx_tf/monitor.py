@@ -61,7 +61,7 @@ def _classes(y_pred: tf.Tensor, y: tf.Tensor):
     # Keras marks the outputs of its sigmoid with their logits; anything else is taken as a logit.
     threshold = 0.0 if getattr(y_pred, "_keras_logits", None) is None else 0.5
     predicted = tf.cast(tf.reshape(y_pred, [-1]) > threshold, tf.int32)
-    true = tf.cast(tf.reshape(y, [-1]) > 0.5, tf.int32)
+    true = tf.cast(tf.cast(tf.reshape(y, [-1]), tf.float32) > 0.5, tf.int32)
     return predicted, true, 2
   predicted = tf.reshape(tf.argmax(y_pred, axis=-1, output_type=tf.int32), [-1])
   if y.shape.rank == y_pred.shape.rank and y.shape[-1] == width:   # one-hot labels

@@ -57,6 +57,18 @@ def test_fit_and_evaluate_log_task_loss_penalty_and_rate():
                                                rel=1e-4)
 
 
+@pytest.mark.parametrize("labels", ["int64", "float32"])
+def test_one_sigmoid_unit_with_integer_or_float_labels(labels):
+  x, y = _data()
+  tf.keras.utils.set_random_seed(0)
+  model = lnx.convert(tf.keras.Sequential([
+      tf.keras.Input((12,)), tf.keras.layers.Dense(1, activation="sigmoid")]))
+  model.compile("adam", "binary_crossentropy")
+  history, _ = _fit(model, x, y.astype(labels), epochs=1)
+  assert history.history["lnx_label_majority"][0] == pytest.approx(
+      max(np.mean(y), 1 - np.mean(y)), abs=0.1)
+
+
 def test_guard_warns_when_penalties_dominate_and_names_the_knob():
   x, y = _data()
   model = _converted(rate_weight=50.0)
