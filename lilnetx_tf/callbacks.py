@@ -42,8 +42,10 @@ class PenaltyGuard(tf.keras.callbacks.Callback):
 
   Reads the metrics of `lnx.monitor` at the end of each epoch (the model must be monitored) and
   warns, once per `fit` and kind, when
-  - the penalties (`lnx_penalty`) exceed `factor` times the task loss (`task_loss`): the
-    optimizer then mostly shrinks the latents, and the task stalls; or
+  - the penalties (`lnx_penalty`) exceed `factor` times the task loss's scale (the largest
+    `task_loss` of an epoch so far in this `fit`): the optimizer then mostly shrinks the
+    latents, and the task stalls. The scale, not the current value: a task loss near zero
+    because the task is learned is no reason to warn; or
   - the predictions collapse onto one class: `lnx_pred_majority` ≥ `collapse_share` while the
     labels' `lnx_label_majority` is below `label_share`.
   The warning names the knobs (`rate_weight`, `slice_weight`, `l2_weight`). Warnings are Python
@@ -62,18 +64,23 @@ class PenaltyGuard(tf.keras.callbacks.Callback):
     self.collapse_share = validation.positive_float("collapse_share", collapse_share)
     self.label_share = validation.positive_float("label_share", label_share)
     self._warned: set = set()
+    self._task_scale = 0.0
 
   def on_train_begin(self, logs=None):
     self._warned = set()
+    self._task_scale = 0.0
 
   def on_epoch_end(self, epoch, logs=None):
     logs = logs or {}
     knobs = ("lower `rate_weight`, `slice_weight` or `l2_weight` (the arguments of lnx.convert "
              "and of the lnx layers), or ramp them in with lnx.callbacks.PenaltyWarmup")
     penalty, task = logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS)
-    if penalty is not None and task is not None and penalty > self.factor * abs(task):
+    if task is not None:
+      self._task_scale = max(self._task_scale, abs(task))
+    if penalty is not None and task is not None and penalty > self.factor * self._task_scale:
       self._warn("penalty", f"Epoch {epoch + 1}: the LilNetX penalties ({penalty:.4g}) are "
-                 f"{penalty / max(abs(task), 1e-12):.3g}× the task loss ({task:.4g}); the model "
+                 f"{penalty / max(self._task_scale, 1e-12):.3g}× the task loss (largest epoch "
+                 f"value {self._task_scale:.4g}); the model "
                  f"may stop learning its task. To fix it, {knobs}. (A loss scaled down, e.g. by "
                  "a class_weight of 1/count, makes every penalty relatively larger.)")
     predicted, labels = logs.get(monitor_lib.PRED_MAJORITY), logs.get(monitor_lib.LABEL_MAJORITY)

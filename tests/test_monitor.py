@@ -110,3 +110,23 @@ def test_monitor_hand_built_model_and_rejects_non_models():
 def test_guard_rejects_bad_arguments(argument):
   with pytest.raises(errors.InvalidArgumentError, match=argument):
     lnx.callbacks.PenaltyGuard(**{argument: -1.0})
+
+
+def _guard_messages(epochs):
+  guard = lnx.callbacks.PenaltyGuard()
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    guard.on_train_begin()
+    for epoch, logs in enumerate(epochs):
+      guard.on_epoch_end(epoch, logs)
+  return [str(w.message) for w in caught]
+
+
+def test_guard_measures_penalties_against_the_task_loss_scale():
+  """A task loss that falls to ~0 because the task is learned is no reason to warn; one that is
+  tiny from the start (a loss scaled by class weights of 1/count) is."""
+  learned = [dict(task_loss=0.7, lnx_penalty=0.2), dict(task_loss=0.005, lnx_penalty=0.2)]
+  assert _guard_messages(learned) == []
+  scaled = [dict(task_loss=1e-3, lnx_penalty=0.25), dict(task_loss=1e-3, lnx_penalty=0.2)]
+  messages = _guard_messages(scaled)
+  assert len(messages) == 1 and "250×" in messages[0] and "rate_weight" in messages[0]
