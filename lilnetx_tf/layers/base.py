@@ -39,7 +39,7 @@ from lilnetx_tf.layers.rounding import round_st
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
 # slice on LeNet5 (406k slices) and 21 and 2.1 on MobileNetV2 (2.1M): there they dominated the
-# task loss. See benchmarks/defaults_zoo.py for the choice.
+# task loss. These per-slice values are well below that; benchmarks/defaults_zoo.py checks them.
 DEFAULT_SLICE_WEIGHT = 0.01
 DEFAULT_L2_WEIGHT = 0.001
 # Version 2: `slice_weight` and `l2_weight` per slice; the decoder stored relative to the latent

@@ -13,8 +13,8 @@ user's optimizer moves it relative to its own scale (Adam's step is ~lr per step
   scalar (dense, 1×1):  Ψ = s · exp(ρ),  variable `decoder` = ρ, starting at 0;
   matrix (k×k, k > 1):  Ψ = s · D,       variable `decoder` = D, starting at I.
 
-Stored as Ψ itself, a dense decoder of s ≈ 0.008 crossed zero after ~8 Adam steps at lr 1e-3
-and every dense weight became 0 (`benchmarks/decoder_stability.py`). The scalar cannot cross zero
+Stored as Ψ itself, a dense decoder of 0.0125 met Adam steps of ~0.001, crossed zero after 21
+steps at lr 1e-3 (2 at 1e-2) and every dense weight went to 0 (`benchmarks/decoder_stability.py`). The scalar cannot cross zero
 at all, and shrinking it tenfold takes ≥ ln(10)/lr consistent steps; weight decay pulls ρ back to
 the initial scale, not to zero. Files written before (layer `config_version` 1) stored Ψ and
 are converted on loading (`from_absolute_decoder`).
