@@ -26,9 +26,11 @@ def define_flags(epochs: int, rate_weight: float, output_dir: str) -> None:
   flags.DEFINE_integer("batch_size", 128, "Batch size.")
   flags.DEFINE_float("learning_rate", 3e-3, "Peak Adam learning rate (cosine schedule).")
   flags.DEFINE_float("rate_weight", rate_weight, "λ_I: task-loss price of one bit per slice.")
-  flags.DEFINE_float("slice_weight", 1e-5, "λ_G: weight of the sum of slice L2 norms.")
+  flags.DEFINE_float("slice_weight", lnx.layers.base.DEFAULT_SLICE_WEIGHT,
+                     "λ_G: task-loss price of the mean slice L2 norm (latent units) per slice.")
   flags.DEFINE_float("l2_weight", lnx.layers.base.DEFAULT_L2_WEIGHT,
-                     "Weight of the sum of squared latents.", lower_bound=0.0)
+                     "Task-loss price of the mean squared slice norm (latent units) per slice.",
+                     lower_bound=0.0)
   flags.DEFINE_float("boundary", 1.0, "Latent init bound of each group's largest-fan layer.")
   flags.DEFINE_float("penalty_warmup_epochs", 0.0, "Ramp the LilNetX penalties from 0 to full "
                      "weight over this many epochs (lnx.callbacks.PenaltySchedule).",

@@ -14,6 +14,7 @@ from lilnetx_tf.convert import convert
 from lilnetx_tf.export import export, slim
 from lilnetx_tf.layers import Conv2D, DepthwiseConv2D, Dense, GroupRegistry, ParameterGroup
 from lilnetx_tf.layers import fit_densities, group_scope, is_lilnetx_layer
+from lilnetx_tf.monitor import monitor
 from lilnetx_tf.stats import stats
 from lilnetx_tf import tuning
 

@@ -1,10 +1,12 @@
-"""Keras callbacks for training LilNetX models: progress figures and penalty schedules."""
+"""Keras callbacks for training LilNetX models: progress figures, a guard, penalty schedules."""
 
+import warnings
 from typing import Callable, Optional
 
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf import stats as stats_lib
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf.layers import validation
@@ -33,6 +35,66 @@ class CompressionMetrics(tf.keras.callbacks.Callback):
         lnx_out_sparsity=figures["out_channel_sparsity"],
         lnx_macs_ratio=figures["macs_ratio"],
     )
+
+
+class PenaltyGuard(tf.keras.callbacks.Callback):
+  """Warns when the LilNetX penalties take over training. `lnx.convert`'s models add it to `fit`.
+
+  Reads the metrics of `lnx.monitor` at the end of each epoch (the model must be monitored) and
+  warns, once per `fit` and kind, when
+  - the penalties (`lnx_penalty`) exceed `factor` times the task loss's scale (the largest
+    `task_loss` of an epoch so far in this `fit`): the optimizer then mostly shrinks the
+    latents, and the task stalls. The scale, not the current value: a task loss near zero
+    because the task is learned is no reason to warn; or
+  - the predictions collapse onto one class: `lnx_pred_majority` ≥ `collapse_share` while the
+    labels' `lnx_label_majority` is below `label_share`.
+  The warning names the knobs (`rate_weight`, `slice_weight`, `l2_weight`). Warnings are Python
+  `UserWarning`s: `warnings.filterwarnings` silences them.
+
+  Args:
+    factor: Penalty / task-loss ratio above which to warn.
+    collapse_share: Share of one predicted class taken as a collapse.
+    label_share: The collapse warning needs the labels' majority share below this.
+  """
+
+  def __init__(self, factor: float = 10.0, collapse_share: float = 0.98,
+               label_share: float = 0.9):
+    super().__init__()
+    self.factor = validation.positive_float("factor", factor)
+    self.collapse_share = validation.positive_float("collapse_share", collapse_share)
+    self.label_share = validation.positive_float("label_share", label_share)
+    self._warned: set = set()
+    self._task_scale = 0.0
+
+  def on_train_begin(self, logs=None):
+    self._warned = set()
+    self._task_scale = 0.0
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs = logs or {}
+    knobs = ("lower `rate_weight`, `slice_weight` or `l2_weight` (the arguments of lnx.convert "
+             "and of the lnx layers), or ramp them in with lnx.callbacks.PenaltyWarmup")
+    penalty, task = logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS)
+    if task is not None:
+      self._task_scale = max(self._task_scale, abs(task))
+    if penalty is not None and task is not None and penalty > self.factor * self._task_scale:
+      self._warn("penalty", f"Epoch {epoch + 1}: the LilNetX penalties ({penalty:.4g}) are "
+                 f"{penalty / max(self._task_scale, 1e-12):.3g}× the task loss (largest epoch "
+                 f"value {self._task_scale:.4g}); the model "
+                 f"may stop learning its task. To fix it, {knobs}. (A loss scaled down, e.g. by "
+                 "a class_weight of 1/count, makes every penalty relatively larger.)")
+    predicted, labels = logs.get(monitor_lib.PRED_MAJORITY), logs.get(monitor_lib.LABEL_MAJORITY)
+    if predicted is not None and labels is not None and predicted >= self.collapse_share \
+       and labels < self.label_share:
+      self._warn("collapse", f"Epoch {epoch + 1}: {100 * predicted:.1f} % of the predictions "
+                 f"fall in one class, against {100 * labels:.1f} % of the labels: the model's "
+                 f"outputs have collapsed. If the penalties are large against the task loss "
+                 f"(`lnx_penalty` vs `task_loss` in the logs), {knobs}.")
+
+  def _warn(self, kind: str, message: str) -> None:
+    if kind not in self._warned:
+      self._warned.add(kind)
+      warnings.warn(message, UserWarning, stacklevel=2)
 
 
 class PenaltySchedule(tf.keras.callbacks.Callback):

@@ -9,8 +9,8 @@ same configuration; every other layer is cloned with its weights. The new model'
 all share one `GroupRegistry` (one decoder and density per kernel shape), whatever the nesting.
 
 Warm start (`warm_start=True`, the default) makes the converted model start where the original
-is: for each parameter group the decoder is set to s·I (a scalar s for dense and the group's
-latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
+is: for each parameter group the decoder is set to s·I (a scalar s for dense and 1×1) and the
+group's latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
 The forward kernel is then s·round(W / s): the original weights on a grid of step s. The step is
 `warm_start_resolution` times the smallest per-layer RMS of the group's kernels, so the rounding
 error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at the default 0.1),
@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import density_fit
@@ -93,7 +94,9 @@ def convert(model: tf.keras.Model,
     density_fit_steps: Adam steps fitting each group's density to the warm-started latents.
 
   Returns:
-    A new, uncompiled model; `model` is left untouched.
+    A new, uncompiled model, monitored (`lnx.monitor`): its `fit` and `evaluate` log
+    `task_loss` and `lnx_penalty` next to `loss`, and `fit` warns when the penalties take over
+    (`callbacks.PenaltyGuard`). `model` is left untouched.
 
   Raises:
     errors.UnsupportedLayerError: for a subclassed model, or (`strict`) unsupported layers.
@@ -105,7 +108,8 @@ def convert(model: tf.keras.Model,
       l2_weight=validation.non_negative_float("l2_weight", l2_weight),
       boundary=validation.positive_float("boundary", boundary),
       density_learning_rate=validation.positive_float(
-          "density_learning_rate", density_learning_rate))
+          "density_learning_rate", density_learning_rate),
+      config_version=base.CONFIG_VERSION)   # the weights above are in the current units
   resolution = validation.positive_float("warm_start_resolution", warm_start_resolution)
   density_fit_steps = validation.non_negative_int("density_fit_steps", density_fit_steps)
   _check_cloneable(model)
@@ -125,7 +129,7 @@ def convert(model: tf.keras.Model,
 
   registry = registry_lib.GroupRegistry()
   with registry_lib.group_scope(registry):
-    new_model = converter.clone(model)
+    new_model = monitor_lib.monitor(converter.clone(model))
   if not model.built or not new_model.built:
     warnings.warn(f"Model {model.name!r} is not built: it has no weights to copy; the "
                   "converted model starts from a fresh initialization.", UserWarning,
@@ -394,8 +398,7 @@ def _warm_start(registry, converted: list, resolution: float, fit_steps: int) ->
   for group, members in by_group.values():
     step = warm_start_step([k for _, k in members], resolution)
     group.latent_step.assign(step)
-    eye = np.float32(1.0) if group.slice_size == 1 else np.eye(group.slice_size, dtype=np.float32)
-    group.decoder.assign(step * eye)
+    group.reset_decoder()
     for new, slices in members:
       new.latent_variable.assign(slices)
   density_fit.fit_group_densities(

@@ -219,6 +219,10 @@ def test_rate_term_is_linear_in_rate_weight():
   assert rates[1] == pytest.approx(4 * rates[0], rel=1e-5)
 
 
+def _num_slices(model):
+  return sum(l.num_slices for l in _lnx_layers(model))
+
+
 def test_slice_and_l2_terms():
   x, _ = _data(2)
   terms = []
@@ -229,7 +233,7 @@ def test_slice_and_l2_terms():
     term = float(tf.add_n(model.losses))
     expected = slice_weight * sum(
         float(np.linalg.norm(l.latent.numpy(), axis=-1).sum()) for l in _lnx_layers(model))
-    assert term == pytest.approx(expected, rel=1e-5)
+    assert term == pytest.approx(expected / _num_slices(model), rel=1e-5)
     terms.append(term)
   assert terms[1] > terms[0]
   assert terms[1] == pytest.approx(5 * terms[0], rel=1e-5)
@@ -237,7 +241,59 @@ def test_slice_and_l2_terms():
   model = _model(rate_weight=0.0, slice_weight=0.0, l2_weight=0.01)
   model(x, training=False)
   expected = 0.01 * sum(float(np.sum(l.latent.numpy() ** 2)) for l in _lnx_layers(model))
-  assert float(tf.add_n(model.losses)) == pytest.approx(expected, rel=1e-5)
+  assert float(tf.add_n(model.losses)) == pytest.approx(expected / _num_slices(model), rel=1e-5)
+
+
+def _mlp(width, **lnx_kwargs):
+  return tf.keras.Sequential([tf.keras.Input((16,)), lnx.Dense(width, **lnx_kwargs),
+                              lnx.Dense(width, **lnx_kwargs), lnx.Dense(4, **lnx_kwargs)])
+
+
+@pytest.mark.parametrize("weights", [dict(slice_weight=0.1, l2_weight=0.0),
+                                     dict(slice_weight=0.0, l2_weight=0.1),
+                                     dict(rate_weight=0.1, slice_weight=0.0, l2_weight=0.0)])
+def test_each_penalty_is_per_slice_whatever_the_model_size(weights):
+  """The same latents per slice give the same penalty on a model with ~10× more slices."""
+  kwargs = {"rate_weight": 0.0, **weights}
+  tf.keras.utils.set_random_seed(0)        # the densities' initial biases are random
+  small = _mlp(16, **kwargs)                 # 576 slices
+  tf.keras.utils.set_random_seed(0)
+  large = _mlp(68, **kwargs)                 # 5,984 slices
+  assert _num_slices(large) > 10 * _num_slices(small)
+  penalties = []
+  for model in (small, large):
+    for layer in _lnx_layers(model):   # every latent 2: the same value per slice everywhere
+      layer.latent_variable.assign(tf.fill(layer.latent_variable.shape, 2.0)
+                                   * layer.group.latent_step)
+    model(np.zeros((1, 16), np.float32), training=False)
+    penalties.append(float(tf.add_n(model.losses)))
+  assert penalties[0] > 0
+  assert penalties[1] == pytest.approx(penalties[0], rel=1e-4)
+
+
+def test_layer_config_without_version_keeps_the_summed_penalties():
+  """A config saved before version 2 (no `config_version`) means plain sums; saved again, it
+  is written per slice with the same penalty."""
+  x = np.ones((1, 16), np.float32)
+  config = lnx.Dense(8, rate_weight=0.0, slice_weight=1e-3, l2_weight=1e-4).get_config()
+  assert config.pop("config_version") == 2
+  inputs = tf.keras.Input((16,))
+  legacy = lnx.Dense.from_config(config)
+  last = lnx.Dense(4, rate_weight=0.0, slice_weight=0.0, l2_weight=0.0)
+  model = tf.keras.Model(inputs, last(legacy(inputs)))
+  assert legacy.config_version == 1
+  latent = legacy.latent.numpy()
+  model(x, training=False)
+  before = float(tf.add_n(model.losses))
+  assert before == pytest.approx(
+      1e-3 * np.linalg.norm(latent, axis=-1).sum() + 1e-4 * np.sum(latent ** 2), rel=1e-5)
+  upgraded = legacy.get_config()
+  slices = _num_slices(model)
+  assert upgraded["config_version"] == 2 and legacy.config_version == 2
+  assert upgraded["slice_weight"] == pytest.approx(1e-3 * slices)
+  assert upgraded["l2_weight"] == pytest.approx(1e-4 * slices)
+  model(x, training=False)
+  assert float(tf.add_n(model.losses)) == pytest.approx(before, rel=1e-5)
 
 
 def test_slice_norm_has_finite_gradient_at_zero():

@@ -149,3 +149,56 @@ def test_model_checkpoint_resume(tmp_path, file_name, weights_only):
   _assert_training_continues(model, x, y)
   np.testing.assert_allclose(model.predict(x, verbose=0), resumed.predict(x, verbose=0),
                              rtol=1e-4, atol=1e-5)
+
+
+def _as_version_1(path, old_path, num_slices):
+  """Rewrites a `.keras` file as lilnetx_tf before config version 2 wrote it: layer configs
+  without `config_version`, slice and L2 weights as plain sums, each group's decoder as Ψ."""
+  import io
+  import json
+  import zipfile
+
+  import h5py
+
+  with zipfile.ZipFile(path) as source:
+    files = {name: source.read(name) for name in source.namelist()}
+  config = json.loads(files["config.json"])
+  for layer in config["config"]["layers"]:
+    if layer["config"].pop("config_version", None) is not None:
+      layer["config"]["slice_weight"] /= num_slices
+      layer["config"]["l2_weight"] /= num_slices
+  files["config.json"] = json.dumps(config).encode()
+  buffer = io.BytesIO(files["model.weights.h5"])
+  with h5py.File(buffer, "r+") as weights:
+    def to_absolute(name, item):
+      if name.endswith("group/vars"):
+        decoder, step = item["0"], float(item["1"][()])
+        relative = decoder[()]
+        decoder[()] = step * (np.exp(relative) if relative.ndim == 0 else relative)
+    weights.visititems(to_absolute)
+  files["model.weights.h5"] = buffer.getvalue()
+  with zipfile.ZipFile(old_path, "w") as target:
+    for name, data in files.items():
+      target.writestr(name, data)
+
+
+def test_keras_file_of_config_version_1_loads_and_is_migrated(tmp_path):
+  """Old files stored the decoder Ψ and summed penalty weights: both are converted on loading,
+  and the model predicts and prices its latents as before."""
+  x, y = _data()
+  model = _trained_model()
+  slices = sum(l.num_slices for l in _lnx_layers(model))
+  model.save(tmp_path / "new.keras")
+  _as_version_1(tmp_path / "new.keras", tmp_path / "old.keras", slices)
+  loaded = tf.keras.models.load_model(tmp_path / "old.keras")
+  np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                             rtol=1e-5, atol=1e-6)
+  for old, new in zip(_lnx_layers(model), _lnx_layers(loaded)):
+    np.testing.assert_allclose(new.group.decoder.numpy(), old.group.decoder.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert new.config_version == 2
+    assert new.slice_weight == pytest.approx(old.slice_weight)
+    assert new.l2_weight == pytest.approx(old.l2_weight)
+  loaded_losses = float(tf.add_n(loaded.losses)) if loaded(x) is not None else None
+  model(x)
+  assert loaded_losses == pytest.approx(float(tf.add_n(model.losses)), rel=1e-4)

@@ -451,6 +451,8 @@ def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
   coded = iter(_coded_float16(entries, data, position))
   for variable, value in zip(variables, values):
     variable.assign(next(coded) if value is None else value)
+  for group, _ in _groups(layers):
+    group.upgrade_loaded()   # files of layer config version 1 store the decoder Ψ itself
 
 
 def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: bytes) -> list:

@@ -4,16 +4,21 @@ The latent W̃ of a layer with kernel shape (kh, kw, a, b) is kept as `a·b` sli
 values, shape (a, b, kh·kw); a dense kernel (a, b) is (a, b, 1). The forward pass rounds W̃ with a
 straight-through gradient and decodes each slice with the group's linear decoder, so a slice of
 zeros decodes to a slice of zeros. The layer adds its share of the LilNetX objective with
-`add_loss`:
+`add_loss`, every term divided by S, the number of slices in the whole model, so that each
+weight prices the same per-slice quantity on a small and on a large model:
 
-  rate:   rate_weight · bits(W̃) / S   with S the number of slices in the whole model; bits are
-          taken on W̃ + U(−½, ½) in training (under the density before that step's density
-          update) and on round(W̃) otherwise. `rate_weight` is thus the
-          price, in units of the task loss, of one bit per slice on average over the model.
-          The group's leader (its first member called) adds the rate of all members as one
-          term, with the group's density step, from one evaluation of the density.
-  slices: slice_weight · Σ_(o,i) ‖W̃[o, i, :]‖₂  (drives whole slices, then channels, to zero).
-  L2:     l2_weight · Σ W̃².
+  rate:   rate_weight · bits(W̃) / S: task-loss units (nats) per bit per slice. Bits are taken
+          on W̃ + U(−½, ½) in training (under the density before that step's density update)
+          and on round(W̃) otherwise. The group's leader (its first member called) adds the
+          rate of all members as one term, with the group's density step, from one evaluation
+          of the density.
+  slices: slice_weight · Σ_(o,i) ‖W̃[o, i, :]‖₂ / S: nats per unit of mean slice norm, in
+          latent units (integer steps); drives whole slices, then channels, to zero.
+  L2:     l2_weight · Σ W̃² / S: nats per unit of mean squared slice norm (latent units).
+
+Layers built from a config without `config_version` (saved by lilnetx_tf before version 2)
+keep the old meaning of `slice_weight` and `l2_weight` (plain sums, not divided by S) and save
+themselves in the new units.
 
 While a `callbacks.PenaltySchedule` (such as `PenaltyWarmup`) runs, all three are multiplied by
 the factor it sets (the registry's `penalty_scale`).
@@ -31,10 +36,14 @@ from lilnetx_tf.layers import validation
 from lilnetx_tf.layers.rounding import round_st
 
 DEFAULT_RATE_WEIGHT = 0.01
-# λ_G multiplies a plain sum over slices: 1e-4 made it the largest loss term of LeNet5 (~27 nats
-# at init, 406k slices) and slowed early training; the reference uses 1e-6.
-DEFAULT_SLICE_WEIGHT = 1e-5
-DEFAULT_L2_WEIGHT = 1e-6
+# Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
+# slice on LeNet5 (406k slices) and 21 and 2.1 on MobileNetV2 (2.1M): there they dominated the
+# task loss. These per-slice values are well below that; benchmarks/defaults_zoo.py checks them.
+DEFAULT_SLICE_WEIGHT = 0.01
+DEFAULT_L2_WEIGHT = 0.001
+# Version 2: `slice_weight` and `l2_weight` per slice; the decoder stored relative to the latent
+# step (`group` module). A config without the key is version 1.
+CONFIG_VERSION = 2
 DEFAULT_BOUNDARY = 3.0
 # The reference trains its densities with Adam at 1e-4 over long schedules; in short budgets
 # that leaves the density far wider than the latents (LeNet-300-100 on MNIST, one epoch:
@@ -71,6 +80,7 @@ class LatentKernelMixin:
                l2_weight: float = DEFAULT_L2_WEIGHT,
                boundary: float = DEFAULT_BOUNDARY,
                density_learning_rate: float = DEFAULT_DENSITY_LEARNING_RATE,
+               config_version: int = CONFIG_VERSION,
                **kwargs):
     super().__init__(*args, **kwargs)
     for argument in self._REPLACED_BY_LATENT:
@@ -85,6 +95,8 @@ class LatentKernelMixin:
     self.boundary = validation.positive_float("boundary", boundary)
     self.density_learning_rate = validation.positive_float(
         "density_learning_rate", density_learning_rate)
+    self.config_version = validation.int_in_range("config_version", config_version, 1,
+                                                  CONFIG_VERSION)
     self._provisional_registry = False
     scope = registry_lib.current_scope()
     if scope is not None:
@@ -95,10 +107,27 @@ class LatentKernelMixin:
     self._add_penalties(training)
     return super().call(inputs)
 
+  @classmethod
+  def from_config(cls, config: dict):
+    # A config without a version was saved before version 2 (see the module docstring).
+    return super().from_config({"config_version": 1, **config})
+
   def get_config(self) -> dict:
+    self.upgrade_config()
     return {**super().get_config(), "rate_weight": self.rate_weight,
             "slice_weight": self.slice_weight, "l2_weight": self.l2_weight,
-            "boundary": self.boundary, "density_learning_rate": self.density_learning_rate}
+            "boundary": self.boundary, "density_learning_rate": self.density_learning_rate,
+            "config_version": self.config_version}
+
+  def upgrade_config(self) -> None:
+    """Moves a version-1 layer to per-slice `slice_weight` and `l2_weight` with the same
+    penalty, once its model's number of slices is known (it is built and in a registry)."""
+    registry = registry_lib.registry_of(self)
+    num_slices = registry.num_slices if registry is not None and self.built else 0
+    if self.config_version < 2 and num_slices:
+      self.slice_weight *= num_slices
+      self.l2_weight *= num_slices
+      self.config_version = CONFIG_VERSION
 
   # ---------------------------------------------------------------------------------------------
   # Group membership.
@@ -206,10 +235,11 @@ class LatentKernelMixin:
     add_penalty = self.add_loss if scale is None else lambda term: self.add_loss(scale * term)
     if self.group.leader() is self:
       self._add_group_rate(training, registry.num_slices, add_penalty)
+    per_slice = registry.num_slices if self.config_version >= 2 else 1
     if self.slice_weight > 0:
-      add_penalty(self.slice_weight * tf.reduce_sum(_safe_norm(self.latent)))
+      add_penalty(self.slice_weight / per_slice * tf.reduce_sum(_safe_norm(self.latent)))
     if self.l2_weight > 0:
-      add_penalty(self.l2_weight * tf.reduce_sum(tf.square(self.latent)))
+      add_penalty(self.l2_weight / per_slice * tf.reduce_sum(tf.square(self.latent)))
 
   def _add_group_rate(self, training: bool, num_slices: int,
                       add_penalty: Callable[[tf.Tensor], None]) -> None:
@@ -225,6 +255,8 @@ class LatentKernelMixin:
       bits = self.group.member_bits([tf.round(m.latent) for m in members])
     else:
       return
+    if not save_context.in_save_context():   # a metric made while saving would not be saved
+      self.add_metric(tf.add_n(bits), name=f"lnx_bits_{self.group_key}")
     rate = [m.rate_weight * b for m, b in zip(members, bits) if m.rate_weight > 0]
     if rate:
       add_penalty(tf.add_n(rate) / num_slices)

@@ -6,6 +6,18 @@ convolutions, a scalar for dense and 1×1 layers), and prices the latents with a
 density, one channel per position of the k×k slice. `ParameterGroup` holds both for one kernel
 shape, and trains its density with its own Adam step so that it learns at its own pace whatever
 optimizer the user compiles the model with.
+
+The decoder is stored in units of the group's latent step s, as the latents are, so that the
+user's optimizer moves it relative to its own scale (Adam's step is ~lr per step whatever s is):
+
+  scalar (dense, 1×1):  Ψ = s · exp(ρ),  variable `decoder` = ρ, starting at 0;
+  matrix (k×k, k > 1):  Ψ = s · D,       variable `decoder` = D, starting at I.
+
+Stored as Ψ itself, a dense decoder of 0.0125 met Adam steps of ~0.001, crossed zero after 21
+steps at lr 1e-3 (2 at 1e-2) and every dense weight went to 0 (`benchmarks/decoder_stability.py`). The scalar cannot cross zero
+at all, and shrinking it tenfold takes ≥ ln(10)/lr consistent steps; weight decay pulls ρ back to
+the initial scale, not to zero. Files written before (layer `config_version` 1) stored Ψ and
+are converted on loading (`from_absolute_decoder`).
 """
 
 import math
@@ -13,6 +25,7 @@ import weakref
 import zlib
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -109,10 +122,11 @@ class ParameterGroup(tf.keras.layers.Layer):
 
   def build(self, input_shape=None):
     scalar = self.slice_size == 1
+    # Ψ / s as a log-gain ρ (scalar) or a matrix D (k×k): see the module docstring.
     self.decoder = self.add_weight(
         name="decoder",
         shape=() if scalar else (self.slice_size, self.slice_size),
-        initializer="ones" if scalar else "identity",
+        initializer="zeros" if scalar else "identity",
         trainable=True)
     # The latent variable of each member holds latent · latent_step: an optimizer then moves it
     # like an ordinary weight while the integer grid of the latent itself stays fixed.
@@ -160,6 +174,17 @@ class ParameterGroup(tf.keras.layers.Layer):
           f"has {len(store.keys())}.")
     for i, variable in enumerate(variables):
       variable.assign(store[str(i)])
+    self.upgrade_loaded()
+
+  def upgrade_loaded(self) -> None:
+    """After loading saved variables: if a member was built from a version-1 config (saved by
+    lilnetx_tf before version 2), the loaded decoder is Ψ itself; store it relative to the
+    step, and move the members' penalty weights to per-slice units."""
+    members = self.members()
+    if any(m.config_version < 2 for m in members):
+      self.from_absolute_decoder(self.decoder.numpy())
+      for member in members:
+        member.upgrade_config()
 
   # ---------------------------------------------------------------------------------------------
   # Members and initialization.
@@ -191,8 +216,7 @@ class ParameterGroup(tf.keras.layers.Layer):
       self._max_fan = fan
       scale = decoder_scale(self.boundary, fan)
       self.latent_step.assign(scale)
-      self.decoder.assign(tf.constant(scale, tf.float32) * (
-          tf.ones(()) if self.slice_size == 1 else tf.eye(self.slice_size)))
+      self.reset_decoder()
       for other in self.members():
         other.initialize_latent(latent_bound(scale, other.fan), scale)
     else:
@@ -200,17 +224,41 @@ class ParameterGroup(tf.keras.layers.Layer):
       scale = float(self.latent_step.numpy())
       member.initialize_latent(latent_bound(scale, fan), scale)
 
+  def reset_decoder(self) -> None:
+    """Sets Ψ = s·I (s for a scalar decoder): decoded weights are the latents times the step."""
+    self.decoder.assign(tf.zeros(()) if self.slice_size == 1 else tf.eye(self.slice_size))
+
   def unregister(self, member) -> None:
     self._member_refs = [r for r in self._member_refs if r() is not None and r() is not member]
 
   # ---------------------------------------------------------------------------------------------
   # Decoding and rate.
 
+  def decoder_matrix(self) -> tf.Tensor:
+    """The linear decoder Ψ: shape () for a scalar group, (k², k²) otherwise."""
+    if self.slice_size == 1:
+      return self.latent_step * tf.exp(self.decoder)
+    return self.latent_step * self.decoder
+
+  def from_absolute_decoder(self, psi) -> None:
+    """Sets the decoder from an absolute Ψ (the stored value of files with layer config
+    version 1), given the group's latent step already loaded."""
+    step = float(self.latent_step.numpy())
+    relative = np.asarray(psi, np.float64) / step
+    if self.slice_size == 1:
+      if not relative > 0:
+        raise errors.ModelMismatchError(
+            f"Parameter group {self.name!r} was saved with a decoder of {float(psi):.3g} "
+            "(<= 0: its weights had collapsed through zero, an issue of lilnetx_tf before "
+            "config version 2); the positive decoder of this version cannot represent it.")
+      relative = np.log(relative)
+    self.decoder.assign(relative.astype(np.float32))
+
   def decode(self, latent: tf.Tensor) -> tf.Tensor:
     """Decodes integer latents of shape (..., slice_size) with the linear decoder Ψ."""
     if self.slice_size == 1:
-      return latent * self.decoder
-    return tf.linalg.matmul(latent, self.decoder)
+      return latent * self.decoder_matrix()
+    return tf.linalg.matmul(latent, self.decoder_matrix())
 
   def _cumulative_logits(self, values: tf.Tensor) -> tf.Tensor:
     """Logits of the base density's CDF at `values` (n, slice_size), as tfc computes them."""

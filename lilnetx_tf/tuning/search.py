@@ -28,10 +28,11 @@ Default ranges (log-uniform):
     compression" anchor), while around 1 it is as large as the task loss: the MNIST calibration
     in shared/notes (λ = 1 shrank the file 6× at unchanged error, 1e-4…3e-3 barely changed it)
     puts the knee inside the range. Above 1 accuracy falls apart in short budgets.
-  slice_weight 1e-6 … 1e-3: λ_G multiplies the plain sum of slice L2 norms (not normalized), so
-    its gradient per latent is ~λ_G; 1e-6 is the reference implementation's value (gd weights,
-    nearly no structured sparsity), the library default is 1e-5, and 1e-3 already zeroes most
-    slices of small models within a few epochs. The range spans "off" to "strong".
+  slice_weight 1e-4 … 1: λ_G prices the mean slice L2 norm (latent units: integer steps) over the
+    model's slices, in task-loss units (nats), like λ_I. At 1e-4 it hardly moves the latents
+    ("off"); the library default is 1e-2; around 1 it is as large as the task loss and zeroes
+    most slices within a few epochs. (Before config version 2 it multiplied the plain sum:
+    the old range 1e-6 … 1e-3 was 0.4 … 400 per slice on LeNet5's 406k slices.)
 """
 
 import dataclasses
@@ -50,7 +51,7 @@ from lilnetx_tf import text_table
 from lilnetx_tf.tuning import pareto
 
 DEFAULT_RATE_RANGE = (1e-3, 1.0)
-DEFAULT_SLICE_RANGE = (1e-6, 1e-3)
+DEFAULT_SLICE_RANGE = (1e-4, 1.0)
 COMPRESSED_FILE = "model.lnx"
 _TUNERS = {"random": "RandomSearch", "bayesian": "BayesianOptimization",
            "hyperband": "Hyperband", "grid": "GridSearch"}

@@ -1,0 +1,118 @@
+"""Honest training logs for LilNetX models, and a guard against penalties that take over.
+
+Keras logs `loss` = the compiled loss plus every `add_loss` term, so with LilNetX layers it
+follows the penalties as much as the task. `monitor(model)` (which `lnx.convert` calls on the
+model it returns) adds, to every `fit` and `evaluate` of `model`, the metrics
+
+  task_loss            the compiled loss alone (plus any non-LilNetX regularizer): what
+                       `EarlyStopping(monitor="val_task_loss")` or `ModelCheckpoint` should watch
+  lnx_penalty          the LilNetX penalties (rate + slice norms + L2), in task-loss units;
+                       `loss` = `task_loss` + `lnx_penalty`
+  lnx_pred_majority    share of the predictions in the batch's most frequent predicted class
+  lnx_label_majority   share of the labels in the batch's most frequent class
+
+(the last two for a single classification output: softmax/logits over ≥ 2 classes, or one
+sigmoid unit), while the LilNetX layers add `lnx_bits_<group>` (each group's estimated bits,
+noisy in training, at the rounded latents in evaluation). `fit` also gets a
+`callbacks.PenaltyGuard` unless one is passed, which warns when the penalties dominate the task
+loss or the predictions collapse onto one class.
+
+Hand-built models (`lnx.Dense`, ... without `convert`) get the same with `lnx.monitor(model)`.
+The overrides are instance attributes (`compute_loss`, `fit`): they are not saved with the
+model; call `monitor` again on a loaded model.
+"""
+
+import functools
+
+import tensorflow as tf
+
+from lilnetx_tf import errors
+from lilnetx_tf.layers import is_lilnetx_layer
+
+__all__ = ["monitor", "TASK_LOSS", "PENALTY", "PRED_MAJORITY", "LABEL_MAJORITY"]
+
+TASK_LOSS = "task_loss"
+PENALTY = "lnx_penalty"
+PRED_MAJORITY = "lnx_pred_majority"
+LABEL_MAJORITY = "lnx_label_majority"
+_ATTACHED = "_lilnetx_monitor"
+
+
+def _lilnetx_layers(model) -> list:
+  return [l for l in model._flatten_layers(include_self=False) if is_lilnetx_layer(l)]
+
+
+def _majority_share(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
+  """Share of the most frequent value in the int vector `classes` (values in [0, num_classes))."""
+  counts = tf.math.bincount(classes, minlength=num_classes, maxlength=num_classes,
+                            dtype=tf.float32)
+  return tf.reduce_max(counts) / tf.maximum(tf.reduce_sum(counts), 1.0)
+
+
+def _classes(y_pred: tf.Tensor, y: tf.Tensor):
+  """(predicted, true) class ids and the number of classes, or None if not a classifier."""
+  if not isinstance(y_pred, tf.Tensor) or y_pred.shape.rank is None or y_pred.shape.rank < 2:
+    return None
+  width = y_pred.shape[-1]
+  if width is None:
+    return None
+  y = tf.convert_to_tensor(y)
+  if width == 1:        # one sigmoid unit (or logit): the class is which side of 0.5 (or 0)
+    # Keras marks the outputs of its sigmoid with their logits; anything else is taken as a logit.
+    threshold = 0.0 if getattr(y_pred, "_keras_logits", None) is None else 0.5
+    predicted = tf.cast(tf.reshape(y_pred, [-1]) > threshold, tf.int32)
+    true = tf.cast(tf.cast(tf.reshape(y, [-1]), tf.float32) > 0.5, tf.int32)
+    return predicted, true, 2
+  predicted = tf.reshape(tf.argmax(y_pred, axis=-1, output_type=tf.int32), [-1])
+  if y.shape.rank == y_pred.shape.rank and y.shape[-1] == width:   # one-hot labels
+    true = tf.argmax(y, axis=-1, output_type=tf.int32)
+  else:
+    true = tf.cast(y, tf.int32)
+  true = tf.clip_by_value(tf.reshape(true, [-1]), 0, width - 1)
+  return predicted, true, int(width)
+
+
+def monitor(model: tf.keras.Model) -> tf.keras.Model:
+  """Adds the task-loss, penalty and class-share metrics and the guard to `model` (in place).
+
+  Returns `model`. Calling it twice is harmless.
+  """
+  if not isinstance(model, tf.keras.Model):
+    raise errors.InvalidArgumentError(f"`model` must be a Keras model, got {type(model)}.")
+  if getattr(model, _ATTACHED, False):
+    return model
+  with tf.init_scope():
+    trackers = {name: tf.keras.metrics.Mean(name) for name in
+                (TASK_LOSS, PENALTY, PRED_MAJORITY, LABEL_MAJORITY)}
+  model._metrics.extend(trackers.values())   # logged, and reset each epoch, by Keras
+  keras_compute_loss = model.compute_loss
+  keras_fit = model.fit
+
+  def compute_loss(x=None, y=None, y_pred=None, sample_weight=None):
+    total = keras_compute_loss(x, y, y_pred, sample_weight)
+    if total is None:
+      return total
+    terms = [t for layer in _lilnetx_layers(model) for t in layer.losses]
+    penalty = tf.add_n(terms) if terms else tf.zeros(())
+    penalty = tf.cast(penalty, total.dtype)
+    trackers[PENALTY].update_state(penalty)
+    trackers[TASK_LOSS].update_state(total - penalty)
+    classes = _classes(y_pred, y) if y is not None else None
+    if classes is not None:
+      predicted, true, width = classes
+      trackers[PRED_MAJORITY].update_state(_majority_share(predicted, width))
+      trackers[LABEL_MAJORITY].update_state(_majority_share(true, width))
+    return total
+
+  @functools.wraps(keras_fit)
+  def fit(*args, callbacks=None, **kwargs):
+    from lilnetx_tf.callbacks import PenaltyGuard   # callbacks imports this module's names
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, PenaltyGuard) for c in callbacks):
+      callbacks.append(PenaltyGuard())
+    return keras_fit(*args, callbacks=callbacks, **kwargs)
+
+  object.__setattr__(model, "compute_loss", compute_loss)
+  object.__setattr__(model, "fit", fit)
+  object.__setattr__(model, _ATTACHED, True)
+  return model
