@@ -484,6 +484,9 @@ def main(argv):
     by_strategy[(strategy.split("/")[0], outcome.split("/")[0])] += 1
     if outcome.split("/")[0] in _MUST_BE_ZERO + ("over_1GB",):
       print(f"#{i} {strategy}: {outcome} {result and result[1]}", file=sys.stderr)
+    if (i + 1) % 500 == 0:
+      print(f"  after {i + 1} mutants ({time.time() - start:.0f} s): {dict(sorted(counts.items()))}",
+            flush=True)
   worker.close()
   elapsed = time.time() - start
   print(f"{_COUNT.value} mutants of 3 files ({', '.join(str(len(blobs[2 * b])) for b in range(3))}"

@@ -328,7 +328,8 @@ def _entry_of(blob: bytes, name: str) -> int:
 
 
 @pytest.mark.parametrize("edit", ["fill_2**64", "fill_int_on_float", "fill_nan", "shape_2**70",
-                                  "shape_bool", "scale_2**128", "scale_inf", "bits_bool"])
+                                  "shape_bool", "scale_2**128", "scale_inf", "bits_bool",
+                                  "dtype_dict"])
 def test_manifest_numbers_out_of_range(blobs, tmp_path, edit):
   blob = blobs[False]
   manifest, tensors = _wgts(blob)
@@ -345,6 +346,8 @@ def test_manifest_numbers_out_of_range(blobs, tmp_path, edit):
     manifest[i][0] = [2 ** 70]
   elif edit == "shape_bool":
     manifest[i][0] = [True] * len(shape)
+  elif edit == "dtype_dict":                # found by the fuzzer: a TypeError (unhashable)
+    manifest[i][1] = {}
   else:
     bits = True if edit == "bits_bool" else 8
     scale = {"scale_2**128": 2 ** 128, "scale_inf": float("inf")}.get(edit, 0.5)
@@ -394,3 +397,27 @@ def test_coded_float16_infinities_and_nans_are_refused():
       float_code.decode(code, 3, 10)
   finite = np.array([1.0, 65504.0, -2.0**-24], np.float16)
   np.testing.assert_array_equal(float_code.decode(float_code.encode(finite, 10), 3, 10), finite)
+
+
+def test_bulk_sections_are_decompressed_only_after_the_architecture_confirms_the_size(
+    blobs, tmp_path, monkeypatch):
+  """A file declaring 2**23 parameters, with a small architecture and a WGTS section of
+  128 MiB (its manifest first): inspect(estimate=False) reads only the manifests, decompress
+  refuses the file on the architecture; neither decompresses the bulk."""
+  blob = blobs[False]
+  manifest, _ = _wgts(blob)
+  head = json.dumps(manifest).encode()
+  wgts = struct.pack("<I", len(head)) + head + b"\0" * (128 << 20)
+  hostile = _write(tmp_path, _resealed(blob, parameters=1 << 23, WGTS=wgts))
+  calls, real = [], container._decompress
+
+  def spy(payload, codec, length, tag, whole=True):
+    calls.append((tag, whole))
+    return real(payload, codec, length, tag, whole)
+
+  monkeypatch.setattr(container, "_decompress", spy)
+  report = model_file.inspect(hostile, estimate=False)
+  assert report.sections[1].raw_bytes == len(wgts)
+  with pytest.raises(errors.ModelFileError, match="declares"):
+    lnx.decompress(hostile)
+  assert ("WGTS", False) in calls and ("WGTS", True) not in calls

@@ -91,6 +91,13 @@ class StoredSection:
   def data(self) -> bytes:
     return _decompress(self.payload, CODECS[self.codec], self.raw_bytes, self.tag)
 
+  def prefix(self, length: int) -> bytes:
+    """The first `length` bytes of `data` (fewer if it is shorter), decompressing no more:
+    a section's own header, read before deciding to decompress the rest."""
+    if "data" in self.__dict__:
+      return self.data[:length]
+    return _decompress(self.payload, CODECS[self.codec], length, self.tag, whole=False)
+
 
 @dataclasses.dataclass(frozen=True)
 class Contents:
@@ -109,27 +116,30 @@ def _compress(data: bytes, codec: int) -> bytes:
   return lzma.compress(data, format=lzma.FORMAT_XZ, preset=6)
 
 
-def _decompress(payload: bytes, codec: int, raw_length: int, tag: str) -> bytes:
-  """Decompresses `payload`, refusing to produce more than `raw_length` bytes."""
+def _decompressor(codec: int):
+  if codec == CODEC_ZLIB:
+    return zlib.decompressobj()
+  if codec == CODEC_LZMA2:
+    return lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA2_FILTERS)
+  return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=_XZ_MEMLIMIT)
+
+
+def _decompress(payload: bytes, codec: int, raw_length: int, tag: str,
+                whole: bool = True) -> bytes:
+  """Decompresses `payload`, refusing to produce more than `raw_length` bytes; with
+  `whole=False`, the first `raw_length` bytes (or fewer), unchecked past them."""
   if codec == CODEC_RAW:
-    data = payload
+    data = payload if whole else payload[:raw_length]
   else:
     try:
-      if codec == CODEC_ZLIB:
-        d = zlib.decompressobj()
-        data = d.decompress(payload, raw_length + 1)
-        complete = d.eof and not d.unused_data
-      else:
-        d = (lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA2_FILTERS)
-             if codec == CODEC_LZMA2
-             else lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=_XZ_MEMLIMIT))
-        data = d.decompress(payload, raw_length + 1)
-        complete = d.eof and not d.unused_data
+      d = _decompressor(codec)
+      data = d.decompress(payload, raw_length + 1 if whole else raw_length)
+      complete = d.eof and not d.unused_data
     except (zlib.error, lzma.LZMAError, MemoryError) as e:
       raise errors.ModelFileError(f"Section {tag!r}: compressed data is corrupt ({e}).") from None
-    if not complete:
+    if whole and not complete:
       raise errors.ModelFileError(f"Section {tag!r}: compressed data does not end where expected.")
-  if len(data) != raw_length:
+  if whole and len(data) != raw_length:
     raise errors.ModelFileError(
         f"Section {tag!r}: decompressed to {len(data)} bytes, the header says {raw_length}.")
   return data

@@ -77,6 +77,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # 1 GiB of float32) opens any LilNetX or common Keras model and keeps a hostile file's cost
 # bounded. Pass `max_parameters=` to open larger models.
 DEFAULT_MAX_PARAMETERS = 1 << 28
+_MAX_JSON_BYTES = 1 << 24      # the GRPS section and the WGTS manifest (a few KB in practice)
 
 
 def _lilnetx_layers(model) -> list:
@@ -372,10 +373,12 @@ def _reader_arguments(custom_objects, safe_mode, max_parameters) -> int:
 _GROUP_FIELDS = ("key", "slice_size", "layers", "latents", "table_bytes", "string_bytes")
 
 
-def _group_manifest(data: bytes) -> tuple[bool, list]:
+def _group_manifest(section: container.StoredSection) -> tuple[bool, list]:
   """(whether WGTS holds the densities, the groups' entries as dicts of `_GROUP_FIELDS`) of a
   GRPS section."""
-  doc = _json(data, "GRPS")
+  if section.raw_bytes > _MAX_JSON_BYTES:
+    raise errors.ModelFileError(f"The GRPS section has more than {_MAX_JSON_BYTES:,} bytes.")
+  doc = _json(section.data, "GRPS")
   try:
     densities, groups = doc["densities"], doc["groups"]
     ok = isinstance(densities, bool) and all(
@@ -404,7 +407,8 @@ def _number_fits(value, dtype: str) -> bool:
 
 def _entry_ok(shape, dtype, stored, extra) -> bool:
   if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool)
-                                          and d >= 0 for d in shape) and dtype in _DTYPES):
+                                          and d >= 0 for d in shape)
+          and isinstance(dtype, str) and dtype in _DTYPES):
     return False
   if stored in _DTYPES:
     return not extra
@@ -419,13 +423,21 @@ def _entry_ok(shape, dtype, stored, extra) -> bool:
   return stored == _CODED_FLOAT16 and len(extra) == 1 and 1 <= extra[0] <= 10
 
 
+def _manifest_bytes(section: container.StoredSection) -> bytes:
+  """The start of a WGTS section up to the end of its manifest, decompressing no more."""
+  head = section.prefix(4)
+  length = struct.unpack("<I", head)[0] if len(head) == 4 else 0
+  return section.prefix(4 + min(length, _MAX_JSON_BYTES + 1))
+
+
 def _weights_manifest(data: bytes, parameters: int) -> tuple[list, int]:
   """The WGTS entries as (shape, dtype, stored, [fill value] or [bits, scale] or [mantissa
-  bits] or []) and where the tensor bytes start; at most `parameters` elements in all."""
+  bits] or []) and where the tensor bytes start (`data` may end there); at most `parameters`
+  elements in all."""
   if len(data) < 4:
     raise errors.ModelFileError("The WGTS section is truncated.")
   (head_length,) = struct.unpack_from("<I", data, 0)
-  if head_length > len(data) - 4:
+  if head_length > min(len(data) - 4, _MAX_JSON_BYTES):
     raise errors.ModelFileError("The WGTS section's manifest length is invalid.")
   manifest = _json(data[4:4 + head_length], "WGTS")
   entries, elements = [], 0
@@ -570,12 +582,13 @@ def decompress(path: str, custom_objects: Optional[dict] = None, safe_mode: bool
 def _read(path: str, custom_objects: Optional[dict], safe_mode: bool,
           max_parameters: int) -> tuple:
   by_tag, contents = _sections(path, max_parameters)
-  densities, manifest = _group_manifest(by_tag["GRPS"].data)
   if by_tag["ARCH"].raw_bytes > architecture.MAX_BYTES:
     raise errors.ModelFileError(f"{path}: the ARCH section is larger than "
                                 f"{architecture.MAX_BYTES:,} bytes.")
+  # The architecture first: it confirms the declared parameters that bound the other sections.
   model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode,
                                contents.parameters)
+  densities, manifest = _group_manifest(by_tag["GRPS"])
   layers = _lilnetx_layers(model)
   _load_weights(model, by_tag["WGTS"].data, layers, densities, contents.parameters)
   decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data)
@@ -594,13 +607,13 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
   max_parameters = _reader_arguments(custom_objects, safe_mode, max_parameters)
   by_tag, contents = _sections(path, max_parameters)
   path = os.fspath(path)
-  densities, manifest = _group_manifest(by_tag["GRPS"].data)
+  densities, manifest = _group_manifest(by_tag["GRPS"])
   estimates = [None] * len(manifest)
   if estimate and densities:
     _, _, decoded, _ = _read(path, custom_objects, safe_mode, max_parameters)
     estimates = [entropy.estimated_bits(g, latents) / 8 for _, g, latents in decoded]
   total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in contents.sections)
-  entries, _ = _weights_manifest(by_tag["WGTS"].data, contents.parameters)
+  entries, _ = _weights_manifest(_manifest_bytes(by_tag["WGTS"]), contents.parameters)
   weight_count = sum(math.prod(shape) for shape, *_ in entries)
   float16 = any((stored == "float16" and dtype != "float16") or stored == _CODED_FLOAT16
                 for _, dtype, stored, _ in entries)
