@@ -24,7 +24,8 @@ Each mutant is made from one of them by a strategy:
               stream asking for a 1.5 GiB dictionary
 
 Every mutant is opened by `inspect(estimate=False)` and `decompress` in a worker process under
-a time limit; the worker reports its peak RSS. The table counts the outcomes:
+a time limit; the worker reports each decode's peak RSS (VmHWM, reset before it) above its
+RSS before it. The table counts the outcomes:
   original         decoded, identical to the file it was made from (a no-op mutation)
   typed_error      a lilnetx_tf error
   undetectable     decoded to another model from a re-sealed mutant: a valid file of a
@@ -34,7 +35,7 @@ a time limit; the worker reports its peak RSS. The table counts the outcomes:
   silently_wrong   decoded to another model from a mutant that was not re-sealed (must be 0)
   hang             no answer within --timeout seconds (must be 0)
   code_executed    the canary file appeared (must be 0)
-and the largest peak RSS of the worker above its baseline (must stay under 1 GB).
+and the largest peak RSS of one decode above the worker's RSS before it (must stay under 1 GB).
 """
 
 import collections
@@ -95,18 +96,44 @@ def _same_weights(a: list, b: list) -> bool:
                                   and np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
 
 
+def _peak_rss() -> int:
+  """This process's peak RSS in bytes since the last `_reset_peak` (VmHWM), or, where /proc
+  does not have it, getrusage's peak (which a spawned child inherits across exec)."""
+  try:
+    with open("/proc/self/status") as handle:
+      line = next(l for l in handle if l.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+  except (OSError, StopIteration):
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _current_rss() -> int:
+  with open("/proc/self/statm") as handle:
+    return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak() -> None:
+  try:
+    with open("/proc/self/clear_refs", "w") as handle:
+      handle.write("5")              # resets VmHWM to the current RSS (Linux >= 4.0)
+  except OSError:
+    pass
+
+
 def _worker(connection, references: list) -> None:
   originals = []
   for path in references:
     tf.keras.utils.set_random_seed(0)    # densities an inference-only file leaves out
     originals.append(_fingerprint(lnx.decompress(path)))
   tf.keras.backend.clear_session()
-  connection.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+  connection.send(_current_rss())
   while True:
     job = connection.recv()
     if job is None:
       return
     path, base = job
+    _reset_peak()
+    before = _current_rss()
     outcome, detail = "original", ""
     try:
       model_file.inspect(path, estimate=False)
@@ -120,9 +147,9 @@ def _worker(connection, references: list) -> None:
       outcome, detail = "typed_error", type(e).__name__
     except Exception as e:  # noqa: BLE001 - counting foreign errors is the point
       outcome, detail = "foreign_error", f"{type(e).__name__}: {str(e)[:300]}"
+    extra = _peak_rss() - before          # before clear_session frees the model
     tf.keras.backend.clear_session()
-    connection.send((outcome, detail,
-                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    connection.send((outcome, detail, extra))
 
 
 class _Worker:
@@ -140,15 +167,15 @@ class _Worker:
     self.baseline = self.connection.recv()
 
   def run(self, job, timeout: float):
-    """(outcome, detail, peak RSS above the baseline) or None after `timeout` seconds."""
+    """(outcome, detail, peak RSS during the decode above the RSS before it) or None after
+    `timeout` seconds."""
     self.connection.send(job)
     if not self.connection.poll(timeout):
       self.process.kill()
       self.process.join()
       self._start()
       return None
-    outcome, detail, peak = self.connection.recv()
-    return outcome, detail, peak - self.baseline
+    return self.connection.recv()
 
   def close(self):
     self.connection.send(None)
@@ -485,14 +512,15 @@ def main(argv):
     if outcome.split("/")[0] in _MUST_BE_ZERO + ("over_1GB",):
       print(f"#{i} {strategy}: {outcome} {result and result[1]}", file=sys.stderr)
     if (i + 1) % 500 == 0:
-      print(f"  after {i + 1} mutants ({time.time() - start:.0f} s): {dict(sorted(counts.items()))}",
-            flush=True)
+      print(f"  after {i + 1} mutants ({time.time() - start:.0f} s, largest decode peak "
+            f"{peak / 2**20:.0f} MiB): {dict(sorted(counts.items()))}", flush=True)
   worker.close()
   elapsed = time.time() - start
   print(f"{_COUNT.value} mutants of 3 files ({', '.join(str(len(blobs[2 * b])) for b in range(3))}"
         f" bytes) in {elapsed:.0f} s; slowest decode {slowest:.2f} s (limit "
-        f"{_TIMEOUT.value:g} s); worker peak RSS {(worker.baseline + peak) / 2**20:.0f} MiB, "
-        f"{peak / 2**20:.0f} MiB above its baseline (after loading the originals)")
+        f"{_TIMEOUT.value:g} s); largest peak RSS of a decode above the worker's RSS before it "
+        f"{peak / 2**20:.0f} MiB (worker RSS after loading the originals "
+        f"{worker.baseline / 2**20:.0f} MiB)")
   print()
   print(f"  {'outcome':34s} {'count':>6s}")
   rows = ["original", "typed_error", "undetectable/architecture", "undetectable/values",
