@@ -43,8 +43,9 @@ def test_lean_config_rebuilds_the_same_model(build):
   full = json.dumps({"format": "keras-json", "model": json.loads(model.to_json())}).encode()
   lean = architecture.encode(model)
   assert len(lean) < 0.75 * len(full)
-  assert architecture.rebuild(full, objects).to_json() == model.to_json()
-  assert architecture.rebuild(lean, objects).to_json() == model.to_json()
+  count = architecture.parameter_count(model)
+  assert architecture.rebuild(full, objects, True, count).to_json() == model.to_json()
+  assert architecture.rebuild(lean, objects, True, count).to_json() == model.to_json()
 
 
 def test_config_names_are_left_out_and_restored():
@@ -54,11 +55,13 @@ def test_config_names_are_left_out_and_restored():
   inner = [e for e in entries if e["name"] == "inner"][0]
   assert all("name" not in e["config"] for e in entries)
   assert all("name" not in e["config"] for e in inner["config"]["layers"] if "name" in e)
-  rebuilt = architecture.rebuild(json.dumps(lean).encode(), {"Scale": Scale})
+  count = architecture.parameter_count(model)
+  rebuilt = architecture.rebuild(json.dumps(lean).encode(), {"Scale": Scale}, True, count)
   assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in model.layers]
   # A "keras-json" section (older files) keeps every name and reads as before.
   full = json.dumps({"format": "keras-json", "model": json.loads(model.to_json())}).encode()
-  assert architecture.rebuild(full, {"Scale": Scale}).to_json() == rebuilt.to_json()
+  assert architecture.rebuild(full, {"Scale": Scale}, True, count).to_json() == \
+      rebuilt.to_json()
 
 
 def test_build_configs_are_left_out_only_when_the_model_rebuilds_the_same():
@@ -87,13 +90,19 @@ def test_custom_layers_are_kept_whole_and_need_custom_objects(tmp_path):
 
 def test_corrupt_architecture_is_a_model_file_error():
   with pytest.raises(errors.ModelFileError, match="JSON"):
-    architecture.rebuild(b"\xff{", None)
+    architecture.rebuild(b"\xff{", None, True, 0)
   with pytest.raises(errors.ModelFileError, match="Keras model config"):
-    architecture.rebuild(b'{"format": "other"}', None)
-  with pytest.raises(errors.ModelFileError, match="Cannot rebuild"):
-    architecture.rebuild(b'{"format": "keras-json/2", "model": {"config": {"layers": 7}}}', None)
+    architecture.rebuild(b'{"format": "other"}', None, True, 0)
+  with pytest.raises(errors.ModelFileError, match="not a Functional or Sequential"):
+    architecture.rebuild(b'{"format": "keras-json/2", "model": {"config": {"layers": 7}}}',
+                         None, True, 0)
   # Found by `benchmarks/fuzz_model_file.py --rechecksum`: a mutated class name that Keras
   # deserializes to a string, not a model.
-  with pytest.raises(errors.ModelFileError, match="not a Keras model"):
+  with pytest.raises(errors.ModelFileError, match="not a Functional or Sequential"):
     architecture.rebuild(
-        b'{"format": "keras-json/2", "model": {"class_name": "Constant", "config": {}}}', None)
+        b'{"format": "keras-json/2", "model": {"class_name": "Constant", "config": {}}}', None,
+        True, 0)
+  doc = json.loads(architecture.encode(lenet5()))
+  doc["model"]["config"]["layers"][1]["config"]["no_such_argument"] = 1
+  with pytest.raises(errors.ModelFileError, match="Cannot rebuild"):
+    architecture.rebuild(json.dumps(doc).encode(), None, True, 10 ** 6)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
-from lilnetx_tf.coding import entropy, latent_code, model_file
+from lilnetx_tf.coding import container, entropy, latent_code, model_file
 from lilnetx_tf.stats import lilnetx_layers
 
 
@@ -96,7 +96,8 @@ def test_report_is_consistent(trained):
   for group in report.groups:
     assert group.coded_bytes <= 1.01 * group.estimated_bytes + 8
   assert report.coded_latent_bytes <= 1.01 * estimated + 8 * len(report.groups)
-  assert report.parameter_bytes == report.total_bytes - report.architecture_bytes - 36
+  assert report.parameter_bytes == (report.total_bytes - report.architecture_bytes
+                                    - container.FILE_HEADER_SIZE)
   assert report.latent_parameters == lnx.stats(model)["latent_parameters"]
   text = str(report)
   for word in ("ARCH", "LATS", "conv3x3", "dense", "parameter bytes", "coded/est"):

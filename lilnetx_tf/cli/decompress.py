@@ -21,8 +21,11 @@ _OUTPUT = flags.DEFINE_string("output", None,
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
 _SUMMARY = flags.DEFINE_bool("summary", False, "Print the Keras model summary.")
 _SAFE_MODE = flags.DEFINE_bool(
-    "safe_mode", True, "--nosafe_mode rebuilds Lambda layers, running the file's Python "
-    "bytecode: only for files you trust.")
+    "safe_mode", True, "--nosafe_mode lets the file's architecture name any module, function "
+    "or Lambda layer, whose code then runs: only for files you trust.")
+_MAX_PARAMETERS = flags.DEFINE_integer(
+    "max_parameters", 1 << 28, "Refuse files of models with more parameters (all variables' "
+    "elements) than this.", lower_bound=1)
 
 
 # What `model.save` writes into a SavedModel directory: all --overwrite may replace.
@@ -56,7 +59,8 @@ def main(argv):
     return 1
   import lilnetx_tf as lnx
   from lilnetx_tf import atomic
-  model = lnx.decompress(source, safe_mode=_SAFE_MODE.value)
+  model = lnx.decompress(source, safe_mode=_SAFE_MODE.value,
+                         max_parameters=_MAX_PARAMETERS.value)
   if _SUMMARY.value:
     model.summary()
   if output.endswith((".keras", ".h5")):

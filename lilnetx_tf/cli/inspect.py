@@ -18,8 +18,11 @@ _ESTIMATE = flags.DEFINE_bool("estimate", True,
                               "Rebuild the model and report estimated latent bytes.")
 _JSON = flags.DEFINE_bool("json", False, "Print the report as JSON.")
 _SAFE_MODE = flags.DEFINE_bool(
-    "safe_mode", True, "--nosafe_mode rebuilds Lambda layers, running the file's Python "
-    "bytecode: only for files you trust.")
+    "safe_mode", True, "--nosafe_mode lets the file's architecture name any module, function "
+    "or Lambda layer, whose code then runs: only for files you trust.")
+_MAX_PARAMETERS = flags.DEFINE_integer(
+    "max_parameters", 1 << 28, "Refuse files of models with more parameters (all variables' "
+    "elements) than this.", lower_bound=1)
 
 
 @_common.handles_errors
@@ -27,6 +30,7 @@ def main(argv):
   source = _common.positional(argv, 0, _INPUT.value, "input")
   from lilnetx_tf.coding import model_file
   report = model_file.inspect(source, estimate=_ESTIMATE.value,
-                              safe_mode=_SAFE_MODE.value)
+                              safe_mode=_SAFE_MODE.value,
+                              max_parameters=_MAX_PARAMETERS.value)
   print(json.dumps(report.as_dict(), indent=1) if _JSON.value else report)
   return 0

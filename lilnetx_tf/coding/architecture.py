@@ -18,10 +18,13 @@ import tensorflow as tf
 from keras.src.saving import serialization_lib  # Keras 2.14's safe-mode scope (load_model's)
 
 from lilnetx_tf import errors
+from lilnetx_tf.coding import architecture_guard
+from lilnetx_tf.coding import variable_budget
 
 _NESTED = ("Functional", "Sequential", "Model")
 _FORMAT = "keras-json/2"
 _FORMATS = ("keras-json", _FORMAT)  # "keras-json": every layer config has its name.
+MAX_BYTES = 1 << 24   # 16 MiB of config JSON: far above any real model's (ResNet-50: ~0.1 MiB)
 
 
 def _layer_config(entry: dict, config: dict) -> Optional[dict]:
@@ -113,10 +116,18 @@ def encode(model: tf.keras.Model) -> bytes:
                     separators=(",", ":")).encode()
 
 
-def rebuild(data: bytes, custom_objects: Optional[dict],
-            safe_mode: bool = True) -> tf.keras.Model:
-  """The Keras model of an ARCH section (raises `ModelFileError`); `safe_mode=False` lets
-  `Lambda` layers load their bytecode, as in `tf.keras.models.load_model`."""
+def rebuild(data: bytes, custom_objects: Optional[dict], safe_mode: bool,
+            parameters: int) -> tf.keras.Model:
+  """The Keras model of an ARCH section, whose variables must have `parameters` elements in
+  all (raises `ModelFileError`).
+
+  The config is checked first (`architecture_guard`: no code but Keras built-ins, this library
+  and `custom_objects`, unless `safe_mode=False`; a graph Keras can rebuild), and its variables
+  are counted as Keras creates them, so a file cannot make the reader allocate more than it
+  declares."""
+  if len(data) > MAX_BYTES:
+    raise errors.ModelFileError(f"The ARCH section has {len(data):,} bytes (at most "
+                                f"{MAX_BYTES:,}).")
   try:
     doc = json.loads(data.decode("utf-8"))
   except (UnicodeDecodeError, ValueError, RecursionError):
@@ -125,18 +136,42 @@ def rebuild(data: bytes, custom_objects: Optional[dict],
       or not isinstance(doc.get("model"), dict)):
     raise errors.ModelFileError("The ARCH section does not hold a Keras model config.")
   import lilnetx_tf  # noqa: F401  (registers the LilNetX layers with Keras)
-  try:
-    if isinstance(doc["model"].get("config"), dict):
-      _restore_names(doc["model"]["config"])
-    with serialization_lib.SafeModeScope(bool(safe_mode)):
-      model = tf.keras.models.model_from_json(json.dumps(doc["model"]),
-                                              custom_objects=custom_objects)
-  except Exception as e:  # Keras raises many types for configs it cannot rebuild.
+  architecture_guard.check(doc["model"], custom_objects, safe_mode)
+  _restore_names(doc["model"]["config"])
+  with variable_budget.budget(creation_limit(parameters)) as budget:
+    try:
+      with serialization_lib.SafeModeScope(safe_mode):
+        model = tf.keras.models.model_from_json(json.dumps(doc["model"]),
+                                                custom_objects=custom_objects)
+    except Exception as e:  # Keras raises many types for configs it cannot rebuild.
+      if isinstance(e, errors.ModelFileError) or budget.exceeded:
+        raise errors.ModelFileError(
+            f"The architecture creates far more parameters than the file declares "
+            f"({parameters:,}).") from None
+      raise errors.ModelFileError(
+          f"Cannot rebuild the model architecture: {type(e).__name__}: {e}. If the model uses "
+          "custom layers, import or pass them with custom_objects=.") from None
+  if budget.exceeded:
     raise errors.ModelFileError(
-        f"Cannot rebuild the model architecture: {type(e).__name__}: {e}. If the model uses "
-        "custom layers, import or pass them with custom_objects=; Lambda layers of a trusted "
-        "file need safe_mode=False.") from None
+        f"The architecture creates far more parameters than the file declares "
+        f"({parameters:,}).")
   if not isinstance(model, tf.keras.Model):  # A config of another Keras object, e.g. a string.
     raise errors.ModelFileError(
         f"The ARCH section describes a {type(model).__name__}, not a Keras model.")
+  actual = parameter_count(model)
+  if actual != parameters:
+    raise errors.ModelFileError(
+        f"The architecture has {actual:,} parameters, the file declares {parameters:,}.")
   return model
+
+
+def creation_limit(parameters: int) -> int:
+  """The variable elements rebuilding a model of `parameters` may create: more than it keeps,
+  as each LilNetX layer builds a parameter group before joining its shared one and random
+  layers make seed state; twice as many, plus 64 Ki, leaves room for both."""
+  return 2 * parameters + (1 << 16)
+
+
+def parameter_count(model: tf.keras.Model) -> int:
+  """Elements of every variable of `model`: what a file declares and a reader may allocate."""
+  return sum(v.shape.num_elements() for v in model.weights)

@@ -2,14 +2,16 @@
 
 Byte layout (all integers little-endian):
 
-  File header, 36 bytes
+  File header, 44 bytes
     0   8  magic  b"\\x89LNX\\r\\n\\x1a\\n"  (PNG-style: catches text-mode and 7-bit mangling)
     8   2  u16    format version (`VERSION`)
     10  2  u16    flags (reserved, 0)
     12  4  u32    number of sections
-    16  16        file id: first 16 bytes of SHA-256 over every section's
+    16  8  u64    parameters: the elements of every variable of the model the file holds, the
+                  reader's budget (sections' raw lengths and what decoding may allocate)
+    24  16        file id: first 16 bytes of SHA-256 over every section's
                   (tag, codec, raw length, stored payload), in order
-    32  4  u32    CRC-32 of bytes 0..31
+    40  4  u32    CRC-32 of bytes 0..39
 
   Then, per section, a 28-byte section header followed by its payload:
     0   4         tag, 4 ASCII bytes (e.g. b"ARCH")
@@ -25,13 +27,19 @@ Byte layout (all integers little-endian):
 A flipped byte fails a CRC (header or section); a section copied from another file fails its CRC
 because the CRC covers the file id; a truncated file fails a length check; the file id, recomputed
 on reading, is a second (cryptographic) check over all payloads. Lengths are validated against the
-bytes actually present before anything is allocated or decompressed.
+bytes actually present before anything is allocated or decompressed, and the raw lengths
+against the declared parameters (at most `RAW_ALLOWANCE` + `RAW_BYTES_PER_PARAMETER` per
+parameter in all); a section is decompressed only when its `data` is first read, with its
+output bounded by its declared raw length, so a reader can check the declared parameters
+against the architecture before decompressing the bulk.
 """
 
 import dataclasses
+import functools
 import hashlib
 import lzma
 import os
+import stat
 import struct
 import zlib
 from typing import Iterable, Optional
@@ -39,7 +47,7 @@ from typing import Iterable, Optional
 from lilnetx_tf import errors
 
 MAGIC = b"\x89LNX\r\n\x1a\n"
-VERSION = 5
+VERSION = 6
 CODEC_RAW, CODEC_ZLIB, CODEC_LZMA, CODEC_LZMA2 = 0, 1, 2, 3
 CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA, "lzma2": CODEC_LZMA2}
 # Raw LZMA2 saves the xz container's ~60 bytes, which matter in a file of a few KB; the
@@ -49,12 +57,14 @@ _LZMA2_FILTERS = ({"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
 _CODEC_NAMES = {v: k for k, v in CODECS.items()}
 SMALLEST = "smallest"        # for `encode`: the codec that stores the section in fewest bytes
 
-_FILE_HEADER = struct.Struct("<8sHHI16sI")       # 36 bytes
+_FILE_HEADER = struct.Struct("<8sHHIQ16sI")      # 44 bytes
 _SECTION_HEADER = struct.Struct("<4sB3sQQI")    # 28 bytes
 FILE_HEADER_SIZE = _FILE_HEADER.size
 SECTION_HEADER_SIZE = _SECTION_HEADER.size
 MAX_SECTIONS = 64
-MAX_RAW_LENGTH = 1 << 36                         # 64 GiB: refuse absurd decompressed sizes
+RAW_ALLOWANCE = 1 << 24      # 16 MiB of raw section bytes for any file (JSON, tables)...
+RAW_BYTES_PER_PARAMETER = 16  # ...plus 16 per declared parameter (float64 weights take 8)
+_XZ_MEMLIMIT = 1 << 26        # an xz stream may ask for a 1.5 GiB dictionary; ours use 8 MiB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +77,32 @@ class Section:
 
 @dataclasses.dataclass(frozen=True)
 class StoredSection:
-  """A section as read from a file, with its on-disk size."""
+  """A verified section as read from a file, with its on-disk size; `data` decompresses it
+  (once, on first use, raising `ModelFileError` if it does not decompress to `raw_bytes`)."""
   tag: str
-  data: bytes
   codec: str
+  raw_bytes: int             # decompressed length, as declared
   stored_bytes: int          # payload bytes on disk
   total_bytes: int           # payload plus section header
+  payload: bytes = dataclasses.field(repr=False)
+
+  @functools.cached_property
+  def data(self) -> bytes:
+    return _decompress(self.payload, CODECS[self.codec], self.raw_bytes, self.tag)
+
+  def prefix(self, length: int) -> bytes:
+    """The first `length` bytes of `data` (fewer if it is shorter), decompressing no more:
+    a section's own header, read before deciding to decompress the rest."""
+    if "data" in self.__dict__:
+      return self.data[:length]
+    return _decompress(self.payload, CODECS[self.codec], length, self.tag, whole=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Contents:
+  """A verified file: the parameters it declares and its sections."""
+  parameters: int
+  sections: list
 
 
 def _compress(data: bytes, codec: int) -> bytes:
@@ -85,26 +115,30 @@ def _compress(data: bytes, codec: int) -> bytes:
   return lzma.compress(data, format=lzma.FORMAT_XZ, preset=6)
 
 
-def _decompress(payload: bytes, codec: int, raw_length: int, tag: str) -> bytes:
-  """Decompresses `payload`, refusing to produce more than `raw_length` bytes."""
+def _decompressor(codec: int):
+  if codec == CODEC_ZLIB:
+    return zlib.decompressobj()
+  if codec == CODEC_LZMA2:
+    return lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA2_FILTERS)
+  return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=_XZ_MEMLIMIT)
+
+
+def _decompress(payload: bytes, codec: int, raw_length: int, tag: str,
+                whole: bool = True) -> bytes:
+  """Decompresses `payload`, refusing to produce more than `raw_length` bytes; with
+  `whole=False`, the first `raw_length` bytes (or fewer), unchecked past them."""
   if codec == CODEC_RAW:
-    data = payload
+    data = payload if whole else payload[:raw_length]
   else:
     try:
-      if codec == CODEC_ZLIB:
-        d = zlib.decompressobj()
-        data = d.decompress(payload, raw_length + 1)
-        complete = d.eof and not d.unused_data
-      else:
-        d = (lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA2_FILTERS)
-             if codec == CODEC_LZMA2 else lzma.LZMADecompressor(format=lzma.FORMAT_XZ))
-        data = d.decompress(payload, raw_length + 1)
-        complete = d.eof and not d.unused_data
+      d = _decompressor(codec)
+      data = d.decompress(payload, raw_length + 1 if whole else raw_length)
+      complete = d.eof and not d.unused_data
     except (zlib.error, lzma.LZMAError, MemoryError) as e:
       raise errors.ModelFileError(f"Section {tag!r}: compressed data is corrupt ({e}).") from None
-    if not complete:
+    if whole and not complete:
       raise errors.ModelFileError(f"Section {tag!r}: compressed data does not end where expected.")
-  if len(data) != raw_length:
+  if whole and len(data) != raw_length:
     raise errors.ModelFileError(
         f"Section {tag!r}: decompressed to {len(data)} bytes, the header says {raw_length}.")
   return data
@@ -142,9 +176,9 @@ def _smallest(data: bytes) -> tuple[int, bytes]:
   return min(payloads, key=lambda item: len(item[1]))
 
 
-def encode(sections: list[Section]) -> bytes:
-  """Serializes `sections` to the bytes of a container file. A section with codec `SMALLEST`
-  is stored with whichever codec gives the fewest bytes."""
+def encode(sections: list[Section], parameters: int = 0) -> bytes:
+  """Serializes `sections` to the bytes of a container file declaring `parameters`. A section
+  with codec `SMALLEST` is stored with whichever codec gives the fewest bytes."""
   if len(sections) > MAX_SECTIONS:
     raise errors.InvalidArgumentError(f"At most {MAX_SECTIONS} sections, got {len(sections)}.")
   records = []
@@ -158,8 +192,12 @@ def encode(sections: list[Section]) -> bytes:
       raise errors.InvalidArgumentError(
           f"Unknown codec {s.codec!r}; use one of {list(CODECS) + [SMALLEST]}.")
     records.append((_tag_bytes(s.tag), codec, len(s.data), payload))
+  if sum(r[2] for r in records) > raw_limit(parameters):
+    raise errors.InvalidArgumentError(
+        f"The sections hold more than the {raw_limit(parameters):,} bytes a reader accepts "
+        f"for {parameters:,} parameters.")
   file_id = _file_id(records)
-  head = struct.pack("<8sHHI16s", MAGIC, VERSION, 0, len(records), file_id)
+  head = struct.pack("<8sHHIQ16s", MAGIC, VERSION, 0, len(records), parameters, file_id)
   parts = [head, struct.pack("<I", zlib.crc32(head))]
   for index, (tag, codec, raw_length, payload) in enumerate(records):
     fields = struct.pack("<4sB3sQQ", tag, codec, b"\0\0\0", len(payload), raw_length)
@@ -168,29 +206,53 @@ def encode(sections: list[Section]) -> bytes:
   return b"".join(parts)
 
 
-def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
-  """Parses and verifies container bytes; raises `ModelFileError` on any inconsistency."""
-  view = memoryview(blob)
-  if len(blob) < FILE_HEADER_SIZE:
-    if not MAGIC.startswith(bytes(view[:len(MAGIC)])) or not blob:
-      raise errors.ModelFileError(f"{source} is not a LilNetX model file (bad magic).")
-    raise errors.ModelFileError(
-        f"{source} is truncated: {len(blob)} bytes, shorter than the {FILE_HEADER_SIZE}-byte "
-        "header.")
-  magic, version, flags, count, file_id, header_crc = _FILE_HEADER.unpack_from(view, 0)
-  if magic != MAGIC:
+def raw_limit(parameters: int) -> int:
+  """The most raw section bytes a file declaring `parameters` may hold."""
+  return RAW_ALLOWANCE + RAW_BYTES_PER_PARAMETER * parameters
+
+
+def _header(head: bytes, size: int, source: str, max_parameters: Optional[int]) -> tuple:
+  """(section count, declared parameters, file id) of a file of `size` bytes from its first
+  bytes `head`, checked: magic (on as many bytes as there are), version, checksum, flags, and
+  the parameters against `max_parameters`."""
+  magic = head[:len(MAGIC)]
+  if not magic or not (magic == MAGIC or MAGIC.startswith(magic)):
     raise errors.ModelFileError(f"{source} is not a LilNetX model file (bad magic {magic!r}).")
-  if zlib.crc32(view[:FILE_HEADER_SIZE - 4]) != header_crc:
-    raise errors.ModelFileError(f"{source}: the file header is corrupt (checksum mismatch).")
-  if version != VERSION:
+  if size < FILE_HEADER_SIZE or len(head) < FILE_HEADER_SIZE:
+    raise errors.ModelFileError(
+        f"{source} is truncated: {size} bytes, shorter than the {FILE_HEADER_SIZE}-byte header.")
+  _, version, flags, count, parameters, file_id, header_crc = _FILE_HEADER.unpack_from(head, 0)
+  if version != VERSION:      # first: the header's layout depends on the version
     raise errors.ModelFileError(
         f"{source} has format version {version}; this lilnetx_tf reads version {VERSION}. "
         "Use the lilnetx_tf release that wrote it.")
+  if zlib.crc32(head[:FILE_HEADER_SIZE - 4]) != header_crc:
+    raise errors.ModelFileError(f"{source}: the file header is corrupt (checksum mismatch).")
   if flags != 0:
     raise errors.ModelFileError(f"{source} uses unknown format flags {flags:#06x}.")
   if count > MAX_SECTIONS:
     raise errors.ModelFileError(f"{source} declares {count} sections (at most {MAX_SECTIONS}).")
-  position, raw_sections = FILE_HEADER_SIZE, []
+  if max_parameters is not None and parameters > max_parameters:
+    raise errors.ModelFileError(
+        f"{source} declares a model of {parameters:,} parameters, more than "
+        f"max_parameters={max_parameters:,}; raise it to open a file you trust.")
+  return count, parameters, file_id
+
+
+def _max_file_size(count: int, parameters: int) -> int:
+  """The largest file of `count` sections a model of `parameters` can make: compressed
+  payloads grow at most 1/64 (plus a container's few bytes) over their raw length."""
+  return (FILE_HEADER_SIZE + count * (SECTION_HEADER_SIZE + 4096)
+          + raw_limit(parameters) * 65 // 64)
+
+
+def decode(blob: bytes, source: str = "file", max_parameters: Optional[int] = None) -> Contents:
+  """Parses and verifies container bytes; raises `ModelFileError` on any inconsistency,
+  including a file that declares more than `max_parameters` parameters."""
+  view = memoryview(blob)
+  count, parameters, file_id = _header(bytes(view[:FILE_HEADER_SIZE]), len(blob), source,
+                                       max_parameters)
+  position, raw_sections, raw_total = FILE_HEADER_SIZE, [], 0
   for index in range(count):
     if len(blob) - position < SECTION_HEADER_SIZE:
       raise errors.ModelFileError(
@@ -211,8 +273,12 @@ def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
           "or the section comes from another model file.")
     if codec not in _CODEC_NAMES or reserved != b"\0\0\0":
       raise errors.ModelFileError(f"{source}: section {index + 1} has an unknown codec {codec}.")
-    if raw_length > MAX_RAW_LENGTH or (codec == CODEC_RAW and raw_length != stored):
-      raise errors.ModelFileError(f"{source}: section {index + 1} has an invalid length.")
+    raw_total += raw_length
+    if raw_total > raw_limit(parameters) or (codec == CODEC_RAW and raw_length != stored):
+      raise errors.ModelFileError(
+          f"{source}: section {index + 1} has an invalid length (the sections declare more "
+          f"than the {raw_limit(parameters):,} raw bytes a model of {parameters:,} parameters "
+          "may take, or a raw section's lengths differ).")
     try:
       tag_str = tag.decode("ascii")
     except UnicodeDecodeError:
@@ -224,36 +290,60 @@ def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
         f"{source} has {len(blob) - position} unexpected bytes after its last section.")
   if _file_id(r[:4] for r in raw_sections) != file_id:
     raise errors.ModelFileError(f"{source}: the file id does not match its sections (corrupt).")
-  result = []
-  for tag, codec, raw_length, payload, tag_str in raw_sections:
-    data = _decompress(payload, codec, raw_length, tag_str)
-    result.append(StoredSection(tag_str, data, _CODEC_NAMES[codec], len(payload),
-                                len(payload) + SECTION_HEADER_SIZE))
-  return result
+  return Contents(parameters, [
+      StoredSection(tag_str, _CODEC_NAMES[codec], raw_length, len(payload),
+                    len(payload) + SECTION_HEADER_SIZE, payload)
+      for _, codec, raw_length, payload, tag_str in raw_sections])
 
 
-def read(path: str, max_bytes: Optional[int] = None) -> list[StoredSection]:
-  """Reads and verifies a container file."""
-  if not isinstance(path, (str, bytes, os.PathLike)):
-    raise errors.InvalidArgumentError(f"Expected a file path, got {path!r}.")
-  path = os.fspath(path)
+def _read_regular_file(path: str, max_parameters: Optional[int]) -> bytes:
+  """The bytes of the regular file at `path`: the header (magic first) is checked before the
+  rest is read, and at most as many bytes as the declared parameters need; special files
+  (FIFOs, devices, directories) are refused unopened or, if swapped in after the check,
+  unread (opened non-blocking)."""
+  def refuse(mode: int):
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    raise errors.ModelFileError(f"{path} is {kind}, not a LilNetX model file.")
+
   try:
-    with open(path, "rb") as handle:
-      blob = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+      refuse(mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+  except (FileNotFoundError, NotADirectoryError):
+    raise errors.ModelFileNotFoundError(f"No LilNetX model file at {path}.") from None
   except IsADirectoryError:
     raise errors.ModelFileError(f"{path} is a directory, not a LilNetX model file.") from None
-  except FileNotFoundError:
-    raise errors.ModelFileNotFoundError(f"No LilNetX model file at {path}.") from None
-  except NotADirectoryError:
-    raise errors.ModelFileNotFoundError(
-        f"No LilNetX model file at {path}: a part of the path is a file, not a directory."
-    ) from None
+  except OSError as e:
+    raise errors.os_error(errors.ModelFileReadError,
+                          f"Cannot open {path}: {e.strerror or e}.", e) from None
+  try:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+      refuse(info.st_mode)
+    with os.fdopen(fd, "rb", closefd=False) as handle:
+      head = handle.read(FILE_HEADER_SIZE)
+      count, parameters, _ = _header(head, info.st_size, path, max_parameters)
+      if info.st_size > _max_file_size(count, parameters):
+        raise errors.ModelFileError(
+            f"{path} has {info.st_size:,} bytes, more than a model of {parameters:,} "
+            "parameters takes.")
+      blob = head + handle.read(info.st_size - len(head))
   except OSError as e:
     raise errors.os_error(errors.ModelFileReadError,
                           f"Cannot read {path}: {e.strerror or e}.", e) from None
-  if max_bytes is not None and len(blob) > max_bytes:
-    raise errors.ModelFileError(f"{path} is larger than {max_bytes} bytes.")
-  return decode(blob, source=path)
+  finally:
+    os.close(fd)
+  return blob
+
+
+def read(path: str, max_parameters: Optional[int] = None) -> Contents:
+  """Reads and verifies a container file (see `decode`)."""
+  if not isinstance(path, (str, bytes, os.PathLike)):
+    raise errors.InvalidArgumentError(f"Expected a file path, got {path!r}.")
+  path = os.fspath(path)
+  return decode(_read_regular_file(path, max_parameters), source=path,
+                max_parameters=max_parameters)
 
 
 def section_spans(data: bytes) -> list:

@@ -21,6 +21,7 @@ from lilnetx_tf.coding import entropy
 
 _MANTISSA_BITS = 10
 _FIELDS = 1 << 6                   # sign and 5 exponent bits
+_EXPONENT = 0x1f                   # all ones: inf or NaN
 
 
 def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
@@ -82,8 +83,9 @@ def decode(data: bytes, count: int, mantissa_bits: int) -> np.ndarray:
   decoder = entropy.Decoder(string, distributions, "float16 values")
   fields = decoder.decode(np.zeros(count, np.int32))
   decoder.finish()
-  if np.any((fields < 0) | (fields >= _FIELDS)):
-    raise errors.ModelFileError("The coded float16 values hold an invalid exponent field.")
+  if np.any((fields < 0) | (fields >= _FIELDS) | (fields & _EXPONENT == _EXPONENT)):
+    raise errors.ModelFileError("The coded float16 values hold an invalid exponent field "
+                                "(inf or NaN, which the encoder never writes).")
   bits = np.unpackbits(np.frombuffer(data, np.uint8, offset=position), count=count * mantissa_bits)
   mantissas = bits.reshape(count, mantissa_bits).astype(np.int64) @ \
       (1 << np.arange(mantissa_bits - 1, -1, -1, dtype=np.int64))

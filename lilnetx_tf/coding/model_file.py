@@ -43,6 +43,7 @@ variable to q · latent_step, so the decoded kernels, hence predictions, are bit
 """
 
 import json
+import math
 import os
 import struct
 from typing import Optional
@@ -72,6 +73,12 @@ _REQUIRED = ("ARCH", "WGTS", "GRPS", "CDFT", "LATS")
 _DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8",
            "int32": "<i4", "int8": "<i1", "uint8": "u1", "bool": "?"}
 _FLOAT16_MAX = 65504.0
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# A reader allocates in proportion to the parameters a file declares; this default (about
+# 1 GiB of float32) opens any LilNetX or common Keras model and keeps a hostile file's cost
+# bounded. Pass `max_parameters=` to open larger models.
+DEFAULT_MAX_PARAMETERS = 1 << 28
+_MAX_JSON_BYTES = 1 << 24      # the GRPS section and the WGTS manifest (a few KB in practice)
 
 
 def _groups(layers: list) -> list:
@@ -309,19 +316,24 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
                                      estimated))
   groups_json = json.dumps({"densities": not inference_only, "groups": manifest},
                            separators=(",", ":")).encode()
+  config = architecture.encode(model)
+  if len(config) > architecture.MAX_BYTES:
+    raise errors.UnsupportedLayerError(
+        f"The model's architecture takes {len(config):,} bytes of JSON, more than a reader "
+        f"accepts ({architecture.MAX_BYTES:,}).")
   sections = [
-      container.Section("ARCH", architecture.encode(model), architecture_codec),
+      container.Section("ARCH", config, architecture_codec),
       container.Section("WGTS", weights, container.SMALLEST),
       container.Section("GRPS", groups_json, container.SMALLEST),
       container.Section("CDFT", b"".join(tables), container.SMALLEST),
       container.Section("LATS", b"".join(strings), "raw"),
   ]
-  blob = container.encode(sections)
+  blob = container.encode(sections, architecture.parameter_count(model))
   atomic.write_file(path, blob)
-  stored = container.decode(blob, path)
+  stored = container.decode(blob, path).sections
   latent_count = sum(g.parameters for g in group_reports)
   return Report(path=path, total_bytes=len(blob), header_bytes=container.FILE_HEADER_SIZE,
-                sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
+                sections=[SectionReport(s.tag, s.codec, s.raw_bytes, s.total_bytes)
                           for s in stored],
                 groups=group_reports, parameters=weight_count + latent_count,
                 latent_parameters=latent_count, float16=float16, float_bits=float_bits,
@@ -338,26 +350,38 @@ def _json(data: bytes, what: str):
     raise errors.ModelFileError(f"The {what} section is not valid JSON.") from None
 
 
-def _sections(path: str) -> tuple[dict, list]:
-  stored = container.read(path)
+def _sections(path: str, max_parameters: int) -> tuple[dict, container.Contents]:
+  contents = container.read(path, max_parameters)
   by_tag = {}
-  for s in stored:
+  for s in contents.sections:
     if s.tag in by_tag:
       raise errors.ModelFileError(f"{path}: section {s.tag!r} appears twice.")
     by_tag[s.tag] = s
   missing = [t for t in _REQUIRED if t not in by_tag]
   if missing:
     raise errors.ModelFileError(f"{path}: missing section(s) {', '.join(missing)}.")
-  return by_tag, stored
+  return by_tag, contents
+
+
+def _reader_arguments(custom_objects, safe_mode, max_parameters) -> int:
+  """Checks the arguments of `decompress` and `inspect`; returns `max_parameters`."""
+  validation.boolean("safe_mode", safe_mode)
+  if custom_objects is not None and not (
+      isinstance(custom_objects, dict) and all(isinstance(k, str) for k in custom_objects)):
+    raise errors.InvalidArgumentError(
+        f"`custom_objects` must be a dict of names to classes, got {custom_objects!r}.")
+  return validation.positive_int("max_parameters", max_parameters)
 
 
 _GROUP_FIELDS = ("key", "slice_size", "layers", "latents", "table_bytes", "string_bytes")
 
 
-def _group_manifest(data: bytes) -> tuple[bool, list]:
+def _group_manifest(section: container.StoredSection) -> tuple[bool, list]:
   """(whether WGTS holds the densities, the groups' entries as dicts of `_GROUP_FIELDS`) of a
   GRPS section."""
-  doc = _json(data, "GRPS")
+  if section.raw_bytes > _MAX_JSON_BYTES:
+    raise errors.ModelFileError(f"The GRPS section has more than {_MAX_JSON_BYTES:,} bytes.")
+  doc = _json(section.data, "GRPS")
   try:
     densities, groups = doc["densities"], doc["groups"]
     ok = isinstance(densities, bool) and all(
@@ -371,30 +395,64 @@ def _group_manifest(data: bytes) -> tuple[bool, list]:
   return densities, [dict(zip(_GROUP_FIELDS, g)) for g in groups]
 
 
-def _weights_manifest(data: bytes) -> tuple[list, int]:
+def _number_fits(value, dtype: str) -> bool:
+  """Whether a JSON number is a finite value of `dtype` (no big int or inf gets through)."""
+  numpy_type = np.dtype(_DTYPES[dtype])
+  if numpy_type.kind == "b":
+    return isinstance(value, bool)
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return False
+  if numpy_type.kind in "iu":
+    info = np.iinfo(numpy_type)
+    return isinstance(value, int) and info.min <= value <= info.max
+  return abs(value) <= float(np.finfo(numpy_type).max)   # False for NaN; exact for big ints
+
+
+def _entry_ok(shape, dtype, stored, extra) -> bool:
+  if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool)
+                                          and d >= 0 for d in shape)
+          and isinstance(dtype, str) and dtype in _DTYPES):
+    return False
+  if stored in _DTYPES:
+    return not extra
+  if stored == _FILL:
+    return len(extra) == 1 and _number_fits(extra[0], dtype)
+  if dtype != "float32" or not extra or not isinstance(extra[0], int) or \
+     isinstance(extra[0], bool):
+    return False
+  if stored == _QUANTIZED:
+    return (len(extra) == 2 and 2 <= extra[0] <= 8 and _number_fits(extra[1], dtype)
+            and 0 < extra[1] * ((1 << (extra[0] - 1)) - 1) <= _FLOAT32_MAX)
+  return stored == _CODED_FLOAT16 and len(extra) == 1 and 1 <= extra[0] <= 10
+
+
+def _manifest_bytes(section: container.StoredSection) -> bytes:
+  """The start of a WGTS section up to the end of its manifest, decompressing no more."""
+  head = section.prefix(4)
+  length = struct.unpack("<I", head)[0] if len(head) == 4 else 0
+  return section.prefix(4 + min(length, _MAX_JSON_BYTES + 1))
+
+
+def _weights_manifest(data: bytes, parameters: int) -> tuple[list, int]:
   """The WGTS entries as (shape, dtype, stored, [fill value] or [bits, scale] or [mantissa
-  bits] or []) and where the tensor bytes start."""
+  bits] or []) and where the tensor bytes start (`data` may end there); at most `parameters`
+  elements in all."""
   if len(data) < 4:
     raise errors.ModelFileError("The WGTS section is truncated.")
   (head_length,) = struct.unpack_from("<I", data, 0)
-  if head_length > len(data) - 4:
+  if head_length > min(len(data) - 4, _MAX_JSON_BYTES):
     raise errors.ModelFileError("The WGTS section's manifest length is invalid.")
   manifest = _json(data[4:4 + head_length], "WGTS")
-  entries = []
+  entries, elements = [], 0
   for entry in manifest if isinstance(manifest, list) else [None]:
-    ok = isinstance(entry, list) and len(entry) in (3, 4, 5)
-    if ok:
-      shape, dtype, stored, *extra = entry
-      ok = (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
-            and dtype in _DTYPES
-            and all(isinstance(v, (int, float)) and np.isfinite(v) for v in extra)
-            and ((stored in _DTYPES and not extra) or (stored == _FILL and len(extra) == 1)
-                 or (stored == _QUANTIZED and len(extra) == 2 and dtype == "float32"
-                     and isinstance(extra[0], int) and 2 <= extra[0] <= 8 and extra[1] > 0)
-                 or (stored == _CODED_FLOAT16 and len(extra) == 1 and dtype == "float32"
-                     and isinstance(extra[0], int) and 1 <= extra[0] <= 10)))
-    if not ok:
+    if not (isinstance(entry, list) and len(entry) in (3, 4, 5)
+            and isinstance(entry[2], str) and _entry_ok(*entry[:3], entry[3:])):
       raise errors.ModelFileError("The WGTS section's manifest is malformed.")
+    shape, dtype, stored, *extra = entry
+    elements += math.prod(shape)
+    if elements > parameters:
+      raise errors.ModelFileError(
+          f"The WGTS section holds more than the {parameters:,} parameters the file declares.")
     entries.append((tuple(shape), dtype, stored, extra))
   return entries, 4 + head_length
 
@@ -409,14 +467,25 @@ def _coded_float16(entries: list, data: bytes, end: int) -> list:
     return []
   if len({bits for _, bits in coded}) != 1:
     raise errors.ModelFileError("The WGTS section's coded float16 tensors disagree on bits.")
-  sizes = [int(np.prod(shape, dtype=np.int64)) for shape, _ in coded]
+  sizes = [math.prod(shape) for shape, _ in coded]
   values = float_code.decode(data[end:], sum(sizes), coded[0][1]).astype(np.float32)
   return [v.reshape(shape) for v, (shape, _) in
           zip(np.split(values, np.cumsum(sizes)[:-1]), coded)]
 
 
-def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
-  entries, position = _weights_manifest(data)
+def _check_values(variable, values: np.ndarray, variances: set) -> np.ndarray:
+  """Refuses values no writer stores: non-finite floats (a model that predicts NaN) and
+  negative BatchNorm variances."""
+  if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+    raise errors.ModelFileError(f"The WGTS section holds non-finite values for {variable.name}.")
+  if id(variable) in variances and np.any(values < 0):
+    raise errors.ModelFileError(
+        f"The WGTS section holds a negative BatchNorm variance for {variable.name}.")
+  return values
+
+
+def _load_weights(model, data: bytes, layers: list, densities: bool, parameters: int) -> None:
+  entries, position = _weights_manifest(data, parameters)
   variables = _stored_variables(model, layers, densities)
   if len(entries) != len(variables):
     raise errors.ModelFileError(
@@ -433,7 +502,7 @@ def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
     if stored == _CODED_FLOAT16:
       values.append(None)
       continue
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if stored == _QUANTIZED:
       bits, scale = extra
       size = (count * bits + 7) // 8
@@ -449,8 +518,10 @@ def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
                     .astype(_DTYPES[dtype]))
     position += size
   coded = iter(_coded_float16(entries, data, position))
+  variances = {id(layer.moving_variance) for layer in model._flatten_layers(include_self=False)
+               if isinstance(layer, tf.keras.layers.BatchNormalization)}
   for variable, value in zip(variables, values):
-    variable.assign(next(coded) if value is None else value)
+    variable.assign(_check_values(variable, next(coded) if value is None else value, variances))
   for group, _ in _groups(layers):
     group.upgrade_loaded()   # files of layer config version 1 store the decoder Ψ itself
 
@@ -485,48 +556,70 @@ def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: b
   return decoded
 
 
-def decompress(path: str, custom_objects: Optional[dict] = None,
-               safe_mode: bool = True) -> tf.keras.Model:
+def decompress(path: str, custom_objects: Optional[dict] = None, safe_mode: bool = True,
+               max_parameters: int = DEFAULT_MAX_PARAMETERS) -> tf.keras.Model:
   """Reads a `.lnx` file and returns the Keras model, with bit-identical decoded weights.
 
-  `custom_objects` and `safe_mode` are those of `tf.keras.models.load_model`: a model with
-  `Lambda` layers rebuilds only with `safe_mode=False`, which runs the file's Python bytecode
-  (only for files you trust).
+  Opening a file from anyone is safe with the defaults: the architecture may only name Keras
+  built-in layers, this library's and `custom_objects` (checked before Keras sees it, see
+  `architecture_guard`), its graph must be one Keras can rebuild, and nothing is allocated
+  beyond the parameters the file declares, which must match its architecture and be at most
+  `max_parameters` (default `DEFAULT_MAX_PARAMETERS`, about 1 GiB of float32).
 
-  Raises `errors.ModelFileError` if the file is truncated, corrupt, of another format version,
-  or assembled from sections of different files.
+  Args:
+    path: The `.lnx` file (a regular file).
+    custom_objects: Classes (and functions) of custom layers, by name, as in
+      `tf.keras.models.load_model`.
+    safe_mode: `False` (a bool) lets the architecture name any module, function or `Lambda`
+      layer, whose code then runs: only for files you trust.
+    max_parameters: The largest model (elements of all its variables) to open.
+
+  Raises:
+    errors.ModelFileError: the file is truncated, corrupt, of another format version,
+      assembled from sections of different files, names code it may not, declares more than
+      `max_parameters`, or holds values no writer stores (non-finite weights, negative
+      variances). `errors.ModelFileNotFoundError` if there is no file at `path`.
   """
-  return _read(path, custom_objects, safe_mode)[0]
+  max_parameters = _reader_arguments(custom_objects, safe_mode, max_parameters)
+  return _read(path, custom_objects, safe_mode, max_parameters)[0]
 
 
-def _read(path: str, custom_objects: Optional[dict], safe_mode: bool = True) -> tuple:
-  by_tag, stored = _sections(path)
-  densities, manifest = _group_manifest(by_tag["GRPS"].data)
-  model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode)
+def _read(path: str, custom_objects: Optional[dict], safe_mode: bool,
+          max_parameters: int) -> tuple:
+  by_tag, contents = _sections(path, max_parameters)
+  if by_tag["ARCH"].raw_bytes > architecture.MAX_BYTES:
+    raise errors.ModelFileError(f"{path}: the ARCH section is larger than "
+                                f"{architecture.MAX_BYTES:,} bytes.")
+  # The architecture first: it confirms the declared parameters that bound the other sections.
+  model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode,
+                               contents.parameters)
+  densities, manifest = _group_manifest(by_tag["GRPS"])
   layers = lilnetx_layers(model)
-  _load_weights(model, by_tag["WGTS"].data, layers, densities)
+  _load_weights(model, by_tag["WGTS"].data, layers, densities, contents.parameters)
   decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data)
-  return model, densities, decoded, stored
+  return model, densities, decoded, contents.sections
 
 
 def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = None,
-            safe_mode: bool = True) -> Report:
-  """Verifies a `.lnx` file and reports its bytes per section and per group.
+            safe_mode: bool = True, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> Report:
+  """Verifies a `.lnx` file and reports its bytes per section and per parameter group.
 
   With `estimate` and a file that holds the densities (not `inference_only`), the model is
-  decompressed (`custom_objects` and `safe_mode` as in `decompress`) and the latents'
-  self-information under its densities is reported next to the coded bytes.
+  decompressed (`custom_objects`, `safe_mode` and `max_parameters` as in `decompress`) and
+  the latents' self-information under its densities is reported next to the coded bytes.
   """
-  by_tag, stored = _sections(path)
+  estimate = validation.boolean("estimate", estimate)
+  max_parameters = _reader_arguments(custom_objects, safe_mode, max_parameters)
+  by_tag, contents = _sections(path, max_parameters)
   path = os.fspath(path)
-  densities, manifest = _group_manifest(by_tag["GRPS"].data)
+  densities, manifest = _group_manifest(by_tag["GRPS"])
   estimates = [None] * len(manifest)
   if estimate and densities:
-    _, _, decoded, _ = _read(path, custom_objects, safe_mode)
+    _, _, decoded, _ = _read(path, custom_objects, safe_mode, max_parameters)
     estimates = [entropy.estimated_bits(g, latents) / 8 for _, g, latents in decoded]
-  total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in stored)
-  entries, _ = _weights_manifest(by_tag["WGTS"].data)
-  weight_count = sum(int(np.prod(shape, dtype=np.int64)) for shape, *_ in entries)
+  total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in contents.sections)
+  entries, _ = _weights_manifest(_manifest_bytes(by_tag["WGTS"]), contents.parameters)
+  weight_count = sum(math.prod(shape) for shape, *_ in entries)
   float16 = any((stored == "float16" and dtype != "float16") or stored == _CODED_FLOAT16
                 for _, dtype, stored, _ in entries)
   mantissa_bits = next((extra[0] for _, _, stored, extra in entries
@@ -539,8 +632,8 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
       for g, est in zip(manifest, estimates)]
   latent_count = sum(g.parameters for g in group_reports)
   return Report(path=path, total_bytes=total, header_bytes=container.FILE_HEADER_SIZE,
-                sections=[SectionReport(s.tag, s.codec, len(s.data), s.total_bytes)
-                          for s in stored],
+                sections=[SectionReport(s.tag, s.codec, s.raw_bytes, s.total_bytes)
+                          for s in contents.sections],
                 groups=group_reports, parameters=weight_count + latent_count,
                 latent_parameters=latent_count, float16=float16, float_bits=float_bits,
                 mantissa_bits=mantissa_bits, inference_only=not densities)
