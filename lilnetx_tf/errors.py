@@ -27,3 +27,11 @@ class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
 
 class ModelMismatchError(LilNetXError, ValueError):
   """Data meant for one model was given to another (e.g. weights of a different architecture)."""
+
+
+class KerasVersionError(LilNetXError, TypeError):
+  """Keras 3 where lilnetx_tf needs Keras 2 (`tf.keras` with TF_USE_LEGACY_KERAS=1, tf_keras)."""
+
+
+class MissingDependencyError(LilNetXError, ImportError):
+  """An optional dependency is not installed; the message names the extra that installs it."""

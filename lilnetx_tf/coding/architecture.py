@@ -15,9 +15,9 @@ import json
 from typing import Optional
 
 import tensorflow as tf
-from keras.src.saving import serialization_lib  # Keras 2.14's safe-mode scope (load_model's)
 
 from lilnetx_tf import errors
+from lilnetx_tf._compat import serialization_lib  # load_model's safe-mode scope
 
 _NESTED = ("Functional", "Sequential", "Model")
 _FORMAT = "keras-json/2"

@@ -30,9 +30,9 @@ def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
   if drop <= 0:
     return values
   pattern = values.view(np.uint16).astype(np.uint32)
-  low = (1 << drop) - 1
-  rounded = ((pattern + (1 << (drop - 1))) & ~low).astype(np.uint16).view(np.float16)
-  truncated = (pattern & ~low).astype(np.uint16).view(np.float16)
+  keep = np.uint32(0xFFFFFFFF ^ ((1 << drop) - 1))   # a uint32 mask: NEP 50 refuses ~low (< 0)
+  rounded = ((pattern + np.uint32(1 << (drop - 1))) & keep).astype(np.uint16).view(np.float16)
+  truncated = (pattern & keep).astype(np.uint16).view(np.float16)
   finite = np.where(np.isfinite(rounded), rounded, truncated)
   return np.where(np.isfinite(values), finite, values)
 

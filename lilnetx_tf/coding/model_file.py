@@ -50,6 +50,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.coding import architecture
 from lilnetx_tf.coding import container
@@ -86,6 +87,7 @@ def _groups(layers: list) -> list:
 
 
 def _check_model(model) -> None:
+  _compat.check_keras2_model(model, "lnx.compress")
   if not isinstance(model, tf.keras.Model):
     raise errors.InvalidArgumentError(f"Expected a tf.keras.Model, got {type(model).__name__}.")
   if not (isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)):
