@@ -140,33 +140,38 @@ def require(module: str, extra: str) -> Any:
 
 
 @contextlib.contextmanager
-def _keras_module_is_tf_keras() -> Iterator[None]:
-  """While importing keras-tuner: `import keras` gives the Keras 2 package in use.
+def _keras_2_modules() -> Iterator[None]:
+  """While importing keras-tuner: `keras` and `tensorflow.keras` are the Keras 2 in use.
 
   keras-tuner ≥ 1.4 picks its backend once, at import, from `import keras`: Keras 3 makes it
   build and check Keras 3 models and reject ours. It has no setting for this (its
   `backend/config.py` only asks `keras.version()`), so the Keras 2 package stands in for
-  `keras` during that import; keras-tuner then uses `tensorflow.keras`.
+  `keras` during that import; keras-tuner then does `from tensorflow.keras import *`, which
+  resolves to Keras 3 if TensorFlow was imported before TF_USE_LEGACY_KERAS was set, so that
+  name is pointed at Keras 2's API too.
   """
   if KERAS_PACKAGE == "keras":
     yield
     return
-  saved = sys.modules.get("keras")
-  sys.modules["keras"] = importlib.import_module(KERAS_PACKAGE)
+  stand_ins = {"keras": importlib.import_module(KERAS_PACKAGE),
+               "tensorflow.keras": importlib.import_module(f"{KERAS_PACKAGE}.api._v2.keras")}
+  saved = {name: sys.modules.get(name) for name in stand_ins}
+  sys.modules.update(stand_ins)
   try:
     yield
   finally:
-    if saved is None:
-      del sys.modules["keras"]
-    else:
-      sys.modules["keras"] = saved
+    for name, module in saved.items():
+      if module is None:
+        del sys.modules[name]
+      else:
+        sys.modules[name] = module
 
 
 def keras_tuner() -> Any:
   """The `keras_tuner` module, on the Keras 2 backend (extra `tuning`)."""
   kt = sys.modules.get("keras_tuner")
   if kt is None:
-    with _keras_module_is_tf_keras():
+    with _keras_2_modules():
       kt = require("keras_tuner", "tuning")
   if importlib.import_module("keras_tuner.src.backend.config").multi_backend():
     raise errors.KerasVersionError(

@@ -26,9 +26,10 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
                         timeout=300)
 
 
-def test_import_selects_keras_2_and_loads_tuning_on_first_use():
+@pytest.mark.parametrize("first", ["lilnetx_tf", "tensorflow"])
+def test_import_selects_keras_2_and_loads_tuning_on_first_use(first):
   run = _python(
-      "import sys, tensorflow as tf, lilnetx_tf as lnx\n"
+      f"import sys, {first}, tensorflow as tf, lilnetx_tf as lnx\n"
       "assert 'keras_tuner' not in sys.modules\n"
       "print(tf.keras.Model.__module__.split('.')[0], lnx._compat._VERSION[0])\n"
       "lnx.tuning.search\n"
@@ -37,7 +38,8 @@ def test_import_selects_keras_2_and_loads_tuning_on_first_use():
   assert run.returncode == 0, run.stderr[-4000:]
   package, major, tuner = run.stdout.split()
   assert package == _compat.KERAS_PACKAGE and major == "2" and tuner.startswith("keras_tuner")
-  assert run.stderr == ""
+  if first == "lilnetx_tf":   # TensorFlow's start-up lines pass through lilnetx_tf's filter
+    assert run.stderr == ""
 
 
 @pytest.mark.skipif(not KERAS_3_INSTALLED, reason="only where the installed keras is Keras 3")
