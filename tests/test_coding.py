@@ -157,28 +157,68 @@ def test_latents_outside_the_table_round_trip(tmp_path):
 def test_entropy_coder_round_trip_in_several_calls():
   rng = np.random.default_rng(2)
   rows = np.round(rng.laplace(scale=3.0, size=(500, 9)))
-  rows[7, 3] = 50000.0
-  rows[8, 8] = -3.0e6
+  # Escapes: far from the runs, at the latent limits, and beyond the run on both sides.
+  rows[7, 3], rows[8, 8], rows[9, 1], rows[10, 1] = 50000.0, -3.0e6, 2.0 ** 24, -2.0 ** 24
   flags = rng.random(300) < 0.1
   distributions = [entropy.binary(int(flags.sum()), flags.size)]
   distributions += [entropy.fit(rows[:, c]) for c in range(9)]
+  assert sum(d.escape for d in distributions) == 9
   index = np.concatenate([np.zeros(300, int), np.tile(np.arange(1, 10), 500)])
-  string = entropy.encode(np.concatenate([flags, rows.reshape(-1)]), index, distributions)
+  encoder = entropy.Encoder(distributions)
+  encoder.encode(flags, index[:300])
+  encoder.encode(rows.reshape(-1), index[300:])
+  string = encoder.finish()
   parsed = entropy.tables_from_bytes(entropy.tables_to_bytes(distributions))
   decoder = entropy.Decoder(string, parsed, "test symbols")
   np.testing.assert_array_equal(decoder.decode(index[:300]), flags)
   np.testing.assert_array_equal(decoder.decode(index[300:]).reshape(500, 9), rows)
   decoder.finish()
+  # Deterministic.
+  again = entropy.Encoder(distributions)
+  again.encode(flags, index[:300])
+  again.encode(rows.reshape(-1), index[300:])
+  assert again.finish() == string
 
 
-def test_entropy_coder_mixes_precisions():
-  """A 1-bit CDF ends in 2, which must not swallow a following 2-bit CDF's precision."""
+def test_entropy_coder_mixes_precisions_and_sizes():
   one_bit = entropy.Distribution(0, np.array([1, 1]), escape=False, precision=1)
   two_bit = entropy.Distribution(0, np.array([1, 3]), escape=False, precision=2)
-  values, index = np.array([1, 0, 1, 1, 0]), np.array([0, 1, 1, 0, 0])
-  string = entropy.encode(values, index, [one_bit, two_bit])
-  decoder = entropy.Decoder(string, [one_bit, two_bit], "test symbols")
+  single = entropy.Distribution(5, np.array([2]), escape=False, precision=1)
+  values, index = np.array([1, 0, 5, 1, 1, 0, 5]), np.array([0, 1, 2, 1, 0, 0, 2])
+  string = entropy.encode(values, index, [one_bit, two_bit, single])
+  decoder = entropy.Decoder(string, [one_bit, two_bit, single], "test symbols")
   np.testing.assert_array_equal(decoder.decode(index), values)
+  decoder.finish()
+  assert entropy.encode(np.array([], np.int64), np.array([], np.int64), [one_bit]) == b""
+  with pytest.raises(errors.InvalidArgumentError):
+    entropy.encode(np.array([2]), np.array([0]), [one_bit])      # not in a table without escape
+
+
+def test_entropy_coder_corrupt_strings_raise_model_file_errors():
+  """Flipped bytes, truncations and random strings either decode (a range coder cannot always
+  tell; the file's checksums do) or raise `ModelFileError`, never another error."""
+  rng = np.random.default_rng(7)
+  values = np.round(rng.laplace(scale=4.0, size=3000))
+  values[::500] = 1e6
+  distributions = [entropy.fit(values)]
+  index = np.zeros(values.size, int)
+  string = entropy.encode(values, index, distributions)
+  bad_strings = [string[:cut] for cut in range(0, len(string), 7)]
+  for position in range(0, len(string), 5):
+    flipped = bytearray(string)
+    flipped[position] ^= int(rng.integers(1, 256))
+    bad_strings.append(bytes(flipped))
+  bad_strings += [rng.integers(0, 256, size).astype(np.uint8).tobytes() for size in range(0, 90, 3)]
+  bad_strings.append(string + b"\x01\x02\x03\x04\x05")
+  caught = 0
+  for bad in bad_strings:
+    try:
+      decoder = entropy.Decoder(bad, distributions, "test symbols")
+      decoder.decode(index)
+      decoder.finish()
+    except errors.ModelFileError:
+      caught += 1
+  assert caught > len(bad_strings) // 2
 
 
 def test_tables_take_the_cheapest_precision():
