@@ -1,7 +1,10 @@
 """The .lnx model file: bit-exact round trips, overflow latents, float16, report consistency."""
 
 import dataclasses
+import importlib.util
 import os
+import struct
+import sys
 
 import numpy as np
 import pytest
@@ -9,8 +12,14 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
-from lilnetx_tf.coding import entropy, latent_code, model_file
+from lilnetx_tf.coding import container, entropy, latent_code, model_file
 from lilnetx_tf.stats import lilnetx_layers
+
+# A file written by lilnetx_tf's format 5 (range-coded with tensorflow-compression, float16
+# with 6 mantissa bits, one escaped latent), with its decoded latents and outputs on `inputs`.
+_FORMAT5 = os.path.join(os.path.dirname(__file__), "fixtures", "format5.lnx")
+_FORMAT5_EXPECTED = os.path.join(os.path.dirname(__file__), "fixtures", "format5_expected.npz")
+_HAS_TFC = importlib.util.find_spec("tensorflow_compression") is not None
 
 
 def _data():
@@ -560,3 +569,30 @@ def test_lambda_layers_need_safe_mode_off(tmp_path):
     lnx.coding.model_file.inspect(path)
   report = lnx.coding.model_file.inspect(path, safe_mode=False)
   assert report.groups[0].estimated_bytes is not None
+
+
+def _assert_format5_model(model, expected):
+  for i, layer in enumerate(lilnetx_layers(model)):
+    np.testing.assert_array_equal(layer.integer_latent.numpy(), expected[f"latent_{i}"])
+  np.testing.assert_allclose(model(expected["inputs"]).numpy(), expected["outputs"], rtol=1e-6)
+
+
+@pytest.mark.skipif(not _HAS_TFC, reason="format 5 files are range-coded with "
+                    "tensorflow-compression, which installs only on the TF 2.14 configuration")
+def test_format5_files_decode_and_upgrade(tmp_path):
+  expected = np.load(_FORMAT5_EXPECTED)
+  _assert_format5_model(lnx.decompress(_FORMAT5), expected)
+  path = str(tmp_path / "upgraded.lnx")
+  report = model_file.upgrade(_FORMAT5, path)
+  assert report.float16 and report.mantissa_bits == 6
+  with open(path, "rb") as handle:
+    assert struct.unpack_from("<H", handle.read(10), 8)[0] == container.VERSION == 6
+  _assert_format5_model(lnx.decompress(path), expected)
+
+
+def test_format5_files_without_tfc_say_how_to_convert(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow_compression", None)     # import fails
+  monkeypatch.delitem(sys.modules, "lilnetx_tf.coding.tfc_range", raising=False)
+  monkeypatch.delattr(lnx.coding, "tfc_range", raising=False)
+  with pytest.raises(errors.ModelFileError, match="TF 2.14 configuration.*lilnetx upgrade"):
+    lnx.decompress(_FORMAT5)

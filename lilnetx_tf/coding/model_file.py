@@ -560,3 +560,18 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
                 groups=group_reports, parameters=weight_count + latent_count,
                 latent_parameters=latent_count, float16=float16, float_bits=float_bits,
                 mantissa_bits=mantissa_bits, inference_only=not densities)
+
+
+def upgrade(source: str, destination: str, custom_objects: Optional[dict] = None,
+            safe_mode: bool = True) -> Report:
+  """Rewrites the `.lnx` file `source` in the current format at `destination`.
+
+  The model is decompressed and compressed again with the options the file was written with
+  (float16 and its mantissa bits, float bits, inference only): its latents and stored floats
+  come back bit-identical. Format 5 files need tensorflow-compression to be read, i.e. the
+  TF 2.14 configuration; the upgraded file reads on every stack.
+  """
+  options = inspect(source, estimate=False)
+  model = decompress(source, custom_objects, safe_mode)
+  return compress(model, destination, float16=options.float16, float_bits=options.float_bits,
+                  mantissa_bits=options.mantissa_bits, inference_only=options.inference_only)
