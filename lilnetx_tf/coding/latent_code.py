@@ -68,9 +68,11 @@ def _layouts(slice_size: int) -> tuple:
 
 
 def encode_group(latents: Sequence[np.ndarray], slice_size: int,
-                 precision: int = entropy.DEFAULT_PRECISION) -> tuple[bytes, bytes]:
+                 precision: int = entropy.DEFAULT_PRECISION,
+                 encoder_class: type = entropy.Encoder) -> tuple[bytes, bytes]:
   """(table bytes, string) of a group's integer latents (one or more arrays, each of shape
-  (inputs, outputs, slice_size))."""
+  (inputs, outputs, slice_size)), range-coded by `encoder_class` (`entropy.Encoder`; or
+  `tfc_range.Encoder`, the reference)."""
   flags_base = _FLAGS * len(latents)
   structures = [_structure(q) for q in latents]
   nonzero_slices = np.concatenate([slices for *_, slices in structures])
@@ -80,7 +82,7 @@ def encode_group(latents: Sequence[np.ndarray], slice_size: int,
   distributions += value_distributions
   # The encoder's calls are `decode_group`'s: each member's three kinds of flags, then its
   # values position by position.
-  encoder = entropy.Encoder(distributions)
+  encoder = encoder_class(distributions)
   for m, (rows, columns, live, slices) in enumerate(structures):
     for kind, flags in enumerate((rows, columns, live)):
       encoder.encode(flags, np.full(flags.size, _FLAGS * m + kind))
