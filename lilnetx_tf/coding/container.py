@@ -40,7 +40,9 @@ from typing import Iterable, Optional
 from lilnetx_tf import errors
 
 MAGIC = b"\x89LNX\r\n\x1a\n"
-VERSION = 5
+VERSION = 6
+# Format 5 differs in the range coder of its LATS and coded float16 strings (`model_file`).
+READABLE_VERSIONS = (5, VERSION)
 CODEC_RAW, CODEC_ZLIB, CODEC_LZMA, CODEC_LZMA2 = 0, 1, 2, 3
 CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA, "lzma2": CODEC_LZMA2}
 # Raw LZMA2 saves the xz container's ~60 bytes, which matter in a file of a few KB; the
@@ -74,6 +76,7 @@ class StoredSection:
   codec: str
   stored_bytes: int          # payload bytes on disk
   total_bytes: int           # payload plus section header
+  format_version: int = VERSION    # of the file it was read from, which says how it is coded
 
 
 def _compress(data: bytes, codec: int) -> bytes:
@@ -183,10 +186,10 @@ def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
     raise errors.ModelFileError(f"{source} is not a LilNetX model file (bad magic {magic!r}).")
   if zlib.crc32(view[:FILE_HEADER_SIZE - 4]) != header_crc:
     raise errors.ModelFileError(f"{source}: the file header is corrupt (checksum mismatch).")
-  if version != VERSION:
+  if version not in READABLE_VERSIONS:
     raise errors.ModelFileError(
-        f"{source} has format version {version}; this lilnetx_tf reads version {VERSION}. "
-        "Use the lilnetx_tf release that wrote it.")
+        f"{source} has format version {version}; this lilnetx_tf reads versions "
+        f"{', '.join(map(str, READABLE_VERSIONS))}. Use the lilnetx_tf release that wrote it.")
   if flags != 0:
     raise errors.ModelFileError(f"{source} uses unknown format flags {flags:#06x}.")
   if count > MAX_SECTIONS:
@@ -229,7 +232,7 @@ def decode(blob: bytes, source: str = "file") -> list[StoredSection]:
   for tag, codec, raw_length, payload, tag_str in raw_sections:
     data = _decompress(payload, codec, raw_length, tag_str)
     result.append(StoredSection(tag_str, data, _CODEC_NAMES[codec], len(payload),
-                                len(payload) + SECTION_HEADER_SIZE))
+                                len(payload) + SECTION_HEADER_SIZE, version))
   return result
 
 

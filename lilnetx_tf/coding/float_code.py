@@ -70,8 +70,10 @@ def _chunk(data: bytes, position: int) -> tuple[bytes, int]:
   return data[position + 4:end], end
 
 
-def decode(data: bytes, count: int, mantissa_bits: int) -> np.ndarray:
-  """The `count` float16 values of an `encode` code (raises `ModelFileError`)."""
+def decode(data: bytes, count: int, mantissa_bits: int,
+           decoder_class: type = entropy.Decoder) -> np.ndarray:
+  """The `count` float16 values of an `encode` code (raises `ModelFileError`); `decoder_class`
+  is the range coder's (`latent_code.decode_group`)."""
   table, position = _chunk(data, 0)
   string, position = _chunk(data, position)
   distributions = entropy.tables_from_bytes(table)
@@ -79,7 +81,7 @@ def decode(data: bytes, count: int, mantissa_bits: int) -> np.ndarray:
     raise errors.ModelFileError("The coded float16 values need exactly one table.")
   if len(data) - position != (count * mantissa_bits + 7) // 8:
     raise errors.ModelFileError("The coded float16 values' mantissas have the wrong length.")
-  decoder = entropy.Decoder(string, distributions, "float16 values")
+  decoder = decoder_class(string, distributions, "float16 values")
   fields = decoder.decode(np.zeros(count, np.int32))
   decoder.finish()
   if np.any((fields < 0) | (fields >= _FIELDS)):

@@ -398,7 +398,7 @@ def _weights_manifest(data: bytes) -> tuple[list, int]:
   return entries, 4 + head_length
 
 
-def _coded_float16(entries: list, data: bytes, end: int) -> list:
+def _coded_float16(entries: list, data: bytes, end: int, decoder_class: type) -> list:
   """The values of the entries stored as coded float16 (`float_code`), in order: one code
   from `end`, the end of the other tensors' bytes, to the end of the section."""
   coded = [(shape, extra[0]) for shape, _, stored, extra in entries if stored == _CODED_FLOAT16]
@@ -409,12 +409,14 @@ def _coded_float16(entries: list, data: bytes, end: int) -> list:
   if len({bits for _, bits in coded}) != 1:
     raise errors.ModelFileError("The WGTS section's coded float16 tensors disagree on bits.")
   sizes = [int(np.prod(shape, dtype=np.int64)) for shape, _ in coded]
-  values = float_code.decode(data[end:], sum(sizes), coded[0][1]).astype(np.float32)
+  values = float_code.decode(data[end:], sum(sizes), coded[0][1],
+                             decoder_class).astype(np.float32)
   return [v.reshape(shape) for v, (shape, _) in
           zip(np.split(values, np.cumsum(sizes)[:-1]), coded)]
 
 
-def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
+def _load_weights(model, data: bytes, layers: list, densities: bool,
+                  decoder_class: type) -> None:
   entries, position = _weights_manifest(data)
   variables = _stored_variables(model, layers, densities)
   if len(entries) != len(variables):
@@ -447,12 +449,13 @@ def _load_weights(model, data: bytes, layers: list, densities: bool) -> None:
       values.append(np.frombuffer(data, _DTYPES[stored], count, position).reshape(shape)
                     .astype(_DTYPES[dtype]))
     position += size
-  coded = iter(_coded_float16(entries, data, position))
+  coded = iter(_coded_float16(entries, data, position, decoder_class))
   for variable, value in zip(variables, values):
     variable.assign(next(coded) if value is None else value)
 
 
-def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: bytes) -> list:
+def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: bytes,
+                  decoder_class: type) -> list:
   groups = _groups(layers)
   if len(manifest) != len(groups):
     raise errors.ModelFileError(
@@ -472,7 +475,8 @@ def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: b
     what = f"the latents of group {entry['key']!r}"
     values = latent_code.decode_group(tables[table_pos:table_pos + entry["table_bytes"]],
                                       strings[string_pos:string_pos + entry["string_bytes"]],
-                                      [tuple(l.latent_variable.shape) for _, l in members], what)
+                                      [tuple(l.latent_variable.shape) for _, l in members], what,
+                                      decoder_class)
     table_pos += entry["table_bytes"]
     string_pos += entry["string_bytes"]
     step = np.float32(group.latent_step.numpy())
@@ -496,13 +500,30 @@ def decompress(path: str, custom_objects: Optional[dict] = None,
   return _read(path, custom_objects, safe_mode)[0]
 
 
+def _decoder_class(version: int, path: str) -> type:
+  """The range decoder of a file of format `version`: tensorflow-compression's before 6."""
+  if version >= 6:
+    return entropy.Decoder
+  try:
+    from lilnetx_tf.coding import tfc_range  # pylint: disable=import-outside-toplevel
+  except Exception:     # ImportError, or tfc's compiled ops failing beside another TensorFlow
+    raise errors.ModelFileError(
+        f"{path} has format version {version}: its latents were coded with "
+        "tensorflow-compression, which installs only on the TF 2.14 configuration (Python "
+        "3.11, tensorflow 2.14.1, tensorflow-compression 2.14.1). Convert it there with "
+        "`lilnetx upgrade OLD.lnx NEW.lnx`; the new file reads on every stack.") from None
+  return tfc_range.Decoder
+
+
 def _read(path: str, custom_objects: Optional[dict], safe_mode: bool = True) -> tuple:
   by_tag, stored = _sections(path)
+  decoder_class = _decoder_class(stored[0].format_version, os.fspath(path))
   densities, manifest = _group_manifest(by_tag["GRPS"].data)
   model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode)
   layers = _lilnetx_layers(model)
-  _load_weights(model, by_tag["WGTS"].data, layers, densities)
-  decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data)
+  _load_weights(model, by_tag["WGTS"].data, layers, densities, decoder_class)
+  decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data,
+                          decoder_class)
   return model, densities, decoded, stored
 
 
@@ -541,3 +562,18 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
                 groups=group_reports, parameters=weight_count + latent_count,
                 latent_parameters=latent_count, float16=float16, float_bits=float_bits,
                 mantissa_bits=mantissa_bits, inference_only=not densities)
+
+
+def upgrade(source: str, destination: str, custom_objects: Optional[dict] = None,
+            safe_mode: bool = True) -> Report:
+  """Rewrites the `.lnx` file `source` in the current format at `destination`.
+
+  The model is decompressed and compressed again with the options the file was written with
+  (float16 and its mantissa bits, float bits, inference only): its latents and stored floats
+  come back bit-identical. Format 5 files need tensorflow-compression to be read, i.e. the
+  TF 2.14 configuration; the upgraded file reads on every stack.
+  """
+  options = inspect(source, estimate=False)
+  model = decompress(source, custom_objects, safe_mode)
+  return compress(model, destination, float16=options.float16, float_bits=options.float_bits,
+                  mantissa_bits=options.mantissa_bits, inference_only=options.inference_only)
