@@ -14,8 +14,8 @@ from lilnetx_tf import errors
 from lilnetx_tf import keras_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "tests", "data")
-OLD = os.path.join(DATA, "keras214.keras")   # written by tests/data/make_keras214.py on TF 2.14
+DATA = os.path.join(ROOT, "tests", "fixtures")
+OLD = os.path.join(DATA, "keras214.keras")   # written by tests/fixtures/make_keras214.py on TF 2.14
 
 
 @pytest.fixture(scope="module")
