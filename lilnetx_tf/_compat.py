@@ -28,10 +28,9 @@ from typing import Any, Iterator
 
 from lilnetx_tf import errors
 
-__all__ = ["KERAS_PACKAGE", "base_layer_utils", "generic_utils", "save_context", "saving_lib",
-           "serialization_lib",
-           "check_keras2_model", "keras_tuner", "native_logs_filtered", "require",
-           "tflite_interpreter"]
+__all__ = ["KERAS_PACKAGE", "base_layer_utils", "check_keras2_model", "generic_utils",
+           "keras_tuner", "native_logs_filtered", "require", "save_context", "saving_lib",
+           "serialization_lib", "tflite_interpreter"]
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 _WHAT_TO_DO = ("lilnetx_tf needs Keras 2 (`tf.keras` of TensorFlow ≤ 2.15, or the `tf_keras` "
