@@ -85,7 +85,7 @@ def encode_group(latents: Sequence[np.ndarray], slice_size: int,
   encoder = encoder_class(distributions)
   for m, (rows, columns, live, slices) in enumerate(structures):
     for kind, flags in enumerate((rows, columns, live)):
-      encoder.encode(flags, np.full(flags.size, _FLAGS * m + kind))
+      encoder.encode(flags, _FLAGS * m + kind)
     tables = _table_index(len(value_distributions), slice_size, np.arange(slice_size),
                           _contexts(slices)) + flags_base
     for c in range(slice_size):
@@ -122,9 +122,9 @@ def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: st
   decoder = decoder_class(string, distributions, what)
   latents = []
   for m, (inputs, outputs, _) in enumerate(shapes):
-    rows = decoder.decode(np.full(inputs, _FLAGS * m)).astype(bool)
-    columns = decoder.decode(np.full(outputs, _FLAGS * m + 1)).astype(bool)
-    live = decoder.decode(np.full(int(rows.sum()) * int(columns.sum()), _FLAGS * m + 2))
+    rows = decoder.decode(_FLAGS * m, inputs).astype(bool)
+    columns = decoder.decode(_FLAGS * m + 1, outputs).astype(bool)
+    live = decoder.decode(_FLAGS * m + 2, int(rows.sum()) * int(columns.sum()))
     live = live.astype(bool).reshape(int(rows.sum()), int(columns.sum()))
     if not (np.all(live.any(axis=1)) and np.all(live.any(axis=0))):
       raise errors.ModelFileError(f"The channel flags of {what} contradict its slice flags.")
