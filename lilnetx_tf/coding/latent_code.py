@@ -38,7 +38,8 @@ _CONTEXTS = 3          # nonzero values at a slice's earlier positions: 0, 1, 2 
 
 
 def _structure(q: np.ndarray) -> tuple:
-  nonzero = np.any(q != 0, axis=-1)
+  # (A reduction over a last axis of 1 costs more than the comparison itself.)
+  nonzero = q[..., 0] != 0 if q.shape[-1] == 1 else np.any(q != 0, axis=-1)
   rows, columns = nonzero.any(axis=1), nonzero.any(axis=0)
   return rows, columns, nonzero[np.ix_(rows, columns)].reshape(-1), q[nonzero]
 
@@ -46,6 +47,8 @@ def _structure(q: np.ndarray) -> tuple:
 def _contexts(slices: np.ndarray) -> np.ndarray:
   """Each value's context (n, slice_size): its slice's nonzero values at earlier positions,
   capped at `_CONTEXTS` − 1."""
+  if slices.shape[1] == 1:
+    return np.zeros(slices.shape, np.int64)
   nonzero = (slices != 0).astype(np.int64)
   return np.minimum(np.cumsum(nonzero, axis=1) - nonzero, _CONTEXTS - 1)
 
