@@ -24,6 +24,10 @@ Sections (see `container` for the byte layout around them):
         frequencies of their channel and slice flags and of their values (`latent_code`).
   LATS  the groups' range-coded strings (`latent_code`), concatenated; raw.
 
+Range coding (LATS and coded float16): format 6 uses `entropy`'s coder, bit-identical on every
+stack. Format 5 files were coded with tensorflow-compression's; they decode where it is
+installed (`tfc_range`, the TF 2.14 configuration), and `upgrade` rewrites them in format 6.
+
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
 |w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
 is kept as float32. With ``mantissa_bits=m`` (< 10) the float16 values are further rounded to m
