@@ -27,3 +27,16 @@ class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
 
 class ModelMismatchError(LilNetXError, ValueError):
   """Data meant for one model was given to another (e.g. weights of a different architecture)."""
+
+
+class SlimCheckError(LilNetXError):
+  """The slim model's outputs differ from the original's by more than the tolerance."""
+
+
+class ExportCheckError(LilNetXError):
+  """The exported float32 TFLite model does not match the slim Keras model, or TFLite cannot
+  convert or run it."""
+
+
+class NoMatchingTrialError(LilNetXError, LookupError):
+  """No trial of a search satisfies the constraints of a pick rule."""
