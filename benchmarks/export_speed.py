@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import lilnetx_tf as lnx
+from lilnetx_tf import macs
 from lilnetx_tf import models
 from lilnetx_tf.export import slimming
 from lilnetx_tf.export import tflite as tflite_lib
@@ -53,7 +54,7 @@ def main():
     model = zeroed_resnet20(p, args.width)
     dense = slimming.slim(model, check=False, fold_batchnorm=False, remove_channels=False)
     slim = lnx.slim(model)
-    mac_ratio = slimming.count_macs(dense) / slimming.count_macs(slim)
+    mac_ratio = macs.model_macs(dense) / macs.model_macs(slim)
     contents = {"dense": tflite_lib.convert(dense), "slim": tflite_lib.convert(slim)}
     for threads in [int(t) for t in args.threads.split(",")]:
       med = tflite_lib.median_latencies(contents, args.runs, threads)

@@ -29,6 +29,19 @@ class ModelMismatchError(LilNetXError, ValueError):
   """Data meant for one model was given to another (e.g. weights of a different architecture)."""
 
 
+class SlimCheckError(LilNetXError):
+  """The slim model's outputs differ from the original's by more than the tolerance."""
+
+
+class ExportCheckError(LilNetXError):
+  """The exported float32 TFLite model does not match the slim Keras model, or TFLite cannot
+  convert or run it."""
+
+
+class NoMatchingTrialError(LilNetXError, LookupError):
+  """No trial of a search satisfies the constraints of a pick rule."""
+
+
 class KerasVersionError(LilNetXError, TypeError):
   """Keras 3 where lilnetx_tf needs Keras 2 (`tf.keras` with TF_USE_LEGACY_KERAS=1, tf_keras)."""
 

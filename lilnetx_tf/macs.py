@@ -1,4 +1,5 @@
-"""Multiply-accumulates of Keras kernel layers, read off the shapes of their calls.
+"""Multiply-accumulates of Keras kernel layers, read off the shapes of their calls, and the
+parameter count of a model as a plain Keras model stores it.
 
 One count for every kind of Keras layer with a kernel: Conv1D/2D/3D (grouped too), their
 transposed, depthwise and separable variants, LocallyConnected1D/2D and Dense (also on inputs
@@ -13,7 +14,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import ParameterGroup, is_lilnetx_layer
 
 _TRANSPOSED = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
                tf.keras.layers.Conv3DTranspose)
@@ -92,3 +93,18 @@ def layer_macs(layer) -> int:
 def model_macs(model: tf.keras.Model) -> int:
   """MACs per example of every kernel layer of `model`, nested models included."""
   return sum(layer_macs(layer) for layer in model._flatten_layers(include_self=False))
+
+
+def model_parameters(model: tf.keras.Model) -> int:
+  """Parameters of the layers as a plain model stores them (LilNetX layers count their decoded
+  kernel and bias, not latents, decoders or densities)."""
+  total = 0
+  for layer in model._flatten_layers(include_self=False):
+    if isinstance(layer, (tf.keras.Model, ParameterGroup)):
+      continue
+    if is_lilnetx_layer(layer):   # as many kernel values as latents, and the bias
+      bias = 0 if layer.bias is None else math.prod(layer.bias.shape)
+      total += kernel_values(layer) + bias
+    else:
+      total += sum(math.prod(w.shape) for w in layer.weights)
+  return int(total)

@@ -7,12 +7,7 @@ import tensorflow as tf
 
 from lilnetx_tf import errors
 from lilnetx_tf import macs as macs_lib
-from lilnetx_tf.layers import is_lilnetx_layer
-
-
-def lilnetx_layers(model: tf.keras.layers.Layer) -> list:
-  """The LilNetX layers of `model` (nested models included), each once, in graph order."""
-  return [l for l in model._flatten_layers(include_self=False) if is_lilnetx_layer(l)]
+from lilnetx_tf.layers import is_lilnetx_layer, lilnetx_layers
 
 
 def layer_stats(layer) -> dict[str, Any]:

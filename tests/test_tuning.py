@@ -197,6 +197,56 @@ def test_search_converts_an_existing_model(tmp_path):
   assert all(not lnx.is_lilnetx_layer(layer) for layer in plain.layers)
 
 
+def _plain_build(hp):
+  """A keras-tuner build function with a hyperparameter of the user's own."""
+  model = tf.keras.Sequential([
+      tf.keras.Input((8, 8, 1)),
+      tf.keras.layers.Conv2D(hp.Choice("filters", [2, 4]), 3, activation="relu"),
+      tf.keras.layers.Flatten(), tf.keras.layers.Dense(2)])
+  model.compile(tf.keras.optimizers.Adam(1e-2),
+                tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"], run_eagerly=True)
+  return model
+
+
+def test_search_with_a_keras_tuner_build_function(tmp_path):
+  (x, y), val = _data()
+  result = lnx.tuning.search(_plain_build, x=x, y=y, validation_data=val, batch_size=32,
+                             max_trials=2, seed=3, directory=str(tmp_path), verbose=0,
+                             rate_weight=[0.01, 0.1], slice_weight=1e-5)
+  assert len(result.completed) == 2
+  for trial in result.trials:
+    assert set(trial.hyperparameters) == {"filters", "rate_weight", "slice_weight"}
+    assert trial.rate_weight in (0.01, 0.1) and trial.slice_weight == 1e-5
+    assert os.path.getsize(trial.path) == trial.bytes > 0     # the converted model's file
+
+
+def test_build_hp_with_lilnetx_layers_reads_the_trial_weights():
+  def build(hp):
+    weights = dict(rate_weight=hp.get("rate_weight"), slice_weight=hp.get("slice_weight"))
+    return tf.keras.Sequential([tf.keras.Input((4,)), lnx.Dense(hp.Int("units", 2, 3), **weights),
+                                lnx.Dense(2, **weights)])
+
+  hypermodel = lnx.tuning.LilNetXHyperModel(build, rate_weight=0.3, slice_weight=2e-5,
+                                            compile=dict(optimizer="adam", loss="mse"))
+  model = hypermodel.build(kt.HyperParameters())
+  assert [(l.rate_weight, l.slice_weight) for l in model.layers] == [(0.3, 2e-5)] * 2
+
+
+def test_build_hp_errors():
+  def ignores_hp(hp):
+    return tf.keras.Sequential([tf.keras.Input((4,)), lnx.Dense(2)])
+
+  hypermodel = lnx.tuning.LilNetXHyperModel(ignores_hp, rate_weight=0.3,
+                                            compile=dict(optimizer="adam", loss="mse"))
+  with pytest.raises(errors.InvalidArgumentError, match="do not use this trial's weights"):
+    hypermodel.build(kt.HyperParameters())
+  with pytest.raises(errors.InvalidArgumentError, match="must return a Keras model"):
+    lnx.tuning.LilNetXHyperModel(lambda hp: None).build(kt.HyperParameters())
+  with pytest.raises(errors.InvalidArgumentError, match="3 required positional"):
+    lnx.tuning.LilNetXHyperModel(lambda a, b, c: None)
+
+
 # ------------------------------------------------------------------------------------------------
 # keras-tuner's distributed mode: a chief oracle and one worker on 127.0.0.1.
 

@@ -23,7 +23,7 @@ stream in one call. A corrupt string raises `ModelFileError`.
 """
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 import constriction
 import numpy as np
@@ -160,14 +160,20 @@ def _model(distribution: Distribution):
                                                perfect=False)
 
 
-def _tables(index: np.ndarray, count: int) -> list:
-  """The distributions a call uses, ascending."""
-  if index.size == 0:
+def _tables(index, count: int) -> list:
+  """The distributions a call with `index` (an array, or one int for the whole call) uses,
+  ascending; raises `InvalidArgumentError` for an index without a distribution."""
+  if np.ndim(index) == 0:
+    tables = [int(index)]
+  elif index.size == 0:
     return []
-  first = int(index[0])
-  if np.all(index == first):
-    return [first]
-  return np.flatnonzero(np.bincount(index, minlength=count)).tolist()
+  elif index.min() == index.max():
+    tables = [int(index[0])]
+  else:
+    tables = np.flatnonzero(np.bincount(index, minlength=count)).tolist()
+  if tables[0] < 0 or tables[-1] >= count:
+    raise errors.InvalidArgumentError(f"A symbol's table index is not one of {count} tables.")
+  return tables
 
 
 def _escape_parts(distances: np.ndarray) -> tuple:
@@ -200,13 +206,14 @@ class Encoder:
     self._models = [_model(d) for d in self._distributions]
     self._coder = constriction.stream.queue.RangeEncoder()
 
-  def encode(self, values: np.ndarray, index: np.ndarray) -> None:
-    """Codes integer `values`, each with `distributions[index[k]]`, as one call."""
-    values = np.asarray(values).reshape(-1).astype(np.int64)
-    index = np.asarray(index).reshape(-1).astype(np.int64)
-    if values.size != index.size or (index.size and not (
-        index.min() >= 0 and index.max() < len(self._distributions))):
-      raise errors.InvalidArgumentError("Each value needs the index of one of the tables.")
+  def encode(self, values: np.ndarray, index) -> None:
+    """Codes integer `values` (each within ±2**24), each with `distributions[index[k]]`, as
+    one call; an int `index` selects one distribution for all."""
+    values = np.asarray(values).reshape(-1).astype(np.int32)
+    if np.ndim(index):
+      index = np.asarray(index).reshape(-1)
+      if index.size != values.size:
+        raise errors.InvalidArgumentError("Each value needs one table index.")
     tables = _tables(index, len(self._distributions))
     for which in tables:
       self._encode(values if len(tables) == 1 else values[index == which], which)
@@ -214,13 +221,17 @@ class Encoder:
   def _encode(self, values: np.ndarray, which: int) -> None:
     d = self._distributions[which]
     run = _run(d)
-    symbols = values - d.offset
-    outside = (symbols < 0) | (symbols >= run)
-    escaped = symbols[outside]
-    if escaped.size and not d.escape:
-      raise errors.InvalidArgumentError(f"A value lies outside the symbols of table {which}.")
+    symbols = values - np.int32(d.offset)
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= run):
+      if not d.escape:
+        raise errors.InvalidArgumentError(f"A value lies outside the symbols of table {which}.")
+      outside = (symbols < 0) | (symbols >= run)
+      escaped = symbols[outside].astype(np.int64)
+      symbols = np.where(outside, np.int32(run), symbols)
+    else:
+      escaped = symbols[:0].astype(np.int64)
     if self._models[which] is not None:
-      self._coder.encode(np.where(outside, run, symbols).astype(np.int32), self._models[which])
+      self._coder.encode(symbols, self._models[which])
     if escaped.size:
       distances = np.where(escaped < 0, -2 * escaped - 1, 2 * (escaped - run))
       lengths, low, low_sizes, high, high_sizes = _escape_parts(distances)
@@ -236,8 +247,7 @@ class Encoder:
     return self._coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
 
-def encode(values: np.ndarray, index: np.ndarray,
-           distributions: Sequence[Distribution]) -> bytes:
+def encode(values: np.ndarray, index, distributions: Sequence[Distribution]) -> bytes:
   """Range-codes integer `values`, each with `distributions[index[k]]`, in one call."""
   encoder = Encoder(distributions)
   encoder.encode(values, index)
@@ -254,24 +264,28 @@ class Decoder:
     words = np.frombuffer(bytes(string) + b"\0" * (-len(string) % 4), "<u4")
     self._coder = constriction.stream.queue.RangeDecoder(words.astype(np.uint32))
 
-  def decode(self, index: np.ndarray) -> np.ndarray:
-    """The symbols of the next call, each with the distribution `index` selects (int64)."""
-    index = np.asarray(index).reshape(-1).astype(np.int64)
-    if index.size and not (index.min() >= 0 and index.max() < len(self._distributions)):
-      raise errors.ModelFileError(f"The entropy tables of {self._what} are too few.")
-    values = np.empty(index.size, np.int64)
-    tables = _tables(index, len(self._distributions))
+  def decode(self, index, count: Optional[int] = None) -> np.ndarray:
+    """The symbols of the next call, each with the distribution `index` selects (int64); an
+    int `index` selects one distribution for `count` symbols."""
+    if np.ndim(index):
+      index = np.asarray(index).reshape(-1)
+      count = index.size
     try:
-      for which in tables:
-        if len(tables) == 1:
-          values[:] = self._decode(which, index.size)
-        else:
+      tables = _tables(index, len(self._distributions))
+    except errors.InvalidArgumentError:
+      raise errors.ModelFileError(f"The entropy tables of {self._what} are too few.") from None
+    try:
+      if len(tables) == 1:
+        values = self._decode(tables[0], count)
+      else:
+        values = np.empty(count, np.int64)
+        for which in tables:
           chosen = index == which
           values[chosen] = self._decode(which, int(np.count_nonzero(chosen)))
     except (AssertionError, ValueError, OverflowError):
       raise errors.ModelFileError(
           f"Range decoding of {self._what} failed: the coded string is corrupt.") from None
-    if np.any(np.abs(values) > MAX_ABS_LATENT):
+    if values.size and (values.min() < -MAX_ABS_LATENT or values.max() > MAX_ABS_LATENT):
       raise errors.ModelFileError(f"Range decoding of {self._what} produced out-of-range values.")
     return values
 
@@ -279,14 +293,14 @@ class Decoder:
     d = self._distributions[which]
     if which not in self._models:
       self._models[which] = _model(d)
-    run = _run(d)
     if self._models[which] is None:
       symbols = np.zeros(count, np.int64)
     else:
       symbols = self._coder.decode(self._models[which], count).astype(np.int64)
-    outside = symbols == run
-    escapes = int(np.count_nonzero(outside))
-    if escapes:
+    run = _run(d)
+    if d.escape and symbols.size and symbols.max() == run:
+      outside = symbols == run
+      escapes = int(np.count_nonzero(outside))
       lengths = self._coder.decode(constriction.stream.model.Uniform(_ESCAPE_LENGTHS), escapes)
       lengths = lengths.astype(np.int64)
       parts = []
@@ -299,7 +313,8 @@ class Decoder:
         parts.append(part)
       distances = (np.int64(1) << lengths) + (parts[1] << _LOW_BITS | parts[0]) - 1
       symbols[outside] = np.where(distances % 2 == 1, -(distances + 1) // 2, distances // 2 + run)
-    return symbols + d.offset
+    symbols += d.offset
+    return symbols
 
   def finish(self) -> None:
     """Checks that the string ended where the symbols did (a weak check: a range coder cannot

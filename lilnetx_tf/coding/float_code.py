@@ -53,7 +53,7 @@ def encode(values: np.ndarray, mantissa_bits: int,
   fields = pattern >> _MANTISSA_BITS
   distribution = entropy.fit(fields, precision)
   table = entropy.tables_to_bytes([distribution])
-  string = entropy.encode(fields, np.zeros(fields.size, np.int32), [distribution])
+  string = entropy.encode(fields, 0, [distribution])
   mantissas = (pattern >> (_MANTISSA_BITS - mantissa_bits)) & ((1 << mantissa_bits) - 1)
   planes = (mantissas[:, None] >> np.arange(mantissa_bits - 1, -1, -1)) & 1
   packed = np.packbits(planes.astype(np.uint8).reshape(-1)).tobytes()
@@ -82,7 +82,7 @@ def decode(data: bytes, count: int, mantissa_bits: int,
   if len(data) - position != (count * mantissa_bits + 7) // 8:
     raise errors.ModelFileError("The coded float16 values' mantissas have the wrong length.")
   decoder = decoder_class(string, distributions, "float16 values")
-  fields = decoder.decode(np.zeros(count, np.int32))
+  fields = decoder.decode(0, count)
   decoder.finish()
   if np.any((fields < 0) | (fields >= _FIELDS)):
     raise errors.ModelFileError("The coded float16 values hold an invalid exponent field.")

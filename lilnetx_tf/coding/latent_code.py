@@ -38,7 +38,8 @@ _CONTEXTS = 3          # nonzero values at a slice's earlier positions: 0, 1, 2 
 
 
 def _structure(q: np.ndarray) -> tuple:
-  nonzero = np.any(q != 0, axis=-1)
+  # (A reduction over a last axis of 1 costs more than the comparison itself.)
+  nonzero = q[..., 0] != 0 if q.shape[-1] == 1 else np.any(q != 0, axis=-1)
   rows, columns = nonzero.any(axis=1), nonzero.any(axis=0)
   return rows, columns, nonzero[np.ix_(rows, columns)].reshape(-1), q[nonzero]
 
@@ -46,6 +47,8 @@ def _structure(q: np.ndarray) -> tuple:
 def _contexts(slices: np.ndarray) -> np.ndarray:
   """Each value's context (n, slice_size): its slice's nonzero values at earlier positions,
   capped at `_CONTEXTS` − 1."""
+  if slices.shape[1] == 1:
+    return np.zeros(slices.shape, np.int64)
   nonzero = (slices != 0).astype(np.int64)
   return np.minimum(np.cumsum(nonzero, axis=1) - nonzero, _CONTEXTS - 1)
 
@@ -85,7 +88,7 @@ def encode_group(latents: Sequence[np.ndarray], slice_size: int,
   encoder = encoder_class(distributions)
   for m, (rows, columns, live, slices) in enumerate(structures):
     for kind, flags in enumerate((rows, columns, live)):
-      encoder.encode(flags, np.full(flags.size, _FLAGS * m + kind))
+      encoder.encode(flags, _FLAGS * m + kind)
     tables = _table_index(len(value_distributions), slice_size, np.arange(slice_size),
                           _contexts(slices)) + flags_base
     for c in range(slice_size):
@@ -122,9 +125,9 @@ def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: st
   decoder = decoder_class(string, distributions, what)
   latents = []
   for m, (inputs, outputs, _) in enumerate(shapes):
-    rows = decoder.decode(np.full(inputs, _FLAGS * m)).astype(bool)
-    columns = decoder.decode(np.full(outputs, _FLAGS * m + 1)).astype(bool)
-    live = decoder.decode(np.full(int(rows.sum()) * int(columns.sum()), _FLAGS * m + 2))
+    rows = decoder.decode(_FLAGS * m, inputs).astype(bool)
+    columns = decoder.decode(_FLAGS * m + 1, outputs).astype(bool)
+    live = decoder.decode(_FLAGS * m + 2, int(rows.sum()) * int(columns.sum()))
     live = live.astype(bool).reshape(int(rows.sum()), int(columns.sum()))
     if not (np.all(live.any(axis=1)) and np.all(live.any(axis=0))):
       raise errors.ModelFileError(f"The channel flags of {what} contradict its slice flags.")

@@ -24,6 +24,10 @@ Sections (see `container` for the byte layout around them):
         frequencies of their channel and slice flags and of their values (`latent_code`).
   LATS  the groups' range-coded strings (`latent_code`), concatenated; raw.
 
+Range coding (LATS and coded float16): format 6 uses `entropy`'s coder, bit-identical on every
+stack. Format 5 files were coded with tensorflow-compression's; they decode where it is
+installed (`tfc_range`, the TF 2.14 configuration), and `upgrade` rewrites them in format 6.
+
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
 |w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
 is kept as float32. With ``mantissa_bits=m`` (< 10) the float16 values are further rounded to m
@@ -52,6 +56,7 @@ import tensorflow as tf
 
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
+from lilnetx_tf.analysis import batchnorm
 from lilnetx_tf.coding import architecture
 from lilnetx_tf.coding import container
 from lilnetx_tf.coding import entropy
@@ -59,9 +64,8 @@ from lilnetx_tf.coding import float_code
 from lilnetx_tf.coding import latent_code
 from lilnetx_tf.coding import unread
 from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
-from lilnetx_tf.export import fold
 from lilnetx_tf.layers import group as group_lib
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import lilnetx_layers
 from lilnetx_tf.layers import validation
 
 SUFFIX = ".lnx"
@@ -72,10 +76,6 @@ _REQUIRED = ("ARCH", "WGTS", "GRPS", "CDFT", "LATS")
 _DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8",
            "int32": "<i4", "int8": "<i1", "uint8": "u1", "bool": "?"}
 _FLOAT16_MAX = 65504.0
-
-
-def _lilnetx_layers(model) -> list:
-  return [l for l in model._flatten_layers(include_self=False) if is_lilnetx_layer(l)]
 
 
 def _groups(layers: list) -> list:
@@ -115,33 +115,6 @@ def _stored_variables(model, layers: list, densities: bool) -> list:
     if not densities:
       skipped |= {id(v) for v in group.density_variables}
   return [v for v in model.weights if id(v) not in skipped]
-
-
-def _unit_variance(epsilon: np.float32) -> np.float32:
-  """The float32 v closest to 1 − epsilon with v + epsilon == 1 exactly in float32."""
-  v = np.float32(1) - epsilon
-  while np.float32(v + epsilon) > 1:
-    v = np.nextafter(v, np.float32(0))
-  while np.float32(v + epsilon) < 1:
-    v = np.nextafter(v, np.float32(2))
-  return v
-
-
-def _folded_batch_norms(model) -> dict:
-  """id(variable) → stored values that fold each BatchNormalization (with center and scale,
-  without renorm) to y = x · scale + shift at inference."""
-  folded = {}
-  for layer in model._flatten_layers(include_self=False):
-    if not (isinstance(layer, tf.keras.layers.BatchNormalization) and layer.center
-            and layer.scale and not layer.renorm and layer.moving_mean.dtype == tf.float32):
-      continue
-    scale, shift = fold.bn_scale_shift(layer)
-    folded[id(layer.gamma)] = scale.astype(np.float32)
-    folded[id(layer.beta)] = shift.astype(np.float32)
-    folded[id(layer.moving_mean)] = np.zeros(scale.shape, np.float32)
-    folded[id(layer.moving_variance)] = np.full(scale.shape,
-                                                _unit_variance(np.float32(layer.epsilon)))
-  return folded
 
 
 def _fill_value(values: np.ndarray):
@@ -281,10 +254,10 @@ def compress(model: tf.keras.Model, path: str, *, float16: bool = False,
     if not float16:
       raise errors.InvalidArgumentError("mantissa_bits needs float16=True.")
   path = _output_path(path)
-  layers = _lilnetx_layers(model)
+  layers = lilnetx_layers(model)
   groups = _groups(layers)
   exact_ids = {id(v) for group, _ in groups for v in (group.latent_step, *group.density_variables)}
-  stored = unread.zero_unread(model, _folded_batch_norms(model)) if inference_only else {}
+  stored = unread.zero_unread(model, batchnorm.folded_variables(model)) if inference_only else {}
   weights, weight_count = _weights_section(
       _stored_variables(model, layers, densities=not inference_only), stored, exact_ids, float16,
       float_bits, 10 if mantissa_bits is None else mantissa_bits)
@@ -520,7 +493,7 @@ def _read(path: str, custom_objects: Optional[dict], safe_mode: bool = True) -> 
   decoder_class = _decoder_class(stored[0].format_version, os.fspath(path))
   densities, manifest = _group_manifest(by_tag["GRPS"].data)
   model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode)
-  layers = _lilnetx_layers(model)
+  layers = lilnetx_layers(model)
   _load_weights(model, by_tag["WGTS"].data, layers, densities, decoder_class)
   decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data,
                           decoder_class)

@@ -3,6 +3,8 @@
 import dataclasses
 from typing import Optional
 
+from lilnetx_tf.text_table import format_table
+
 
 @dataclasses.dataclass
 class SectionReport:
@@ -107,7 +109,7 @@ class Report:
     for s in self.sections:
       rows.append((s.tag, s.codec, f"{s.raw_bytes:,}", f"{s.file_bytes:,}",
                    _pct(s.file_bytes, self.total_bytes), SECTION_NAMES.get(s.tag, "")))
-    lines += _table(rows)
+    lines += format_table(rows, align="lrrrrl")
     lines.append("")
     rows = [("group", "slice", "layers", "latents", "coded B", "table B", "estimated B",
              "coded/est", "bits/latent")]
@@ -125,7 +127,7 @@ class Report:
                  "-" if estimate is None else f"{estimate:,.1f}",
                  "-" if not estimate else f"{self.coded_latent_bytes / estimate:.4f}",
                  f"{8 * self.coded_latent_bytes / max(self.latent_parameters, 1):.3f}"))
-    lines += _table(rows)
+    lines += format_table(rows)
     lines.append("")
     lines.append(f"parameter bytes (all but architecture and header): {self.parameter_bytes:,} "
                  f"of {self.total_bytes:,} ({_pct(self.parameter_bytes, self.total_bytes)})")
@@ -135,15 +137,3 @@ class Report:
 
 def _pct(part: float, whole: float) -> str:
   return f"{100.0 * part / whole:.1f}%" if whole else "-"
-
-
-def _table(rows: list) -> list:
-  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-  out = []
-  for n, row in enumerate(rows):
-    cells = [c.ljust(w) if i == 0 or i == len(row) - 1 and not c[:1].isdigit() else c.rjust(w)
-             for i, (c, w) in enumerate(zip(row, widths))]
-    out.append("  ".join(cells).rstrip())
-    if n == 0:
-      out.append("  ".join("-" * w for w in widths))
-  return out

@@ -7,7 +7,7 @@ files use `entropy`. Same interface as `entropy`'s `Encoder` and `Decoder`, with
 calls reads back.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -49,10 +49,11 @@ class Encoder:
     self._values: list = []
     self._index: list = []
 
-  def encode(self, values: np.ndarray, index: np.ndarray) -> None:
-    index = np.asarray(index).astype(np.int32, copy=False).reshape(-1)
+  def encode(self, values: np.ndarray, index) -> None:
+    values = np.asarray(values).reshape(-1)
+    index = np.broadcast_to(np.asarray(index, np.int32), values.shape).reshape(-1)
     self._index.append(index)
-    self._values.append(np.asarray(values).reshape(-1).astype(np.int32) - self._offsets[index])
+    self._values.append(values.astype(np.int32) - self._offsets[index])
 
   def finish(self) -> bytes:
     with tf.device("/cpu:0"):
@@ -72,9 +73,11 @@ class Decoder:
       self._handle = tfc.create_range_decoder(tf.constant(string, tf.string),
                                               _lookup(distributions))
 
-  def decode(self, index: np.ndarray) -> np.ndarray:
-    """The next `len(index)` symbols, each with the distribution `index` selects (int64)."""
-    index = np.asarray(index, np.int32).reshape(-1)
+  def decode(self, index, count: Optional[int] = None) -> np.ndarray:
+    """The next `len(index)` symbols, each with the distribution `index` selects (int64); an
+    int `index` selects one distribution for `count` symbols."""
+    index = np.asarray(index, np.int32).reshape(-1) if np.ndim(index) else \
+        np.full(count, index, np.int32)
     if index.size and not (index.min() >= 0 and index.max() < self._offsets.size):
       raise errors.ModelFileError(f"The entropy tables of {self._what} are too few.")
     try:

@@ -1,47 +1,16 @@
-"""Channels whose values never reach a model output, and the parameters only they use.
+"""Stores the parameters of unread channels (`analysis.unread`) as zeros.
 
-A channel is *unread* when the export's channel analysis (`export.graph`) would remove it and
-every kernel layer that reads it has all-zero weights on it: then nothing computed from it,
-hence none of its own parameters (its kernel slice or latents, bias, BatchNorm entries), changes
-the model's outputs. An `inference_only` model file stores those parameters as zeros, which the
-latent coder and zlib store almost for free; the decompressed model computes the same outputs.
-Layers called more than once, in nested models or behind layers the analysis does not know
-keep all their channels.
+An `inference_only` model file writes zeros for the parameters that only unread channels use
+(their kernel slices or latents, biases and BatchNorm entries), which the latent coder and zlib
+store almost for free; the decompressed model computes the same outputs.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from lilnetx_tf.export import fold
-from lilnetx_tf.export import graph
+from lilnetx_tf.analysis.kinds import OpKind, kernel_kind
+from lilnetx_tf.analysis.unread import unread_channels
 from lilnetx_tf.layers import is_lilnetx_layer
-
-_KERNEL_KINDS = ("conv", "depthwise", "dense")
-
-
-def unread_channels(model: tf.keras.Model) -> dict:
-  """id(layer) → boolean mask over the output channels of its single call (True: unread), for
-  the kernel and BatchNormalization layers of a Functional model that have unread channels."""
-  if not getattr(model, "_is_graph_network", False):
-    return {}
-  ops = graph.graph_ops(model)
-  weights = {id(op.layer): fold.kernel_weights(op.layer) for op in ops if op.kind in _KERNEL_KINDS}
-  analysis = graph.analyze(model, ops, weights, folded=set())
-  read = set()
-  for op in analysis.sinks:
-    x = analysis.channels[id(op.inputs[0])]
-    unused, _ = graph.sink_absorption(op, weights[id(op.layer)], x.const)
-    read.update(analysis.uf.roots(x.ids[~unused]).tolist())
-  masks = {}
-  for op in ops:
-    if op.kind not in _KERNEL_KINDS + ("bn",):
-      continue
-    key = id(op.outputs[0])
-    roots = analysis.uf.roots(analysis.channels[key].ids)
-    mask = ~analysis.keep[key] & ~np.isin(roots, list(read))
-    if mask.any():
-      masks[id(op.layer)] = mask
-  return masks
 
 
 def _zeroed(values: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
@@ -74,7 +43,7 @@ def zero_unread(model: tf.keras.Model, stored: dict) -> dict:
         zero(variable)
       continue
     zero(layer.bias)
-    depthwise = fold.kernel_kind(layer) == "depthwise"
+    depthwise = kernel_kind(layer) is OpKind.DEPTHWISE
     if is_lilnetx_layer(layer):
       a, b, _ = layer.latent_variable.shape
       latent_mask = mask.reshape(a, b) if depthwise else np.broadcast_to(mask, (a, b))

@@ -29,16 +29,15 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf.errors import ExportCheckError, SlimCheckError
 from lilnetx_tf.export import tflite as tflite_lib
-from lilnetx_tf.export.slimming import (DEFAULT_ATOL, DEFAULT_RTOL, SlimCheckError, SlimInfo,
-                                        check_graph_model, count_macs, count_parameters,
-                                        sample_inputs, slim)
+from lilnetx_tf import macs
+from lilnetx_tf import text_table
+from lilnetx_tf.analysis.graph import check_graph_model
+from lilnetx_tf.export.samples import sample_inputs
+from lilnetx_tf.export.slimming import DEFAULT_ATOL, DEFAULT_RTOL, SlimInfo, slim
 
 FORMATS = ("saved_model", "tflite", "keras")
-
-
-class ExportCheckError(errors.LilNetXError):
-  """The exported float32 TFLite model does not match the slim Keras model."""
 
 
 def _fmt_bytes(n: Optional[int]) -> str:
@@ -82,10 +81,8 @@ class ExportReport:
             (f"tflite ({self.quantization or 'float32'})",
              _fmt_bytes(self.tflite_bytes_before), _fmt_bytes(self.tflite_bytes_after),
              _ratio(self.tflite_bytes_before, self.tflite_bytes_after))]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"Export to {self.directory}"]
-    lines += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines += text_table.format_table(rows, rule=False, indent="  ")
     lines.append(f"  BatchNorms folded: {self.folded_batchnorms}; layers narrowed: "
                  f"{len(self.removed_channels)}")
     if self.slim_max_difference is not None:
@@ -179,8 +176,9 @@ def export(model: tf.keras.Model, directory: str,
         tflite_before = len(tflite_lib.convert(dense, quantization, representative_data))
     report = ExportReport(
         directory=directory, files=files, quantization=quantization,
-        parameters_before=count_parameters(model), parameters_after=count_parameters(slim_model),
-        macs_before=count_macs(model), macs_after=count_macs(slim_model),
+        parameters_before=macs.model_parameters(model),
+        parameters_after=macs.model_parameters(slim_model),
+        macs_before=macs.model_macs(model), macs_after=macs.model_macs(slim_model),
         tflite_bytes_before=tflite_before, tflite_bytes_after=tflite_after,
         saved_model_bytes=saved_bytes, slim_max_difference=info.max_difference,
         tflite_max_difference=tflite_diff, output_scale=scale,

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
-from lilnetx_tf.export import slimming
+from lilnetx_tf.export import samples
 
 QUANTIZATIONS = (None, "float16", "int8")
 
@@ -33,7 +33,7 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
   if data is None:
     warnings.warn("int8 quantization without `representative_data`: calibrating on random "
                   "normal inputs; pass real samples for a usable int8 model.")
-    data = [slimming.sample_inputs(model, batch=1, seed=i) for i in range(16)]
+    data = [samples.sample_inputs(model, batch=1, seed=i) for i in range(16)]
   if callable(data):
     source = data
   elif isinstance(data, np.ndarray):
@@ -141,7 +141,7 @@ class Timer:
         shape[0] = 1
         self.interp.resize_tensor_input(d["index"], shape)
         self.interp.allocate_tensors()
-      self.interp.set_tensor(d["index"], slimming.random_input(rng, shape, d["dtype"]))
+      self.interp.set_tensor(d["index"], samples.random_input(rng, shape, d["dtype"]))
     for _ in range(warmup):
       self.interp.invoke()
 

@@ -5,11 +5,5 @@ from lilnetx_tf.layers.conv import Conv2D, DepthwiseConv2D
 from lilnetx_tf.layers.dense import Dense
 from lilnetx_tf.layers.density_fit import fit_densities
 from lilnetx_tf.layers.group import ParameterGroup
+from lilnetx_tf.layers.model_layers import is_lilnetx_layer, lilnetx_layers
 from lilnetx_tf.layers.registry import GroupRegistry, group_scope
-
-LILNETX_LAYERS = (Conv2D, DepthwiseConv2D, Dense)
-
-
-def is_lilnetx_layer(layer) -> bool:
-  """True for a LilNetX layer with a latent kernel."""
-  return isinstance(layer, LILNETX_LAYERS)

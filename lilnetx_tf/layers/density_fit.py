@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
-from lilnetx_tf.layers import base
+from lilnetx_tf.layers import model_layers
 from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import validation
 
@@ -26,8 +26,7 @@ def fit_densities(model: tf.keras.layers.Layer, steps: int = DEFAULT_STEPS,
   (`steps` Adam steps at `learning_rate` on up to `max_slices` slices per group)."""
   if not isinstance(model, tf.keras.layers.Layer):
     raise errors.InvalidArgumentError(f"Expected a Keras model, got {type(model).__name__}.")
-  layers = [l for l in model._flatten_layers(include_self=False)
-            if isinstance(l, base.LatentKernelMixin)]
+  layers = model_layers.lilnetx_layers(model)
   if any(not layer.built for layer in layers):
     raise errors.InvalidArgumentError(
         "The model is not built: call it on data or build it with an input shape first.")

@@ -8,14 +8,11 @@ import math
 from typing import Any, Iterable, Optional, Sequence
 
 from lilnetx_tf import errors
+from lilnetx_tf.errors import NoMatchingTrialError
 
 # (field, direction): the three axes of the trade-off.
 AXES = (("accuracy", "max"), ("bytes", "min"), ("macs", "min"))
 _MINIMIZE_CHOICES = ("bytes", "macs", "error")
-
-
-class NoMatchingTrialError(errors.LilNetXError, LookupError):
-  """No trial satisfies the constraints of a pick rule."""
 
 
 def value(point: Any, field: str) -> float:

@@ -1,7 +1,17 @@
 """keras-tuner search over LilNetX's `rate_weight` (λ_I) and `slice_weight` (λ_G).
 
-Every trial builds a model (the user's `build(rate_weight, slice_weight)` or `lnx.convert` of a
-given Keras model), trains it, and reports three figures to the oracle as trial metrics:
+Every trial builds a model, trains it, and reports three figures to the oracle as trial
+metrics. The model comes from one of:
+
+  build(hp)       a keras-tuner build function (or a `kt.HyperModel`) that declares the user's own
+                  hyperparameters. The search declares `rate_weight` and `slice_weight` in `hp`
+                  first (their spaces are `search`'s arguments). A plain Keras model returned
+                  is converted with `lnx.convert` at those weights; a model built of LilNetX
+                  layers reads them itself with `hp.get("rate_weight")`, `hp.get("slice_weight")`.
+  build(rate_weight, slice_weight)   a model built for given LilNetX weights;
+  model=          an existing Keras model, converted by `lnx.convert` in every trial.
+
+The figures:
 
   val_<metric>   the user-named validation metric at the end of training (higher is better);
   bytes          the REAL size of the compressed file, `lnx.compress(model, <trial dir>/model.lnx)`;
@@ -26,13 +36,17 @@ Default ranges (log-uniform):
 
 import dataclasses
 import glob
+import inspect
 import math
 import os
 import tempfile
 from typing import Any, Callable, Optional, Sequence, Union
 
+import tensorflow as tf
+
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
+from lilnetx_tf import text_table
 from lilnetx_tf.tuning import pareto
 
 kt = _compat.keras_tuner()
@@ -105,6 +119,38 @@ def _is_compiled(model) -> bool:
               getattr(model, "compiled_loss", None) is not None)
 
 
+_LILNETX_HYPERPARAMETERS = ("rate_weight", "slice_weight")
+
+
+def _takes_hp(build: Callable) -> bool:
+  """Whether `build` is a keras-tuner build function `build(hp)` (True) or the LilNetX form
+  `build(rate_weight, slice_weight)` (False), from its required positional parameters."""
+  if isinstance(build, kt.HyperModel):
+    return True
+  try:
+    parameters = inspect.signature(build).parameters.values()
+  except (TypeError, ValueError) as e:
+    raise errors.InvalidArgumentError(
+        f"Cannot read the signature of `build` {build!r}; pass a function `build(hp)` or "
+        "`build(rate_weight, slice_weight)`, or a kt.HyperModel.") from e
+  positional = [p for p in parameters
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty]
+  if len(positional) == 1:
+    return True
+  if len(positional) == 2:
+    return False
+  raise errors.InvalidArgumentError(
+      f"`build` must take `hp` (a keras-tuner build function) or `rate_weight, slice_weight`; "
+      f"{getattr(build, '__name__', build)!r} takes {len(positional)} required positional "
+      "arguments.")
+
+
+def _check_built(model, what: str) -> None:
+  if not isinstance(model, tf.keras.Model):
+    raise errors.InvalidArgumentError(f"{what} must return a Keras model, got {model!r}.")
+
+
 def _trial_dir(callbacks: Sequence) -> str:
   """The running trial's directory, found through keras-tuner's own TunerCallback."""
   for callback in callbacks or ():
@@ -120,8 +166,9 @@ class LilNetXHyperModel(kt.HyperModel):
   """A `kt.HyperModel` over `rate_weight` and `slice_weight` whose `fit` reports a dict.
 
   Args:
-    build: `build(rate_weight, slice_weight) -> tf.keras.Model`, compiled or not. Exclusive
-      with `model`.
+    build: a keras-tuner `build(hp) -> tf.keras.Model` (or a `kt.HyperModel`) declaring the
+      user's own hyperparameters, or `build(rate_weight, slice_weight) -> tf.keras.Model`;
+      compiled or not (see the module docstring). Exclusive with `model`.
     model: an existing Keras model; each trial converts it with
       `lnx.convert(model, rate_weight=..., slice_weight=..., warm_start=warm_start)`.
     rate_weight, slice_weight: search-space specs (see `search`).
@@ -145,8 +192,9 @@ class LilNetXHyperModel(kt.HyperModel):
     super().__init__(name=name, tunable=True)
     if (build is None) == (model is None):
       raise errors.InvalidArgumentError("Give exactly one of `build` and `model`.")
-    if build is not None and not callable(build):
+    if build is not None and not (callable(build) or isinstance(build, kt.HyperModel)):
       raise errors.InvalidArgumentError(f"`build` must be callable, got {build!r}.")
+    self.build_takes_hp = build is not None and _takes_hp(build)
     if not isinstance(metric, str) or not metric:
       raise errors.InvalidArgumentError(f"`metric` must be a metric name, got {metric!r}.")
     if metric.startswith("val_"):
@@ -180,26 +228,57 @@ class LilNetXHyperModel(kt.HyperModel):
       model.compile(**self.compile_args)
 
   def build(self, hp: kt.HyperParameters):
-    rate = _declare(hp, "rate_weight", self.rate_space)
-    slices = _declare(hp, "slice_weight", self.slice_space)
-    if self.build_fn is not None:
-      model = self.build_fn(rate, slices)
-      if model is None:
-        raise errors.InvalidArgumentError("`build(rate_weight, slice_weight)` returned None.")
+    if self.build_fn is None:
+      model = self._convert(self.source_model, hp)
+    elif self.build_takes_hp:
+      model = self._build_from_hp(hp)
+    else:
+      model = self.build_fn(_declare(hp, "rate_weight", self.rate_space),
+                            _declare(hp, "slice_weight", self.slice_space))
+      _check_built(model, "`build(rate_weight, slice_weight)`")
       if self.compile_args is not None and not _is_compiled(model):
         self._compile(model)
-    else:
-      import lilnetx_tf as lnx  # Lazy: convert lives in its own module.
-      model = lnx.convert(self.source_model, rate_weight=rate, slice_weight=slices,
-                          warm_start=self.warm_start)
-      if self.compile_args is not None:
-        self._compile(model)
-      elif not _is_compiled(model) and _is_compiled(self.source_model):
-        model.compile_from_config(self.source_model.get_compile_config())
     if not _is_compiled(model):
       raise errors.InvalidArgumentError(
           "The model is not compiled: compile it in `build`, compile the source model, or pass "
           "`compile=dict(optimizer=..., loss=..., metrics=[...])`.")
+    return model
+
+  def _weights(self, hp: kt.HyperParameters) -> tuple:
+    """This trial's `rate_weight` and `slice_weight`, declared in `hp` with the search space."""
+    return (_declare(hp, "rate_weight", self.rate_space),
+            _declare(hp, "slice_weight", self.slice_space))
+
+  def _convert(self, source, hp: kt.HyperParameters):
+    """`lnx.convert(source)` with this trial's weights, compiled like `source` (or `compile`)."""
+    import lilnetx_tf as lnx  # Lazy: convert lives in its own module.
+    rate, slices = self._weights(hp)
+    model = lnx.convert(source, rate_weight=rate, slice_weight=slices,
+                        warm_start=self.warm_start)
+    if self.compile_args is not None:
+      self._compile(model)
+    elif _is_compiled(source):
+      model.compile_from_config(source.get_compile_config())
+    return model
+
+  def _build_from_hp(self, hp: kt.HyperParameters):
+    """The user's `build(hp)`: a plain model is converted; a model with LilNetX layers must read
+    this trial's `hp.get("rate_weight")` / `hp.get("slice_weight")` itself."""
+    from lilnetx_tf.layers import lilnetx_layers  # Lazy: keeps `import lilnetx_tf.tuning` light.
+    rate, slices = self._weights(hp)  # Declared first, so that `build` can read them.
+    build = self.build_fn.build if isinstance(self.build_fn, kt.HyperModel) else self.build_fn
+    model = build(hp)
+    _check_built(model, "`build(hp)`")
+    layers = lilnetx_layers(model)
+    if not layers:
+      return self._convert(model, hp)
+    if not any(l.rate_weight == rate and l.slice_weight == slices for l in layers):
+      raise errors.InvalidArgumentError(
+          "`build(hp)` returned LilNetX layers that do not use this trial's weights: pass "
+          "`rate_weight=hp.get('rate_weight'), slice_weight=hp.get('slice_weight')` to them, or "
+          "return a plain Keras model for the search to convert.")
+    if self.compile_args is not None and not _is_compiled(model):
+      self._compile(model)
     return model
 
   def fit(self, hp, model, *args, **kwargs) -> dict:
@@ -290,15 +369,18 @@ def search(build: Optional[Callable] = None, *, model=None, x=None, y=None,
            overwrite: bool = False, compile: Union[None, dict, Callable] = None,
            warm_start: bool = True, size_tradeoff: float = 0.01,
            compress_kwargs: Optional[dict] = None, callbacks: Optional[list] = None,
-           verbose: int = 0,
+           verbose: int = 1,
            fit_kwargs: Optional[dict] = None, tuner_kwargs: Optional[dict] = None):
   """Searches `rate_weight` × `slice_weight` and returns a `SearchResult`.
 
   Args:
-    build: `build(rate_weight, slice_weight) -> model` (compiled, or pass `compile`).
+    build: a keras-tuner `build(hp) -> model` (or `kt.HyperModel`) with the user's own
+      hyperparameters, or `build(rate_weight, slice_weight) -> model`; compiled, or pass
+      `compile` (see the module docstring).
     model: an existing Keras model, converted by `lnx.convert` in every trial.
-    x, y, validation_data, epochs, batch_size, callbacks, verbose, fit_kwargs: passed to
+    x, y, validation_data, epochs, batch_size, callbacks, fit_kwargs: passed to
       `model.fit` in every trial (`validation_data` is required).
+    verbose: progress output of keras-tuner and `fit` (1: per trial and epoch; 0: silent).
     metric: higher-is-better validation metric to report, e.g. "accuracy".
     rate_weight, slice_weight: (low, high) log-uniform ranges (defaults 1e-3…1 and 1e-6…1e-3),
       (low, high, factor) log grids, lists of values, or fixed numbers.
@@ -463,9 +545,7 @@ def format_table(trials: Sequence[TrialRecord], metric: str = "accuracy",
                  f"{t.slice_weight:.3g}", f"{t.accuracy:.4f}",
                  "-" if math.isnan(t.bytes) else f"{t.bytes:,.0f}",
                  "-" if math.isnan(t.macs) else f"{t.macs:,.0f}", t.status))
-  widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-  lines = ["  ".join(str(c).rjust(w) for c, w in zip(r, widths)) for r in rows]
-  lines.insert(1, "  ".join("-" * w for w in widths))
+  lines = text_table.format_table(rows, align="r" * len(header))
   return "\n".join(lines)
 
 

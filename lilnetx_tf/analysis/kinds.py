@@ -1,0 +1,133 @@
+"""What a layer call is to the channel analysis: its `OpKind`, found from the layer.
+
+  * kernel layers (`CONV`, `DEPTHWISE`, `DENSE`): stock or LilNetX Conv2D (ungrouped),
+    DepthwiseConv2D and Dense in channels_last layout, called once on one input;
+  * `BN`: a BatchNormalization of the last axis, called once;
+  * `ELEMENTWISE`: dropout and noise layers, activations, scalar Rescaling;
+  * `POOL`: pooling, cropping and upsampling (channels_last);
+  * `ZEROPAD`: ZeroPadding2D (channels_last); `CHANNELPAD`: `lnx.layers.ChannelPadding`;
+  * `MERGE`: Add / Subtract / Multiply / Average / Maximum / Minimum of equal widths;
+  * `CONCAT`: Concatenate on the last axis; `FLATTEN`: Flatten of a known (…, C) shape;
+  * `RESHAPE`: a Reshape that keeps the last axis;
+  * `INPUT`, `MODEL` (a nested model), and `BARRIER`: anything else (its channels are kept).
+"""
+
+import enum
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from lilnetx_tf.analysis import activations
+from lilnetx_tf.layers import channel_padding
+from lilnetx_tf.layers import is_lilnetx_layer
+
+__all__ = ["OpKind", "KERNEL_KINDS", "classify", "kernel_kind", "channels"]
+
+L = tf.keras.layers
+
+
+class OpKind(enum.Enum):
+  """The kinds of layer calls the channel analysis tells apart."""
+  INPUT = "input"
+  MODEL = "model"
+  BARRIER = "barrier"
+  CONV = "conv"
+  DEPTHWISE = "depthwise"
+  DENSE = "dense"
+  BN = "bn"
+  ELEMENTWISE = "elementwise"
+  POOL = "pool"
+  ZEROPAD = "zeropad"
+  CHANNELPAD = "channelpad"
+  MERGE = "merge"
+  CONCAT = "concat"
+  FLATTEN = "flatten"
+  RESHAPE = "reshape"
+
+  @property
+  def is_kernel(self) -> bool:
+    return self in KERNEL_KINDS
+
+
+KERNEL_KINDS = frozenset({OpKind.CONV, OpKind.DEPTHWISE, OpKind.DENSE})
+
+_IDENTITY_LAYERS = (L.Dropout, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
+                    L.ActivityRegularization, L.SpatialDropout1D, L.SpatialDropout2D,
+                    L.ReLU, L.ELU, L.LeakyReLU, L.ThresholdedReLU)
+_POOL_LAYERS = (L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D,
+                L.GlobalMaxPooling2D, L.MaxPooling1D, L.AveragePooling1D,
+                L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.Cropping2D, L.UpSampling2D)
+_MERGE_LAYERS = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
+_STOCK_KERNEL_LAYERS = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
+
+
+def channels(tensor) -> int:
+  """Width of the last axis of a KerasTensor (0 when unknown or scalar)."""
+  return int(tensor.shape[-1]) if tensor.shape.rank and tensor.shape[-1] is not None else 0
+
+
+def _channels_last(layer) -> bool:
+  return getattr(layer, "data_format", "channels_last") in ("channels_last", None)
+
+
+def kernel_kind(layer) -> Optional[OpKind]:
+  """`CONV`, `DEPTHWISE` or `DENSE` for a kernel layer the analysis understands, else None."""
+  if not (type(layer) in _STOCK_KERNEL_LAYERS or is_lilnetx_layer(layer)):
+    return None
+  if isinstance(layer, L.DepthwiseConv2D):
+    return OpKind.DEPTHWISE if _channels_last(layer) else None
+  if isinstance(layer, L.Conv2D):
+    return OpKind.CONV if _channels_last(layer) and layer.groups == 1 else None
+  return OpKind.DENSE if isinstance(layer, L.Dense) else None
+
+
+def bn_is_last_axis(layer: L.BatchNormalization, rank: int) -> bool:
+  axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+  return len(axis) == 1 and axis[0] in (-1, rank - 1)
+
+
+def _single_output_kind(layer, inputs: list, output, calls: int) -> OpKind:
+  """The kind of a call with one output and known channel counts everywhere."""
+  rank = output.shape.rank
+  kind = kernel_kind(layer)
+  if kind is not None:
+    return kind if calls == 1 and len(inputs) == 1 else OpKind.BARRIER
+  if type(layer) is L.BatchNormalization:
+    return OpKind.BN if calls == 1 and bn_is_last_axis(layer, rank) else OpKind.BARRIER
+  if isinstance(layer, _IDENTITY_LAYERS):
+    return OpKind.ELEMENTWISE
+  if type(layer) is L.Activation:
+    return OpKind.ELEMENTWISE if activations.name(layer.activation) else OpKind.BARRIER
+  if type(layer) is L.Rescaling:
+    scalar = np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0
+    return OpKind.ELEMENTWISE if scalar else OpKind.BARRIER
+  if isinstance(layer, _POOL_LAYERS):
+    return OpKind.POOL if _channels_last(layer) else OpKind.BARRIER
+  if type(layer) is L.ZeroPadding2D:
+    return OpKind.ZEROPAD if _channels_last(layer) else OpKind.BARRIER
+  if type(layer) is channel_padding.ChannelPadding:
+    return OpKind.CHANNELPAD
+  if isinstance(layer, _MERGE_LAYERS):
+    same = all(channels(t) == channels(output) for t in inputs)
+    return OpKind.MERGE if same and len(inputs) > 1 else OpKind.BARRIER
+  if type(layer) is L.Concatenate:
+    last = layer.axis in (-1, rank - 1)
+    return OpKind.CONCAT if last and len(inputs) > 1 else OpKind.BARRIER
+  if type(layer) is L.Flatten:
+    inner = inputs[0].shape[1:-1].as_list()
+    return OpKind.FLATTEN if _channels_last(layer) and None not in inner else OpKind.BARRIER
+  if type(layer) is L.Reshape:
+    return OpKind.RESHAPE if channels(inputs[0]) == channels(output) else OpKind.BARRIER
+  return OpKind.BARRIER
+
+
+def classify(layer, inputs: list, outputs: list, calls: int) -> OpKind:
+  """The kind of one call of `layer` (called `calls` times in its model)."""
+  if isinstance(layer, L.InputLayer):
+    return OpKind.INPUT
+  if isinstance(layer, tf.keras.Model):
+    return OpKind.MODEL
+  if len(outputs) != 1 or any(channels(t) == 0 for t in inputs + outputs):
+    return OpKind.BARRIER
+  return _single_output_kind(layer, inputs, outputs[0], calls)

@@ -1,0 +1,186 @@
+"""Rebuilds a graph model's calls with stock Keras layers, narrowed to the kept channels.
+
+One rule per `OpKind`: kernel layers become stock Conv2D / DepthwiseConv2D / Dense with the
+decoded (and folded) weights of their kept channels; folded BatchNorms vanish, the others keep
+their kept channels; a Reshape and a `ChannelPadding` get their new widths; nested models are
+slimmed on their own; barriers are copied (a LilNetX layer called several times becomes one
+full-width stock layer shared by its calls); weightless layers are copied. Every layer is
+rebuilt to compute in float32 (a mixed-precision model gives a float32 slim model).
+"""
+
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from lilnetx_tf.analysis.graph import Op
+from lilnetx_tf.analysis.kernels import RULES, KernelWeights, kernel_weights
+from lilnetx_tf.analysis.kinds import OpKind
+from lilnetx_tf.layers import is_lilnetx_layer
+
+__all__ = ["REDUCED_PRECISION", "rebuild"]
+
+# dtype -> machine epsilon of the reduced-precision compute dtypes of mixed precision.
+REDUCED_PRECISION = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+# The stock Keras classes of kernel layers.
+_STOCK = (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.Conv2D, tf.keras.layers.Dense)
+
+
+def _float32_config(layer, config: dict) -> dict:
+  """`config` computing in float32 where `layer` computes in float16 / bfloat16."""
+  if layer.compute_dtype in REDUCED_PRECISION:
+    config = dict(config, dtype="float32")
+  return config
+
+
+def _stock_kernel_layer(layer, kind: Optional[OpKind], w: KernelWeights,
+                        in_keep: Optional[np.ndarray] = None,
+                        out_keep: Optional[np.ndarray] = None) -> tuple:
+  """(an unbuilt stock layer like `layer`, its weights list) for the decoded weights `w`,
+  narrowed to the kept channels for a kernel `kind` (all channels when `kind` is None)."""
+  stock = next(cls for cls in _STOCK if isinstance(layer, cls))
+  config = stock.get_config(layer)   # the Keras arguments only, not the LilNetX ones
+  config = _float32_config(layer, {k: v for k, v in config.items()
+                                   if k != "groups" or stock is tf.keras.layers.Conv2D})
+  kernel, bias = w.kernel, w.bias
+  use_bias = bool(w.had_bias or np.any(bias != 0))
+  config["use_bias"] = use_bias
+  if kind is not None:
+    rule = RULES[kind]
+    kernel = rule.narrow(kernel, in_keep, out_keep)
+    if rule.width_argument is not None:
+      config[rule.width_argument] = int(out_keep.sum())
+    bias = bias[out_keep]
+  return stock.from_config(config), [kernel, bias] if use_bias else [kernel]
+
+
+def _clone(layer):
+  """A copy of a (weightless or barrier) layer, or the layer itself if it cannot be copied."""
+  try:
+    return layer.__class__.from_config(_float32_config(layer, layer.get_config()))
+  except Exception:  # pylint: disable=broad-except
+    return layer
+
+
+class _Rebuilder:
+  """Maps the old graph's tensors to the new one's while the calls are rebuilt in order."""
+
+  def __init__(self, model, weights: dict, folded: set, keep: dict, slim_nested: Callable):
+    self.new: dict = {}               # id(old KerasTensor) -> new tensor
+    self.widths: dict = {}            # kernel layer name -> (channels before, after)
+    self.cache: dict = {}             # id(old layer) -> its one new layer (shared calls)
+    self.weights, self.folded, self.keep = weights, folded, keep
+    self.slim_nested = slim_nested
+    self._tensor_type = type(model.outputs[0])
+
+  def _mapped(self, structure):
+    return tf.nest.map_structure(
+        lambda t: self.new[id(t)] if isinstance(t, self._tensor_type) else t, structure)
+
+  def call(self, op: Op, layer, weights: Optional[list] = None) -> None:
+    """Calls `layer` on the new counterparts of `op`'s arguments, then sets its `weights`."""
+    kwargs = self._mapped(op.node.call_kwargs)
+    kwargs.pop("training", None)
+    result = layer(*self._mapped(op.node.call_args), **kwargs)
+    for old, y in zip(op.outputs, tf.nest.flatten(result)):
+      self.new[id(old)] = y
+    if weights is not None:
+      layer.set_weights(weights)
+
+  def kept(self, tensor) -> np.ndarray:
+    return self.keep[id(tensor)]
+
+
+def _input(r: _Rebuilder, op: Op) -> None:
+  tensor = op.outputs[0]
+  if id(tensor) not in r.new:
+    r.new[id(tensor)] = tf.keras.Input(shape=tensor.shape[1:], batch_size=tensor.shape[0],
+                                       dtype=tensor.dtype, name=op.layer.name)
+
+
+def _kernel(r: _Rebuilder, op: Op) -> None:
+  out_keep = r.kept(op.outputs[0])
+  layer, weights = _stock_kernel_layer(op.layer, op.kind, r.weights[id(op.layer)],
+                                       r.kept(op.inputs[0]), out_keep)
+  r.call(op, layer, weights)
+  r.widths[op.layer.name] = (len(out_keep), int(out_keep.sum()))
+
+
+def _bn(r: _Rebuilder, op: Op) -> None:
+  if id(op.layer) in r.folded:
+    r.new[id(op.outputs[0])] = r.new[id(op.inputs[0])]
+    return
+  mask = r.kept(op.inputs[0])
+  layer = tf.keras.layers.BatchNormalization.from_config(
+      _float32_config(op.layer, op.layer.get_config()))
+  r.call(op, layer, [w[mask] for w in op.layer.get_weights()])
+
+
+def _reshape(r: _Rebuilder, op: Op) -> None:
+  config = _float32_config(op.layer, op.layer.get_config())
+  target = list(config["target_shape"])
+  if target[-1] != -1:
+    target[-1] = int(r.kept(op.outputs[0]).sum())
+  config["target_shape"] = tuple(target)
+  r.call(op, tf.keras.layers.Reshape.from_config(config))
+
+
+def _channelpad(r: _Rebuilder, op: Op) -> None:
+  out_keep = r.kept(op.outputs[0])
+  before, after = op.layer.padding
+  config = _float32_config(op.layer, op.layer.get_config())
+  config["padding"] = (int(out_keep[:before].sum()), int(out_keep[len(out_keep) - after:].sum()))
+  r.call(op, type(op.layer).from_config(config))
+
+
+def _model(r: _Rebuilder, op: Op) -> None:
+  if id(op.layer) not in r.cache:
+    r.cache[id(op.layer)] = r.slim_nested(op.layer)
+  r.call(op, r.cache[id(op.layer)])
+
+
+def _copy(r: _Rebuilder, op: Op) -> None:
+  clone = _clone(op.layer)
+  r.call(op, clone, op.layer.get_weights() if clone is not op.layer and op.layer.weights
+         else None)
+
+
+def _barrier(r: _Rebuilder, op: Op) -> None:
+  layer = op.layer
+  if id(layer) in r.cache:
+    r.call(op, r.cache[id(layer)])
+  elif is_lilnetx_layer(layer):   # e.g. shared by several calls: decoded at full width
+    stock, weights = _stock_kernel_layer(layer, None, kernel_weights(layer))
+    r.cache[id(layer)] = stock
+    r.call(op, stock, weights)
+  else:
+    clone = _clone(layer)
+    r.cache[id(layer)] = clone
+    r.call(op, clone, layer.get_weights() if clone is not layer and layer.weights else None)
+
+
+_RULES: dict[OpKind, Callable[[_Rebuilder, Op], None]] = {
+    OpKind.INPUT: _input, OpKind.CONV: _kernel, OpKind.DEPTHWISE: _kernel,
+    OpKind.DENSE: _kernel, OpKind.BN: _bn, OpKind.RESHAPE: _reshape,
+    OpKind.CHANNELPAD: _channelpad, OpKind.MODEL: _model, OpKind.BARRIER: _barrier,
+    OpKind.ELEMENTWISE: _copy, OpKind.POOL: _copy, OpKind.ZEROPAD: _copy, OpKind.MERGE: _copy,
+    OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy}
+
+
+def rebuild(model: tf.keras.Model, ops: list, weights: dict, folded: set, keep: dict,
+            slim_nested: Callable) -> tuple[tf.keras.Model, dict]:
+  """(the rebuilt model, kernel layer name → (output channels before, after)).
+
+  `weights`: id(layer) → `KernelWeights` of every kernel op (decoded, folded, absorbed);
+  `folded`: id() of the folded BatchNorms; `keep`: id(KerasTensor) → kept-channel mask;
+  `slim_nested(model)`: the slim version of a nested model.
+  """
+  r = _Rebuilder(model, weights, folded, keep, slim_nested)
+  for op in ops:
+    _RULES[op.kind](r, op)
+  inputs = [r.new[id(t)] for t in model.inputs]
+  outputs = [r.new[id(t)] for t in model.outputs]
+  rebuilt = tf.keras.Model(inputs[0] if len(inputs) == 1 else inputs,
+                           outputs[0] if len(outputs) == 1 else outputs,
+                           name=f"{model.name}_slim")
+  return rebuilt, r.widths
