@@ -30,7 +30,7 @@ SHARED_TFDS := ../shared/datasets/tensorflow_datasets
 export TFDS_DATA_DIR ?= $(if $(wildcard $(SHARED_TFDS)),$(abspath $(SHARED_TFDS)),)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test
+.PHONY: venv demo test stack
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: $(CONSTRAINTS) setup.cfg pyproject.toml
@@ -45,3 +45,7 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q -x $(TESTS)
+
+# The configuration the targets above use here (for scripts, e.g. .ci/run).
+stack:
+	@echo $(STACK)
