@@ -164,16 +164,16 @@ def _tables(index, count: int) -> list:
   """The distributions a call with `index` (an array, or one int for the whole call) uses,
   ascending; raises `InvalidArgumentError` for an index without a distribution."""
   if np.ndim(index) == 0:
-    tables = [int(index)]
+    low = high = int(index)
   elif index.size == 0:
     return []
-  elif index.min() == index.max():
-    tables = [int(index[0])]
   else:
-    tables = np.flatnonzero(np.bincount(index, minlength=count)).tolist()
-  if tables[0] < 0 or tables[-1] >= count:
+    low, high = int(index.min()), int(index.max())
+  if low < 0 or high >= count:
     raise errors.InvalidArgumentError(f"A symbol's table index is not one of {count} tables.")
-  return tables
+  if low == high:
+    return [low]
+  return np.flatnonzero(np.bincount(index, minlength=count)).tolist()
 
 
 def _escape_parts(distances: np.ndarray) -> tuple:
@@ -185,7 +185,7 @@ def _escape_parts(distances: np.ndarray) -> tuple:
   lengths = np.frexp(value.astype(np.float64))[1].astype(np.int64) - 1
   rest = value - (np.int64(1) << lengths)
   low_sizes, high_sizes = _part_sizes(lengths)
-  return (lengths, (rest & 0xFFFF)[low_sizes > 1], low_sizes[low_sizes > 1],
+  return (lengths, (rest & ((1 << _LOW_BITS) - 1))[low_sizes > 1], low_sizes[low_sizes > 1],
           (rest >> _LOW_BITS)[high_sizes > 1], high_sizes[high_sizes > 1])
 
 
