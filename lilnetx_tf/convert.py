@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Optional, Union
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf.layers import base
@@ -150,6 +151,7 @@ def _is_graph_model(model) -> bool:
 
 
 def _check_cloneable(model) -> None:
+  _compat.check_keras2_model(model, "lnx.convert")
   if not isinstance(model, tf.keras.layers.Layer):
     raise errors.InvalidArgumentError(f"`model` must be a Keras model, got {type(model)}.")
   if not isinstance(model, tf.keras.Model) or not _is_graph_model(model):

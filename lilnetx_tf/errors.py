@@ -60,3 +60,11 @@ def os_error(cls: type, message: str, cause: OSError) -> OSError:
   error = cls(message)
   error.errno = cause.errno
   return error
+
+
+class KerasVersionError(LilNetXError, TypeError):
+  """Keras 3 where lilnetx_tf needs Keras 2 (`tf.keras` with TF_USE_LEGACY_KERAS=1, tf_keras)."""
+
+
+class MissingDependencyError(LilNetXError, ImportError):
+  """An optional dependency is not installed; the message names the extra that installs it."""

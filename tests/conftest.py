@@ -6,6 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+
+import lilnetx_tf  # noqa: F401  first, as a user would: it selects Keras 2 before TF starts
 import tensorflow as tf
 
 

@@ -1,5 +1,6 @@
 """`python -m lilnetx_tf compress|inspect|decompress` on a tiny saved model (subprocesses)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -18,6 +19,19 @@ def _cli(*args):
              PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   return subprocess.run([sys.executable, "-m", "lilnetx_tf", *args], capture_output=True,
                         text=True, env=env, timeout=300)
+
+
+def test_upgrade_format5(tmp_path):
+  """Where tensorflow-compression imports, `upgrade` rewrites a format 5 file; elsewhere it
+  fails with the one-line error that says where to run it."""
+  out = str(tmp_path / "upgraded.lnx")
+  result = _cli("upgrade", os.path.join(ROOT, "tests", "fixtures", "format5.lnx"), out)
+  if importlib.util.find_spec("tensorflow_compression") is not None:
+    assert result.returncode == 0, result.stderr
+    assert lnx.decompress(out) is not None
+  else:
+    assert result.returncode == 1 and not os.path.exists(out)
+    assert "TF 2.14 configuration" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,11 @@
 """The .lnx model file: bit-exact round trips, overflow latents, float16, report consistency."""
 
 import dataclasses
+import hashlib
+import importlib.util
 import os
+import struct
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +15,12 @@ import lilnetx_tf as lnx
 from lilnetx_tf import errors
 from lilnetx_tf.coding import container, entropy, latent_code, model_file
 from lilnetx_tf.stats import lilnetx_layers
+
+# A file written by lilnetx_tf's format 5 (range-coded with tensorflow-compression, float16
+# with 6 mantissa bits, one escaped latent), with its decoded latents and outputs on `inputs`.
+_FORMAT5 = os.path.join(os.path.dirname(__file__), "fixtures", "format5.lnx")
+_FORMAT5_EXPECTED = os.path.join(os.path.dirname(__file__), "fixtures", "format5_expected.npz")
+_HAS_TFC = importlib.util.find_spec("tensorflow_compression") is not None
 
 
 def _data():
@@ -158,28 +168,93 @@ def test_latents_outside_the_table_round_trip(tmp_path):
 def test_entropy_coder_round_trip_in_several_calls():
   rng = np.random.default_rng(2)
   rows = np.round(rng.laplace(scale=3.0, size=(500, 9)))
-  rows[7, 3] = 50000.0
-  rows[8, 8] = -3.0e6
+  # Escapes: far from the runs, at the latent limits, and beyond the run on both sides.
+  rows[7, 3], rows[8, 8], rows[9, 1], rows[10, 1] = 50000.0, -3.0e6, 2.0 ** 24, -2.0 ** 24
   flags = rng.random(300) < 0.1
   distributions = [entropy.binary(int(flags.sum()), flags.size)]
   distributions += [entropy.fit(rows[:, c]) for c in range(9)]
+  assert sum(d.escape for d in distributions) == 9
   index = np.concatenate([np.zeros(300, int), np.tile(np.arange(1, 10), 500)])
-  string = entropy.encode(np.concatenate([flags, rows.reshape(-1)]), index, distributions)
+  encoder = entropy.Encoder(distributions)
+  encoder.encode(flags, index[:300])
+  encoder.encode(rows.reshape(-1), index[300:])
+  string = encoder.finish()
   parsed = entropy.tables_from_bytes(entropy.tables_to_bytes(distributions))
   decoder = entropy.Decoder(string, parsed, "test symbols")
   np.testing.assert_array_equal(decoder.decode(index[:300]), flags)
   np.testing.assert_array_equal(decoder.decode(index[300:]).reshape(500, 9), rows)
   decoder.finish()
+  # Deterministic.
+  again = entropy.Encoder(distributions)
+  again.encode(flags, index[:300])
+  again.encode(rows.reshape(-1), index[300:])
+  assert again.finish() == string
 
 
-def test_entropy_coder_mixes_precisions():
-  """A 1-bit CDF ends in 2, which must not swallow a following 2-bit CDF's precision."""
+def test_entropy_coder_mixes_precisions_and_sizes():
   one_bit = entropy.Distribution(0, np.array([1, 1]), escape=False, precision=1)
   two_bit = entropy.Distribution(0, np.array([1, 3]), escape=False, precision=2)
-  values, index = np.array([1, 0, 1, 1, 0]), np.array([0, 1, 1, 0, 0])
-  string = entropy.encode(values, index, [one_bit, two_bit])
-  decoder = entropy.Decoder(string, [one_bit, two_bit], "test symbols")
+  single = entropy.Distribution(5, np.array([2]), escape=False, precision=1)
+  values, index = np.array([1, 0, 5, 1, 1, 0, 5]), np.array([0, 1, 2, 1, 0, 0, 2])
+  string = entropy.encode(values, index, [one_bit, two_bit, single])
+  decoder = entropy.Decoder(string, [one_bit, two_bit, single], "test symbols")
   np.testing.assert_array_equal(decoder.decode(index), values)
+  decoder.finish()
+  assert entropy.encode(np.array([], np.int64), np.array([], np.int64), [one_bit]) == b""
+  with pytest.raises(errors.InvalidArgumentError):
+    entropy.encode(np.array([2]), np.array([0]), [one_bit])      # not in a table without escape
+
+
+def test_entropy_coder_corrupt_strings_raise_model_file_errors():
+  """Flipped bytes, truncations and random strings either decode (a range coder cannot always
+  tell; the file's checksums do) or raise `ModelFileError`, never another error."""
+  rng = np.random.default_rng(7)
+  values = np.round(rng.laplace(scale=4.0, size=3000))
+  values[::500] = 1e6
+  distributions = [entropy.fit(values)]
+  index = np.zeros(values.size, int)
+  string = entropy.encode(values, index, distributions)
+  bad_strings = [string[:cut] for cut in range(0, len(string), 7)]
+  for position in range(0, len(string), 5):
+    flipped = bytearray(string)
+    flipped[position] ^= int(rng.integers(1, 256))
+    bad_strings.append(bytes(flipped))
+  bad_strings += [rng.integers(0, 256, size).astype(np.uint8).tobytes() for size in range(0, 90, 3)]
+  bad_strings.append(string + b"\x01\x02\x03\x04\x05")
+  caught = 0
+  for bad in bad_strings:
+    try:
+      decoder = entropy.Decoder(bad, distributions, "test symbols")
+      decoder.decode(index)
+      decoder.finish()
+    except errors.ModelFileError:
+      caught += 1
+  assert caught > len(bad_strings) // 2
+
+
+def test_format6_strings_never_change():
+  """Format 6 strings are a fixed function of the symbols and integer tables: the same bytes
+  on every stack (this digest was also obtained on Python 3.13 with numpy 2) and release, or
+  files written before would not decode."""
+  n = np.arange(20000)
+  values = (n * 7919 % 13) - 6
+  values[::97] += n[::97] * 31                      # escapes above the run
+  values[50::2000] = -70000 - n[50::2000]           # and below it
+  flags = (n * 104729 % 11) < 3
+  distributions = [entropy.Distribution(0, np.array([90, 38]), False, 7),
+                   entropy.Distribution(-6, np.array([5000] * 13 + [536]), True, 16),
+                   entropy.Distribution(-6, np.array([38] * 13 + [18]), True, 9)]
+  index = np.where(n < 15000, 1, 2)
+  encoder = entropy.Encoder(distributions)
+  encoder.encode(flags, 0)
+  encoder.encode(values, index)
+  string = encoder.finish()
+  assert hashlib.sha256(string).hexdigest() == \
+      "f75caa21733ba7dbe08429cda592fa83f5d67cc261d9a54e746d907fa5c78c9f"
+  decoder = entropy.Decoder(string, distributions, "test symbols")
+  np.testing.assert_array_equal(decoder.decode(0, n.size), flags)
+  np.testing.assert_array_equal(decoder.decode(index), values)
+  decoder.finish()
 
 
 def test_tables_take_the_cheapest_precision():
@@ -521,3 +596,30 @@ def test_lambda_layers_need_safe_mode_off(tmp_path):
     lnx.coding.model_file.inspect(path)
   report = lnx.coding.model_file.inspect(path, safe_mode=False)
   assert report.groups[0].estimated_bytes is not None
+
+
+def _assert_format5_model(model, expected):
+  for i, layer in enumerate(lilnetx_layers(model)):
+    np.testing.assert_array_equal(layer.integer_latent.numpy(), expected[f"latent_{i}"])
+  np.testing.assert_allclose(model(expected["inputs"]).numpy(), expected["outputs"], rtol=1e-6)
+
+
+@pytest.mark.skipif(not _HAS_TFC, reason="format 5 files are range-coded with "
+                    "tensorflow-compression, which installs only on the TF 2.14 configuration")
+def test_format5_files_decode_and_upgrade(tmp_path):
+  expected = np.load(_FORMAT5_EXPECTED)
+  _assert_format5_model(lnx.decompress(_FORMAT5), expected)
+  path = str(tmp_path / "upgraded.lnx")
+  report = model_file.upgrade(_FORMAT5, path)
+  assert report.float16 and report.mantissa_bits == 6
+  with open(path, "rb") as handle:
+    assert struct.unpack_from("<H", handle.read(10), 8)[0] == container.VERSION == 6
+  _assert_format5_model(lnx.decompress(path), expected)
+
+
+def test_format5_files_without_tfc_say_how_to_convert(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow_compression", None)     # import fails
+  monkeypatch.delitem(sys.modules, "lilnetx_tf.coding.tfc_range", raising=False)
+  monkeypatch.delattr(lnx.coding, "tfc_range", raising=False)
+  with pytest.raises(errors.ModelFileError, match="TF 2.14 configuration.*lilnetx upgrade"):
+    lnx.decompress(_FORMAT5)

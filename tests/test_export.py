@@ -1,5 +1,6 @@
 """lnx.slim / lnx.export: channels really removed, outputs unchanged, files written."""
 
+import importlib
 import json
 import os
 
@@ -8,16 +9,15 @@ import pytest
 import tensorflow as tf
 
 import lilnetx_tf as lnx
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.errors import ExportCheckError
 from lilnetx_tf import macs
 
 L = tf.keras.layers
 
-try:  # the generic DenseNet builder (small block counts) is not in the public API
-  from keras.src.applications import densenet as _keras_densenet
-except ImportError:  # pragma: no cover
-  from keras.applications import densenet as _keras_densenet
+# The generic DenseNet builder (small block counts) is not in the public API.
+_keras_densenet = importlib.import_module(f"{_compat.KERAS_PACKAGE}.src.applications.densenet")
 
 
 def _zero_out(layer, channels):

@@ -408,21 +408,6 @@ def test_unsupported_keras_arguments(make, argument):
   assert argument in str(info.value)
 
 
-@pytest.mark.parametrize("slice_size", [1, 9])
-def test_bits_match_the_tfc_density(slice_size):
-  """`ParameterGroup.bits` re-implements tfc's NoisyDeepFactorized log-probability."""
-  group = lnx.ParameterGroup(slice_size)
-  group.build(None)
-  rng = np.random.default_rng(0)
-  for v in group.density_variables:
-    v.assign(v + rng.normal(0, 0.3, v.shape).astype(np.float32))
-  x = np.round(rng.laplace(scale=4, size=(2, 300, slice_size))).astype(np.float32)
-  x[0, :3], x[1, :3] = 1e4, -1e4                                  # far tails on both sides
-  x[:, 3:] += rng.uniform(-0.5, 0.5, x[:, 3:].shape).astype(np.float32)   # noisy latents
-  expected = -group.density.log_prob(x).numpy() / np.log(2.0)
-  np.testing.assert_allclose(group.bits(x).numpy(), expected, rtol=1e-6, atol=1e-6)
-
-
 # -------------------------------------------------------------------------------------------------
 # Decoder parametrization: stored relative to the latent step, the scalar as a log-gain.
 

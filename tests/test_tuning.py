@@ -7,14 +7,16 @@ import subprocess
 import sys
 import textwrap
 
-import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import lilnetx_tf as lnx
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.tuning import pareto
+
+kt = _compat.keras_tuner()   # on Keras 2: a plain `import keras_tuner` first may pick Keras 3
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

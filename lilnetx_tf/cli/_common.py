@@ -21,6 +21,15 @@ def handles_errors(main):
   return wrapper
 
 
+def start_runtime_quietly() -> None:
+  """Starts TensorFlow's runtime with its native start-up log lines (device probing, e.g. a
+  failed cuInit without a GPU) filtered by TF_CPP_MIN_LOG_LEVEL, which TF >= 2.16 ignores."""
+  import tensorflow as tf
+  from lilnetx_tf import _compat
+  with _compat.native_logs_filtered():
+    tf.config.list_logical_devices()
+
+
 def positional(argv: list, index: int, flag_value, name: str):
   """The flag's value, else the `index`-th positional argument, else a usage error."""
   from absl import app
@@ -42,7 +51,10 @@ def load_keras_model(path: str):
   try:
     model = tf.keras.models.load_model(path, compile=False)
   except (OSError, ValueError, TypeError) as e:
-    raise errors.InvalidArgumentError(f"cannot load a Keras model from {path}: {e}") from None
+    hint = (f" (saved by Keras 2.14? `lilnetx migrate {path} NEW.keras` rewrites it for this "
+            "Keras)" if "but received 0 variables" in str(e) else "")
+    raise errors.InvalidArgumentError(
+        f"cannot load a Keras model from {path}: {e}{hint}") from None
   if not isinstance(model, tf.keras.Model):
     raise errors.UnsupportedLayerError(
         f"{path} loaded as {type(model).__name__}, not a Keras model; save it with "

@@ -79,6 +79,8 @@ def run(argv: Optional[list] = None) -> None:
     print(_command_help(name, module))
     sys.exit(0)
   from absl import app
+  from lilnetx_tf.cli import _common
+  _common.start_runtime_quietly()
   app.run(module.main, argv=[f"{PROG} {name}"] + rest)
 
 

@@ -15,9 +15,9 @@ import json
 from typing import Optional
 
 import tensorflow as tf
-from keras.src.saving import serialization_lib  # Keras 2.14's safe-mode scope (load_model's)
 
 from lilnetx_tf import errors
+from lilnetx_tf._compat import serialization_lib  # load_model's safe-mode scope
 from lilnetx_tf.coding import architecture_guard
 from lilnetx_tf.coding import variable_budget
 
@@ -117,9 +117,9 @@ def encode(model: tf.keras.Model) -> bytes:
 
 
 def rebuild(data: bytes, custom_objects: Optional[dict], safe_mode: bool,
-            parameters: int) -> tf.keras.Model:
+            parameters: int, exact: bool = True) -> tf.keras.Model:
   """The Keras model of an ARCH section, whose variables must have `parameters` elements in
-  all (raises `ModelFileError`).
+  all, or at most that many if not `exact` (raises `ModelFileError`).
 
   The config is checked first (`architecture_guard`: no code but Keras built-ins, this library
   and `custom_objects`, unless `safe_mode=False`; a graph Keras can rebuild), and its variables
@@ -159,7 +159,7 @@ def rebuild(data: bytes, custom_objects: Optional[dict], safe_mode: bool,
     raise errors.ModelFileError(
         f"The ARCH section describes a {type(model).__name__}, not a Keras model.")
   actual = parameter_count(model)
-  if actual != parameters:
+  if actual > parameters or (exact and actual != parameters):
     raise errors.ModelFileError(
         f"The architecture has {actual:,} parameters, the file declares {parameters:,}.")
   return model

@@ -48,6 +48,9 @@ from lilnetx_tf import errors
 
 MAGIC = b"\x89LNX\r\n\x1a\n"
 VERSION = 6
+# Format 5 (36-byte header without the parameter count) differs in the range coder of its LATS
+# and coded float16 strings (`model_file`); it is read where that coder is installed.
+READABLE_VERSIONS = (5, VERSION)
 CODEC_RAW, CODEC_ZLIB, CODEC_LZMA, CODEC_LZMA2 = 0, 1, 2, 3
 CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA, "lzma2": CODEC_LZMA2}
 # Raw LZMA2 saves the xz container's ~60 bytes, which matter in a file of a few KB; the
@@ -58,6 +61,8 @@ _CODEC_NAMES = {v: k for k, v in CODECS.items()}
 SMALLEST = "smallest"        # for `encode`: the codec that stores the section in fewest bytes
 
 _FILE_HEADER = struct.Struct("<8sHHIQ16sI")      # 44 bytes
+_FILE_HEADER_5 = struct.Struct("<8sHHI16sI")     # 36 bytes: format 5, no parameter count
+_FORMAT5_PARAMETERS = 1 << 28    # the bound of a format-5 file read without `max_parameters`
 _SECTION_HEADER = struct.Struct("<4sB3sQQI")    # 28 bytes
 FILE_HEADER_SIZE = _FILE_HEADER.size
 SECTION_HEADER_SIZE = _SECTION_HEADER.size
@@ -100,9 +105,19 @@ class StoredSection:
 
 @dataclasses.dataclass(frozen=True)
 class Contents:
-  """A verified file: the parameters it declares and its sections."""
+  """A verified file: the parameters it declares (format 5: the reader's bound) and its
+  sections."""
   parameters: int
   sections: list
+  format_version: int = VERSION
+
+  @property
+  def declares_parameters(self) -> bool:
+    return self.format_version >= 6
+
+  @property
+  def header_bytes(self) -> int:
+    return FILE_HEADER_SIZE if self.declares_parameters else _FILE_HEADER_5.size
 
 
 def _compress(data: bytes, codec: int) -> bytes:
@@ -212,21 +227,31 @@ def raw_limit(parameters: int) -> int:
 
 
 def _header(head: bytes, size: int, source: str, max_parameters: Optional[int]) -> tuple:
-  """(section count, declared parameters, file id) of a file of `size` bytes from its first
-  bytes `head`, checked: magic (on as many bytes as there are), version, checksum, flags, and
-  the parameters against `max_parameters`."""
+  """(format version, section count, declared parameters, file id) of a file of `size` bytes
+  from its first bytes `head`, checked: magic (on as many bytes as there are), version,
+  checksum, flags, and the parameters against `max_parameters` (a format-5 file declares none:
+  its bound is `max_parameters`)."""
   magic = head[:len(MAGIC)]
   if not magic or not (magic == MAGIC or MAGIC.startswith(magic)):
     raise errors.ModelFileError(f"{source} is not a LilNetX model file (bad magic {magic!r}).")
-  if size < FILE_HEADER_SIZE or len(head) < FILE_HEADER_SIZE:
+  if size < 10 or len(head) < 10:
     raise errors.ModelFileError(
         f"{source} is truncated: {size} bytes, shorter than the {FILE_HEADER_SIZE}-byte header.")
-  _, version, flags, count, parameters, file_id, header_crc = _FILE_HEADER.unpack_from(head, 0)
-  if version != VERSION:      # first: the header's layout depends on the version
+  version = struct.unpack_from("<H", head, 8)[0]
+  if version not in READABLE_VERSIONS:      # first: the header's layout depends on the version
     raise errors.ModelFileError(
-        f"{source} has format version {version}; this lilnetx_tf reads version {VERSION}. "
-        "Use the lilnetx_tf release that wrote it.")
-  if zlib.crc32(head[:FILE_HEADER_SIZE - 4]) != header_crc:
+        f"{source} has format version {version}; this lilnetx_tf reads versions "
+        f"{', '.join(map(str, READABLE_VERSIONS))}. Use the lilnetx_tf release that wrote it.")
+  layout = _FILE_HEADER if version == VERSION else _FILE_HEADER_5
+  if size < layout.size or len(head) < layout.size:
+    raise errors.ModelFileError(
+        f"{source} is truncated: {size} bytes, shorter than the {layout.size}-byte header.")
+  if version == VERSION:
+    _, _, flags, count, parameters, file_id, header_crc = layout.unpack_from(head, 0)
+  else:     # no declared count: `max_parameters` bounds the file instead
+    _, _, flags, count, file_id, header_crc = layout.unpack_from(head, 0)
+    parameters = max_parameters if max_parameters is not None else _FORMAT5_PARAMETERS
+  if zlib.crc32(head[:layout.size - 4]) != header_crc:
     raise errors.ModelFileError(f"{source}: the file header is corrupt (checksum mismatch).")
   if flags != 0:
     raise errors.ModelFileError(f"{source} uses unknown format flags {flags:#06x}.")
@@ -236,7 +261,7 @@ def _header(head: bytes, size: int, source: str, max_parameters: Optional[int]) 
     raise errors.ModelFileError(
         f"{source} declares a model of {parameters:,} parameters, more than "
         f"max_parameters={max_parameters:,}; raise it to open a file you trust.")
-  return count, parameters, file_id
+  return version, count, parameters, file_id
 
 
 def _max_file_size(count: int, parameters: int) -> int:
@@ -250,9 +275,10 @@ def decode(blob: bytes, source: str = "file", max_parameters: Optional[int] = No
   """Parses and verifies container bytes; raises `ModelFileError` on any inconsistency,
   including a file that declares more than `max_parameters` parameters."""
   view = memoryview(blob)
-  count, parameters, file_id = _header(bytes(view[:FILE_HEADER_SIZE]), len(blob), source,
-                                       max_parameters)
-  position, raw_sections, raw_total = FILE_HEADER_SIZE, [], 0
+  version, count, parameters, file_id = _header(bytes(view[:FILE_HEADER_SIZE]), len(blob),
+                                                source, max_parameters)
+  position = FILE_HEADER_SIZE if version == VERSION else _FILE_HEADER_5.size
+  raw_sections, raw_total = [], 0
   for index in range(count):
     if len(blob) - position < SECTION_HEADER_SIZE:
       raise errors.ModelFileError(
@@ -293,7 +319,7 @@ def decode(blob: bytes, source: str = "file", max_parameters: Optional[int] = No
   return Contents(parameters, [
       StoredSection(tag_str, _CODEC_NAMES[codec], raw_length, len(payload),
                     len(payload) + SECTION_HEADER_SIZE, payload)
-      for _, codec, raw_length, payload, tag_str in raw_sections])
+      for _, codec, raw_length, payload, tag_str in raw_sections], version)
 
 
 def _read_regular_file(path: str, max_parameters: Optional[int]) -> bytes:
@@ -323,7 +349,7 @@ def _read_regular_file(path: str, max_parameters: Optional[int]) -> bytes:
       refuse(info.st_mode)
     with os.fdopen(fd, "rb", closefd=False) as handle:
       head = handle.read(FILE_HEADER_SIZE)
-      count, parameters, _ = _header(head, info.st_size, path, max_parameters)
+      _, count, parameters, _ = _header(head, info.st_size, path, max_parameters)
       if info.st_size > _max_file_size(count, parameters):
         raise errors.ModelFileError(
             f"{path} has {info.st_size:,} bytes, more than a model of {parameters:,} "

@@ -1,24 +1,33 @@
-"""Range coding of integer symbols with quantized frequency tables (tensorflow-compression).
+"""Range coding of integer symbols with quantized frequency tables.
 
 A `Distribution` is a run of integer bin widths over the symbols offset, offset + 1, ..., that
-sum to 2**precision, every width at least 1. An *escape* distribution ends with one extra bin,
-the range coder's overflow code: symbols outside the run are coded through it with an Elias
-gamma code, so any integer can be coded. Distributions are fitted to the symbols they will code
-(`fit`, `binary`), each at the precision (up to a maximum) that makes its stored widths plus
-the symbols it codes shortest: a table fitted to 300 symbols gains nothing from 16-bit widths.
-The file stores the widths, and decoding never recomputes a float.
+sum to 2**precision, every width at least 1. An *escape* distribution ends with one extra bin:
+symbols outside the run are coded as that bin followed by their distance from the run
+(`_escape_parts`), so any integer can be coded. Distributions are fitted to the symbols they
+will code (`fit`, `binary`), each at the precision (up to a maximum) that makes its stored
+widths plus the symbols it codes shortest: a table fitted to 300 symbols gains nothing from
+16-bit widths. The file stores the widths, and coding never recomputes a float.
 
-`encode` codes all symbols of a stream, each with the distribution its index selects, in one
-string; a `Decoder` reads them back in the same order, in as many calls as the caller needs
-(later counts may depend on earlier symbols).
+The coder is constriction's range coder (32-bit words, 64-bit state, 24-bit probabilities).
+Each distribution becomes a categorical model computed from its integer widths alone:
+constriction gives bin k the slots from ⌊C_k·(2**24 − n)/2**precision⌋ + k on (C_k the widths
+before k, n the bins), arithmetic that is exact in float64, so a string is bit-identical
+wherever it is written and read. The string is the coder's words, little-endian, without
+trailing zero bytes (the decoder reads zeros past the end).
+
+An `Encoder` codes a stream in *calls*, and a `Decoder` reads it back in the same calls: within
+a call, the symbols of each distribution are coded together (distributions in index order,
+symbols in stream order), so that the coder runs over arrays rather than single symbols, and
+the decoder can take a call's indices from the symbols of earlier calls. `encode` codes a
+stream in one call. A corrupt string raises `ModelFileError`.
 """
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
+import constriction
 import numpy as np
 import tensorflow as tf
-import tensorflow_compression as tfc
 
 from lilnetx_tf import errors
 
@@ -36,11 +45,6 @@ class Distribution:
   widths: np.ndarray               # int64, each >= 1, summing to 2**precision
   escape: bool
   precision: int
-
-  def cdf(self) -> np.ndarray:
-    """This distribution in the range coder's lookup layout (negative precision: escape)."""
-    head = [-self.precision if self.escape else self.precision, 0]
-    return np.concatenate([np.array(head, np.int64), np.cumsum(self.widths)]).astype(np.int32)
 
 
 def _quantize(counts: np.ndarray, precision: int) -> np.ndarray:
@@ -135,15 +139,6 @@ def description_bits(distribution: Distribution, values: np.ndarray) -> float:
   return _price(distribution, np.bincount(position, counts, distribution.widths.size))
 
 
-def _lookup(distributions: Sequence[Distribution]) -> tf.Tensor:
-  """The range coder's lookup: one row per distribution, padded with its final value. (A 1-D
-  concatenation would be ambiguous: the coder skips values equal to a CDF's final value after
-  it, so a next precision of 2 would vanish after a 1-bit CDF.)"""
-  cdfs = [d.cdf() for d in distributions]
-  width = max(c.size for c in cdfs)
-  return tf.constant(np.stack([np.pad(c, (0, width - c.size), mode="edge") for c in cdfs]))
-
-
 def check_integers(values: np.ndarray, what: str) -> None:
   """Raises `InvalidArgumentError` unless `values` are integers float32 represents exactly."""
   if not np.all(np.isfinite(values)) or np.any(np.abs(values) > MAX_ABS_LATENT):
@@ -152,52 +147,179 @@ def check_integers(values: np.ndarray, what: str) -> None:
         "larger latent step or check the model for NaNs.")
 
 
-def _offsets(distributions: Sequence[Distribution]) -> np.ndarray:
-  """Each distribution's first symbol (all within ±2**24: int32)."""
-  return np.array([d.offset for d in distributions], np.int32)
+_ESCAPE_LENGTHS = 33              # an escape's distance d < 2**32: d + 1 has 1 .. 33 bits
+_LOW_BITS = 16                    # constriction's uniform models take sizes below 2**24
 
 
-def encode(values: np.ndarray, index: np.ndarray,
-           distributions: Sequence[Distribution]) -> bytes:
-  """Range-codes integer `values`, each with `distributions[index[k]]`, into one string."""
-  index = np.asarray(index).astype(np.int32, copy=False).reshape(-1)
-  with tf.device("/cpu:0"):
-    handle = tfc.create_range_encoder([], _lookup(distributions))
-    handle = tfc.entropy_encode_index(
-        handle, tf.constant(index),
-        tf.constant(np.asarray(values).astype(np.int32) - _offsets(distributions)[index]))
-    return tfc.entropy_encode_finalize(handle).numpy()
+def _model(distribution: Distribution):
+  """constriction's categorical model of `distribution`'s widths (None for a single bin,
+  which codes nothing)."""
+  if distribution.widths.size < 2:
+    return None
+  return constriction.stream.model.Categorical(distribution.widths.astype(np.float64),
+                                               perfect=False)
+
+
+def _tables(index, count: int) -> list:
+  """The distributions a call with `index` (an array, or one int for the whole call) uses,
+  ascending; raises `InvalidArgumentError` for an index without a distribution."""
+  if np.ndim(index) == 0:
+    low = high = int(index)
+  elif index.size == 0:
+    return []
+  else:
+    low, high = int(index.min()), int(index.max())
+  if low < 0 or high >= count:
+    raise errors.InvalidArgumentError(f"A symbol's table index is not one of {count} tables.")
+  if low == high:
+    return [low]
+  return np.flatnonzero(np.bincount(index, minlength=count)).tolist()
+
+
+def _escape_parts(distances: np.ndarray) -> tuple:
+  """How distances d >= 0 of escaped symbols are coded: d + 1 = 2**L + r with r < 2**L, as L
+  (uniform over 0 .. 32), then r's low min(L, 16) bits and its other bits, each uniform
+  (a part of no bits is not coded). Returns (L, low parts, their sizes, high parts, their
+  sizes)."""
+  value = distances + 1
+  lengths = np.frexp(value.astype(np.float64))[1].astype(np.int64) - 1
+  rest = value - (np.int64(1) << lengths)
+  low_sizes, high_sizes = _part_sizes(lengths)
+  return (lengths, (rest & ((1 << _LOW_BITS) - 1))[low_sizes > 1], low_sizes[low_sizes > 1],
+          (rest >> _LOW_BITS)[high_sizes > 1], high_sizes[high_sizes > 1])
+
+
+def _part_sizes(lengths: np.ndarray) -> tuple:
+  low_bits = np.minimum(lengths, _LOW_BITS)
+  return np.int64(1) << low_bits, np.int64(1) << (lengths - low_bits)
+
+
+def _run(d: Distribution) -> int:
+  return d.widths.size - int(d.escape)
+
+
+class Encoder:
+  """Codes integer symbols, each with the distribution its index selects, in calls."""
+
+  def __init__(self, distributions: Sequence[Distribution]):
+    self._distributions = list(distributions)
+    self._models = [_model(d) for d in self._distributions]
+    self._coder = constriction.stream.queue.RangeEncoder()
+
+  def encode(self, values: np.ndarray, index) -> None:
+    """Codes integer `values` (each within ±2**24), each with `distributions[index[k]]`, as
+    one call; an int `index` selects one distribution for all."""
+    values = np.asarray(values).reshape(-1).astype(np.int32)
+    if np.ndim(index):
+      index = np.asarray(index).reshape(-1)
+      if index.size != values.size:
+        raise errors.InvalidArgumentError("Each value needs one table index.")
+    tables = _tables(index, len(self._distributions))
+    for which in tables:
+      self._encode(values if len(tables) == 1 else values[index == which], which)
+
+  def _encode(self, values: np.ndarray, which: int) -> None:
+    d = self._distributions[which]
+    run = _run(d)
+    symbols = values - np.int32(d.offset)
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= run):
+      if not d.escape:
+        raise errors.InvalidArgumentError(f"A value lies outside the symbols of table {which}.")
+      outside = (symbols < 0) | (symbols >= run)
+      escaped = symbols[outside].astype(np.int64)
+      symbols = np.where(outside, np.int32(run), symbols)
+    else:
+      escaped = symbols[:0].astype(np.int64)
+    if self._models[which] is not None:
+      self._coder.encode(symbols, self._models[which])
+    if escaped.size:
+      distances = np.where(escaped < 0, -2 * escaped - 1, 2 * (escaped - run))
+      lengths, low, low_sizes, high, high_sizes = _escape_parts(distances)
+      self._coder.encode(lengths.astype(np.int32),
+                         constriction.stream.model.Uniform(_ESCAPE_LENGTHS))
+      for part, sizes in ((low, low_sizes), (high, high_sizes)):
+        if part.size:
+          self._coder.encode(part.astype(np.int32), constriction.stream.model.Uniform(),
+                             sizes.astype(np.int32))
+
+  def finish(self) -> bytes:
+    """The string of everything coded so far."""
+    return self._coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def encode(values: np.ndarray, index, distributions: Sequence[Distribution]) -> bytes:
+  """Range-codes integer `values`, each with `distributions[index[k]]`, in one call."""
+  encoder = Encoder(distributions)
+  encoder.encode(values, index)
+  return encoder.finish()
 
 
 class Decoder:
-  """Reads back the symbols of one `encode` string, in order, over several `decode` calls."""
+  """Reads back the symbols of an `Encoder`'s string, in the encoder's calls."""
 
   def __init__(self, string: bytes, distributions: Sequence[Distribution], what: str):
-    self._offsets = _offsets(distributions).astype(np.int64)
+    self._distributions = list(distributions)
+    self._models: dict = {}
     self._what = what
-    with tf.device("/cpu:0"):
-      self._handle = tfc.create_range_decoder(tf.constant(string, tf.string),
-                                              _lookup(distributions))
+    words = np.frombuffer(bytes(string) + b"\0" * (-len(string) % 4), "<u4")
+    self._coder = constriction.stream.queue.RangeDecoder(words.astype(np.uint32))
 
-  def decode(self, index: np.ndarray) -> np.ndarray:
-    """The next `len(index)` symbols, each with the distribution `index` selects (int64)."""
-    index = np.asarray(index, np.int32).reshape(-1)
+  def decode(self, index, count: Optional[int] = None) -> np.ndarray:
+    """The symbols of the next call, each with the distribution `index` selects (int64); an
+    int `index` selects one distribution for `count` symbols."""
+    if np.ndim(index):
+      index = np.asarray(index).reshape(-1)
+      count = index.size
     try:
-      with tf.device("/cpu:0"):
-        self._handle, symbols = tfc.entropy_decode_index(
-            self._handle, tf.constant(index), tf.constant([index.size], tf.int32), tf.int32)
-    except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
-      raise errors.ModelFileError(f"Range decoding of {self._what} failed: {e.message}") from None
-    values = symbols.numpy().astype(np.int64) + self._offsets[index]
-    if np.any(np.abs(values) > MAX_ABS_LATENT):
+      tables = _tables(index, len(self._distributions))
+    except errors.InvalidArgumentError:
+      raise errors.ModelFileError(f"The entropy tables of {self._what} are too few.") from None
+    try:
+      if len(tables) == 1:
+        values = self._decode(tables[0], count)
+      else:
+        values = np.empty(count, np.int64)
+        for which in tables:
+          chosen = index == which
+          values[chosen] = self._decode(which, int(np.count_nonzero(chosen)))
+    except (AssertionError, ValueError, OverflowError):
+      raise errors.ModelFileError(
+          f"Range decoding of {self._what} failed: the coded string is corrupt.") from None
+    if values.size and (values.min() < -MAX_ABS_LATENT or values.max() > MAX_ABS_LATENT):
       raise errors.ModelFileError(f"Range decoding of {self._what} produced out-of-range values.")
     return values
 
+  def _decode(self, which: int, count: int) -> np.ndarray:
+    d = self._distributions[which]
+    if which not in self._models:
+      self._models[which] = _model(d)
+    if self._models[which] is None:
+      symbols = np.zeros(count, np.int64)
+    else:
+      symbols = self._coder.decode(self._models[which], count).astype(np.int64)
+    run = _run(d)
+    if d.escape and symbols.size and symbols.max() == run:
+      outside = symbols == run
+      escapes = int(np.count_nonzero(outside))
+      lengths = self._coder.decode(constriction.stream.model.Uniform(_ESCAPE_LENGTHS), escapes)
+      lengths = lengths.astype(np.int64)
+      parts = []
+      for sizes in _part_sizes(lengths):
+        part = np.zeros(escapes, np.int64)
+        coded = sizes > 1
+        if np.any(coded):
+          part[coded] = self._coder.decode(constriction.stream.model.Uniform(),
+                                           sizes[coded].astype(np.int32))
+        parts.append(part)
+      distances = (np.int64(1) << lengths) + (parts[1] << _LOW_BITS | parts[0]) - 1
+      symbols[outside] = np.where(distances % 2 == 1, -(distances + 1) // 2, distances // 2 + run)
+    symbols += d.offset
+    return symbols
+
   def finish(self) -> None:
-    """Checks that the string ended where the symbols did (a weak check, like tfc's)."""
-    with tf.device("/cpu:0"):
-      ok = bool(tfc.entropy_decode_finalize(self._handle).numpy())
-    if not ok:
+    """Checks that the string ended where the symbols did (a weak check: a range coder cannot
+    always tell)."""
+    if not self._coder.maybe_exhausted():
       raise errors.ModelFileError(f"The range-coded {self._what} are corrupt.")
 
 

@@ -31,9 +31,9 @@ def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
   if drop <= 0:
     return values
   pattern = values.view(np.uint16).astype(np.uint32)
-  low = (1 << drop) - 1
-  rounded = ((pattern + (1 << (drop - 1))) & ~low).astype(np.uint16).view(np.float16)
-  truncated = (pattern & ~low).astype(np.uint16).view(np.float16)
+  keep = np.uint32(0xFFFFFFFF ^ ((1 << drop) - 1))   # a uint32 mask: NEP 50 refuses ~low (< 0)
+  rounded = ((pattern + np.uint32(1 << (drop - 1))) & keep).astype(np.uint16).view(np.float16)
+  truncated = (pattern & keep).astype(np.uint16).view(np.float16)
   finite = np.where(np.isfinite(rounded), rounded, truncated)
   return np.where(np.isfinite(values), finite, values)
 
@@ -54,7 +54,7 @@ def encode(values: np.ndarray, mantissa_bits: int,
   fields = pattern >> _MANTISSA_BITS
   distribution = entropy.fit(fields, precision)
   table = entropy.tables_to_bytes([distribution])
-  string = entropy.encode(fields, np.zeros(fields.size, np.int32), [distribution])
+  string = entropy.encode(fields, 0, [distribution])
   mantissas = (pattern >> (_MANTISSA_BITS - mantissa_bits)) & ((1 << mantissa_bits) - 1)
   planes = (mantissas[:, None] >> np.arange(mantissa_bits - 1, -1, -1)) & 1
   packed = np.packbits(planes.astype(np.uint8).reshape(-1)).tobytes()
@@ -71,8 +71,10 @@ def _chunk(data: bytes, position: int) -> tuple[bytes, int]:
   return data[position + 4:end], end
 
 
-def decode(data: bytes, count: int, mantissa_bits: int) -> np.ndarray:
-  """The `count` float16 values of an `encode` code (raises `ModelFileError`)."""
+def decode(data: bytes, count: int, mantissa_bits: int,
+           decoder_class: type = entropy.Decoder) -> np.ndarray:
+  """The `count` float16 values of an `encode` code (raises `ModelFileError`); `decoder_class`
+  is the range coder's (`latent_code.decode_group`)."""
   table, position = _chunk(data, 0)
   string, position = _chunk(data, position)
   distributions = entropy.tables_from_bytes(table)
@@ -80,8 +82,8 @@ def decode(data: bytes, count: int, mantissa_bits: int) -> np.ndarray:
     raise errors.ModelFileError("The coded float16 values need exactly one table.")
   if len(data) - position != (count * mantissa_bits + 7) // 8:
     raise errors.ModelFileError("The coded float16 values' mantissas have the wrong length.")
-  decoder = entropy.Decoder(string, distributions, "float16 values")
-  fields = decoder.decode(np.zeros(count, np.int32))
+  decoder = decoder_class(string, distributions, "float16 values")
+  fields = decoder.decode(0, count)
   decoder.finish()
   if np.any((fields < 0) | (fields >= _FIELDS) | (fields & _EXPONENT == _EXPONENT)):
     raise errors.ModelFileError("The coded float16 values hold an invalid exponent field "

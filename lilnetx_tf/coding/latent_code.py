@@ -21,9 +21,9 @@ nonzero slices of a trained ResNet-20 hold one or two nonzero values, so once a 
 them its later values are almost surely zero, and a slice whose earlier values are all zero is
 likelier to be nonzero at the next. All tables are fitted to the latents coded, so the stored
 tables are the empirical frequencies (`entropy.fit`), each at its own precision. Everything is
-one range-coded string. The decoder re-derives every count and context from the symbols it has
-read and rejects flags that contradict each other (a live row without a nonzero slice, a nonzero
-slice of zeros).
+one range-coded string, coded in the calls that decoding makes. The decoder re-derives every
+count and context from the symbols it has read and rejects flags that contradict each other (a
+live row without a nonzero slice, a nonzero slice of zeros).
 """
 
 from typing import Sequence
@@ -38,7 +38,8 @@ _CONTEXTS = 3          # nonzero values at a slice's earlier positions: 0, 1, 2 
 
 
 def _structure(q: np.ndarray) -> tuple:
-  nonzero = np.any(q != 0, axis=-1)
+  # (A reduction over a last axis of 1 costs more than the comparison itself.)
+  nonzero = q[..., 0] != 0 if q.shape[-1] == 1 else np.any(q != 0, axis=-1)
   rows, columns = nonzero.any(axis=1), nonzero.any(axis=0)
   return rows, columns, nonzero[np.ix_(rows, columns)].reshape(-1), q[nonzero]
 
@@ -46,6 +47,8 @@ def _structure(q: np.ndarray) -> tuple:
 def _contexts(slices: np.ndarray) -> np.ndarray:
   """Each value's context (n, slice_size): its slice's nonzero values at earlier positions,
   capped at `_CONTEXTS` − 1."""
+  if slices.shape[1] == 1:
+    return np.zeros(slices.shape, np.int64)
   nonzero = (slices != 0).astype(np.int64)
   return np.minimum(np.cumsum(nonzero, axis=1) - nonzero, _CONTEXTS - 1)
 
@@ -68,26 +71,29 @@ def _layouts(slice_size: int) -> tuple:
 
 
 def encode_group(latents: Sequence[np.ndarray], slice_size: int,
-                 precision: int = entropy.DEFAULT_PRECISION) -> tuple[bytes, bytes]:
+                 precision: int = entropy.DEFAULT_PRECISION,
+                 encoder_class: type = entropy.Encoder) -> tuple[bytes, bytes]:
   """(table bytes, string) of a group's integer latents (one or more arrays, each of shape
-  (inputs, outputs, slice_size))."""
+  (inputs, outputs, slice_size)), range-coded by `encoder_class` (`entropy.Encoder`; or
+  `tfc_range.Encoder`, the reference)."""
   flags_base = _FLAGS * len(latents)
   structures = [_structure(q) for q in latents]
   nonzero_slices = np.concatenate([slices for *_, slices in structures])
   value_distributions = _value_distributions(nonzero_slices, precision)
-  distributions, values, index = [], [], []
+  distributions = [entropy.binary(int(flags.sum()), flags.size, precision)
+                   for rows, columns, live, _ in structures for flags in (rows, columns, live)]
+  distributions += value_distributions
+  # The encoder's calls are `decode_group`'s: each member's three kinds of flags, then its
+  # values position by position.
+  encoder = encoder_class(distributions)
   for m, (rows, columns, live, slices) in enumerate(structures):
     for kind, flags in enumerate((rows, columns, live)):
-      distributions.append(entropy.binary(int(flags.sum()), flags.size, precision))
-      values.append(flags.astype(np.int32))
-      index.append(np.full(flags.size, _FLAGS * m + kind, np.int32))
+      encoder.encode(flags, _FLAGS * m + kind)
     tables = _table_index(len(value_distributions), slice_size, np.arange(slice_size),
-                          _contexts(slices))
-    values.append(slices.T.reshape(-1).astype(np.int32))
-    index.append((tables.T.reshape(-1) + flags_base).astype(np.int32))
-  distributions += value_distributions
-  string = entropy.encode(np.concatenate(values), np.concatenate(index), distributions)
-  return entropy.tables_to_bytes(distributions), string
+                          _contexts(slices)) + flags_base
+    for c in range(slice_size):
+      encoder.encode(slices[:, c], tables[:, c])
+  return entropy.tables_to_bytes(distributions), encoder.finish()
 
 
 def _value_distributions(slices: np.ndarray, precision: int) -> list:
@@ -105,8 +111,10 @@ def _value_distributions(slices: np.ndarray, precision: int) -> list:
   return best
 
 
-def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: str) -> list:
-  """The integer latents (float32 arrays of `shapes`) coded by `encode_group`."""
+def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: str,
+                 decoder_class: type = entropy.Decoder) -> list:
+  """The integer latents (float32 arrays of `shapes`) coded by `encode_group` (with the range
+  coder of `decoder_class`: `entropy.Decoder`, or `tfc_range.Decoder` for format 5 files)."""
   slice_size = int(shapes[0][-1])
   flags_base = _FLAGS * len(shapes)
   distributions = entropy.tables_from_bytes(tables)
@@ -114,12 +122,12 @@ def decode_group(tables: bytes, string: bytes, shapes: Sequence[tuple], what: st
   if tables not in _layouts(slice_size) or \
      any(d.escape or d.widths.size != 2 for d in distributions[:flags_base]):
     raise errors.ModelFileError(f"The entropy tables of {what} do not fit its layers.")
-  decoder = entropy.Decoder(string, distributions, what)
+  decoder = decoder_class(string, distributions, what)
   latents = []
   for m, (inputs, outputs, _) in enumerate(shapes):
-    rows = decoder.decode(np.full(inputs, _FLAGS * m)).astype(bool)
-    columns = decoder.decode(np.full(outputs, _FLAGS * m + 1)).astype(bool)
-    live = decoder.decode(np.full(int(rows.sum()) * int(columns.sum()), _FLAGS * m + 2))
+    rows = decoder.decode(_FLAGS * m, inputs).astype(bool)
+    columns = decoder.decode(_FLAGS * m + 1, outputs).astype(bool)
+    live = decoder.decode(_FLAGS * m + 2, int(rows.sum()) * int(columns.sum()))
     live = live.astype(bool).reshape(int(rows.sum()), int(columns.sum()))
     if not (np.all(live.any(axis=1)) and np.all(live.any(axis=0))):
       raise errors.ModelFileError(f"The channel flags of {what} contradict its slice flags.")

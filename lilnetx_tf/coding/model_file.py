@@ -24,6 +24,10 @@ Sections (see `container` for the byte layout around them):
         frequencies of their channel and slice flags and of their values (`latent_code`).
   LATS  the groups' range-coded strings (`latent_code`), concatenated; raw.
 
+Range coding (LATS and coded float16): format 6 uses `entropy`'s coder, bit-identical on every
+stack. Format 5 files were coded with tensorflow-compression's; they decode where it is
+installed (`tfc_range`, the TF 2.14 configuration), and `upgrade` rewrites them in format 6.
+
 Float16 tolerance: each float16-stored value w16 satisfies |w16 − w| <= 2**-11·|w| for
 |w| >= 2**-14 and |w16 − w| <= 2**-25 otherwise; a tensor with values outside float16's range
 is kept as float32. With ``mantissa_bits=m`` (< 10) the float16 values are further rounded to m
@@ -51,6 +55,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import atomic
 from lilnetx_tf import errors
 from lilnetx_tf.analysis import batchnorm
@@ -90,6 +95,7 @@ def _groups(layers: list) -> list:
 
 
 def _check_model(model) -> None:
+  _compat.check_keras2_model(model, "lnx.compress")
   if not isinstance(model, tf.keras.Model):
     raise errors.InvalidArgumentError(f"Expected a tf.keras.Model, got {type(model).__name__}.")
   if not (isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)):
@@ -457,7 +463,7 @@ def _weights_manifest(data: bytes, parameters: int) -> tuple[list, int]:
   return entries, 4 + head_length
 
 
-def _coded_float16(entries: list, data: bytes, end: int) -> list:
+def _coded_float16(entries: list, data: bytes, end: int, decoder_class: type) -> list:
   """The values of the entries stored as coded float16 (`float_code`), in order: one code
   from `end`, the end of the other tensors' bytes, to the end of the section."""
   coded = [(shape, extra[0]) for shape, _, stored, extra in entries if stored == _CODED_FLOAT16]
@@ -467,8 +473,9 @@ def _coded_float16(entries: list, data: bytes, end: int) -> list:
     return []
   if len({bits for _, bits in coded}) != 1:
     raise errors.ModelFileError("The WGTS section's coded float16 tensors disagree on bits.")
-  sizes = [math.prod(shape) for shape, _ in coded]
-  values = float_code.decode(data[end:], sum(sizes), coded[0][1]).astype(np.float32)
+  sizes = [int(np.prod(shape, dtype=np.int64)) for shape, _ in coded]
+  values = float_code.decode(data[end:], sum(sizes), coded[0][1],
+                             decoder_class).astype(np.float32)
   return [v.reshape(shape) for v, (shape, _) in
           zip(np.split(values, np.cumsum(sizes)[:-1]), coded)]
 
@@ -484,7 +491,8 @@ def _check_values(variable, values: np.ndarray, variances: set) -> np.ndarray:
   return values
 
 
-def _load_weights(model, data: bytes, layers: list, densities: bool, parameters: int) -> None:
+def _load_weights(model, data: bytes, layers: list, densities: bool, parameters: int,
+                  decoder_class: type) -> None:
   entries, position = _weights_manifest(data, parameters)
   variables = _stored_variables(model, layers, densities)
   if len(entries) != len(variables):
@@ -517,7 +525,7 @@ def _load_weights(model, data: bytes, layers: list, densities: bool, parameters:
       values.append(np.frombuffer(data, _DTYPES[stored], count, position).reshape(shape)
                     .astype(_DTYPES[dtype]))
     position += size
-  coded = iter(_coded_float16(entries, data, position))
+  coded = iter(_coded_float16(entries, data, position, decoder_class))
   variances = {id(layer.moving_variance) for layer in model._flatten_layers(include_self=False)
                if isinstance(layer, tf.keras.layers.BatchNormalization)}
   for variable, value in zip(variables, values):
@@ -526,7 +534,8 @@ def _load_weights(model, data: bytes, layers: list, densities: bool, parameters:
     group.upgrade_loaded()   # files of layer config version 1 store the decoder Ψ itself
 
 
-def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: bytes) -> list:
+def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: bytes,
+                  decoder_class: type) -> list:
   groups = _groups(layers)
   if len(manifest) != len(groups):
     raise errors.ModelFileError(
@@ -546,7 +555,8 @@ def _load_latents(model, layers: list, manifest: list, tables: bytes, strings: b
     what = f"the latents of group {entry['key']!r}"
     values = latent_code.decode_group(tables[table_pos:table_pos + entry["table_bytes"]],
                                       strings[string_pos:string_pos + entry["string_bytes"]],
-                                      [tuple(l.latent_variable.shape) for _, l in members], what)
+                                      [tuple(l.latent_variable.shape) for _, l in members], what,
+                                      decoder_class)
     table_pos += entry["table_bytes"]
     string_pos += entry["string_bytes"]
     step = np.float32(group.latent_step.numpy())
@@ -584,19 +594,38 @@ def decompress(path: str, custom_objects: Optional[dict] = None, safe_mode: bool
   return _read(path, custom_objects, safe_mode, max_parameters)[0]
 
 
+def _decoder_class(version: int, path: str) -> type:
+  """The range decoder of a file of format `version`: tensorflow-compression's before 6."""
+  if version >= 6:
+    return entropy.Decoder
+  try:
+    from lilnetx_tf.coding import tfc_range  # pylint: disable=import-outside-toplevel
+  except Exception:     # ImportError, or tfc's compiled ops failing beside another TensorFlow
+    raise errors.ModelFileError(
+        f"{path} has format version {version}: its latents were coded with "
+        "tensorflow-compression, which installs only on the TF 2.14 configuration (Python "
+        "3.11, tensorflow 2.14.1, tensorflow-compression 2.14.1). Convert it there with "
+        "`lilnetx upgrade OLD.lnx NEW.lnx`; the new file reads on every stack.") from None
+  return tfc_range.Decoder
+
+
 def _read(path: str, custom_objects: Optional[dict], safe_mode: bool,
           max_parameters: int) -> tuple:
   by_tag, contents = _sections(path, max_parameters)
+  decoder_class = _decoder_class(contents.format_version, os.fspath(path))
   if by_tag["ARCH"].raw_bytes > architecture.MAX_BYTES:
     raise errors.ModelFileError(f"{path}: the ARCH section is larger than "
                                 f"{architecture.MAX_BYTES:,} bytes.")
-  # The architecture first: it confirms the declared parameters that bound the other sections.
+  # The architecture first: it confirms the declared parameters that bound the other sections
+  # (files of format 5 declare none: `max_parameters` bounds them).
   model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode,
-                               contents.parameters)
+                               contents.parameters, exact=contents.declares_parameters)
   densities, manifest = _group_manifest(by_tag["GRPS"])
   layers = lilnetx_layers(model)
-  _load_weights(model, by_tag["WGTS"].data, layers, densities, contents.parameters)
-  decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data)
+  _load_weights(model, by_tag["WGTS"].data, layers, densities, contents.parameters,
+                decoder_class)
+  decoded = _load_latents(model, layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data,
+                          decoder_class)
   return model, densities, decoded, contents.sections
 
 
@@ -617,7 +646,7 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
   if estimate and densities:
     _, _, decoded, _ = _read(path, custom_objects, safe_mode, max_parameters)
     estimates = [entropy.estimated_bits(g, latents) / 8 for _, g, latents in decoded]
-  total = container.FILE_HEADER_SIZE + sum(s.total_bytes for s in contents.sections)
+  total = contents.header_bytes + sum(s.total_bytes for s in contents.sections)
   entries, _ = _weights_manifest(_manifest_bytes(by_tag["WGTS"]), contents.parameters)
   weight_count = sum(math.prod(shape) for shape, *_ in entries)
   float16 = any((stored == "float16" and dtype != "float16") or stored == _CODED_FLOAT16
@@ -631,9 +660,24 @@ def inspect(path: str, estimate: bool = True, custom_objects: Optional[dict] = N
                   g["table_bytes"], est)
       for g, est in zip(manifest, estimates)]
   latent_count = sum(g.parameters for g in group_reports)
-  return Report(path=path, total_bytes=total, header_bytes=container.FILE_HEADER_SIZE,
+  return Report(path=path, total_bytes=total, header_bytes=contents.header_bytes,
                 sections=[SectionReport(s.tag, s.codec, s.raw_bytes, s.total_bytes)
                           for s in contents.sections],
                 groups=group_reports, parameters=weight_count + latent_count,
                 latent_parameters=latent_count, float16=float16, float_bits=float_bits,
                 mantissa_bits=mantissa_bits, inference_only=not densities)
+
+
+def upgrade(source: str, destination: str, custom_objects: Optional[dict] = None,
+            safe_mode: bool = True) -> Report:
+  """Rewrites the `.lnx` file `source` in the current format at `destination`.
+
+  The model is decompressed and compressed again with the options the file was written with
+  (float16 and its mantissa bits, float bits, inference only): its latents and stored floats
+  come back bit-identical. Format 5 files need tensorflow-compression to be read, i.e. the
+  TF 2.14 configuration; the upgraded file reads on every stack.
+  """
+  options = inspect(source, estimate=False)
+  model = decompress(source, custom_objects, safe_mode)
+  return compress(model, destination, float16=options.float16, float_bits=options.float_bits,
+                  mantissa_bits=options.mantissa_bits, inference_only=options.inference_only)

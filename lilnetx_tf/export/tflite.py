@@ -1,5 +1,8 @@
 """TFLite conversion, interpreter runs and latency measurement for plain Keras models.
 
+Models run on LiteRT's interpreter (`ai-edge-litert`) where it is installed, else on
+`tf.lite.Interpreter` (deprecated since TF 2.18); both run files from either converter.
+
 Quantization modes (TF 2.14 converter recipes):
   None       float32 weights and activations.
   "float16"  float16 weights (`optimizations=[DEFAULT]`, `supported_types=[tf.float16]`);
@@ -18,6 +21,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.export import samples
 
@@ -64,13 +68,13 @@ def convert(model: tf.keras.Model, quantization: Optional[str] = None,
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = _representative(model, representative_data)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-  return converter.convert()
+  with _compat.native_logs_filtered():   # the converter's absl INFO / WARNING lines
+    return converter.convert()
 
 
-def interpreter(content: bytes, num_threads: int = 1) -> tf.lite.Interpreter:
-  interp = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
-  interp.allocate_tensors()
-  return interp
+def interpreter(content: bytes, num_threads: int = 1):
+  """LiteRT's interpreter of `content` where ai-edge-litert is installed, else TF's."""
+  return _compat.tflite_interpreter(content, num_threads)
 
 
 def _match_inputs(interp, model: tf.keras.Model) -> list:

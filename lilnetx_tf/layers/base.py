@@ -27,10 +27,9 @@ the factor it sets (the registry's `penalty_scale`).
 from typing import Callable, Optional
 
 import tensorflow as tf
-from keras.src.engine import base_layer_utils
-from tensorflow.python.saved_model import save_context
 
 from lilnetx_tf import errors
+from lilnetx_tf._compat import base_layer_utils, save_context
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf.layers import validation
 from lilnetx_tf.layers.rounding import round_st

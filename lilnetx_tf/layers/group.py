@@ -27,10 +27,10 @@ from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_compression as tfc
 
 from lilnetx_tf import errors
 from lilnetx_tf.layers import bits_table
+from lilnetx_tf.layers import density as density_lib
 
 _LN2 = math.log(2.0)
 
@@ -96,7 +96,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     boundary: Latent init bound of the group's largest-fan layer (the reference's 'boundary').
       Smaller values start from fewer integer levels, hence smaller files sooner.
     density_learning_rate: Learning rate of the density model's own Adam step.
-    density_filters: Hidden widths of each channel of `tfc.NoisyDeepFactorized`.
+    density_filters: Hidden widths of each channel's network (`density.DeepFactorized`).
   """
 
   def __init__(self,
@@ -137,9 +137,7 @@ class ParameterGroup(tf.keras.layers.Layer):
         name="step", shape=(), dtype=tf.int64, initializer="zeros", trainable=False,
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     with tf.variable_creator_scope(_density_variable_creator):
-      self.density = tfc.NoisyDeepFactorized(
-          batch_shape=(self.slice_size,), num_filters=self.density_filters,
-          name=f"{self.name}_density")
+      self.density = density_lib.DeepFactorized(self.slice_size, self.density_filters)
     self._density_variables = tuple(self.density.variables)
     self._adam_moments = tuple(
         (self.add_weight(name=f"density_m{i}", shape=v.shape, initializer="zeros",
@@ -261,14 +259,8 @@ class ParameterGroup(tf.keras.layers.Layer):
     return tf.linalg.matmul(latent, self.decoder_matrix())
 
   def _cumulative_logits(self, values: tf.Tensor) -> tf.Tensor:
-    """Logits of the base density's CDF at `values` (n, slice_size), as tfc computes them."""
-    base = self.density.base
-    logits = tf.transpose(values)[:, None, :]                       # (slice_size, 1, n)
-    for i, matrix in enumerate(base._matrices):
-      logits = tf.linalg.matmul(tf.nn.softplus(matrix), logits) + base._biases[i]
-      if i < len(base._factors):
-        logits += tf.math.tanh(base._factors[i]) * tf.math.tanh(logits)
-    return tf.transpose(logits[:, 0, :])
+    """Logits of the density's CDF at `values` (n, slice_size)."""
+    return self.density.cumulative_logits(values)
 
   def bits(self, latent: tf.Tensor) -> tf.Tensor:
     """Self-information in bits of each latent, shape (..., slice_size).

@@ -23,8 +23,8 @@ import threading
 from typing import Iterator, Optional
 
 import tensorflow as tf
-from keras.src.engine import base_layer_utils
 
+from lilnetx_tf._compat import base_layer_utils
 from lilnetx_tf.layers.group import ParameterGroup
 
 _SCOPES = threading.local()

@@ -6,12 +6,14 @@ Uses matplotlib's Agg canvas directly (no pyplot), so it never changes the user'
 import os
 from typing import Optional, Sequence
 
+from lilnetx_tf import _compat
+
 
 def plot_front(trials: Sequence, front: Sequence, path: str, metric: str = "accuracy",
                pick=None, title: Optional[str] = None) -> str:
   """Writes `path` (PNG): every completed trial in grey, the front in colour, `pick` ringed."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
+  FigureCanvasAgg = _compat.require("matplotlib.backends.backend_agg", "tuning").FigureCanvasAgg
+  Figure = _compat.require("matplotlib.figure", "tuning").Figure
 
   done = [t for t in trials if t.completed]
   figure = Figure(figsize=(10, 4.2), dpi=110)

@@ -43,12 +43,14 @@ import os
 import tempfile
 from typing import Any, Callable, Optional, Sequence, Union
 
-import keras_tuner as kt
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf import text_table
 from lilnetx_tf.tuning import pareto
+
+kt = _compat.keras_tuner()
 
 DEFAULT_RATE_RANGE = (1e-3, 1.0)
 DEFAULT_SLICE_RANGE = (1e-4, 1.0)
@@ -551,11 +553,10 @@ def format_table(trials: Sequence[TrialRecord], metric: str = "accuracy",
 def load(directory: str, project_name: str = "lilnetx", metric: str = "accuracy"
          ) -> SearchResult:
   """Reads a search's trials from `<directory>/<project_name>/trial_*/trial.json`."""
-  from keras_tuner.src.engine import trial as trial_module
   project_dir = os.path.join(directory, project_name)
   if not os.path.isdir(project_dir):
     raise errors.InvalidArgumentError(f"No keras-tuner project at {project_dir!r}.")
   records = []
   for fname in glob.glob(os.path.join(project_dir, "trial_*", "trial.json")):
-    records.append(_record(trial_module.Trial.load(fname), project_dir, metric))
+    records.append(_record(kt.engine.trial.Trial.load(fname), project_dir, metric))
   return SearchResult(records, metric, project_dir)
