@@ -30,7 +30,7 @@ from lilnetx_tf import errors
 
 __all__ = ["KERAS_PACKAGE", "base_layer_utils", "check_keras2_model", "generic_utils",
            "keras_tuner", "native_logs_filtered", "require", "save_context", "saving_lib",
-           "serialization_lib", "tflite_interpreter"]
+           "serialization_lib", "tf_export", "tflite_interpreter"]
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 _WHAT_TO_DO = ("lilnetx_tf needs Keras 2 (`tf.keras` of TensorFlow ≤ 2.15, or the `tf_keras` "
@@ -106,6 +106,7 @@ def native_logs_filtered() -> Iterator[None]:
 with native_logs_filtered():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tensorflow.python.saved_model import save_context  # pylint: disable=g-import-not-at-top
+from tensorflow.python.util import tf_export  # pylint: disable=g-import-not-at-top
 
 KERAS_PACKAGE = tf.keras.Model.__module__.split(".")[0]   # "keras" (TF 2.14) or "tf_keras"
 _VERSION = importlib.import_module(KERAS_PACKAGE).__version__

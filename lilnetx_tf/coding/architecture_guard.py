@@ -19,11 +19,9 @@ not exist). `check` refuses both in the JSON itself:
 from typing import Optional
 
 import tensorflow as tf
-from keras.src.engine.functional import Functional
-from keras.src.saving import object_registration
-from tensorflow.python.util import tf_export  # Keras's own lookup of its built-in names
 
 from lilnetx_tf import errors
+from lilnetx_tf._compat import tf_export  # Keras's own lookup of its built-in names
 
 __all__ = ["check"]
 
@@ -34,7 +32,8 @@ _UNSAFE_KEYS = frozenset({"function_type", "compile_config"})
 _DATA_OBJECTS = frozenset({"__tensor__", "__numpy__", "__bytes__"})
 _KERAS_NAMESPACES = ("keras.layers", "keras.initializers", "keras.regularizers",
                      "keras.constraints", "keras.mixed_precision", "keras")
-_FUNCTIONAL_MODULES = ("keras.src.engine.functional", "keras.engine.functional")
+_FUNCTIONAL_MODULES = ("keras.src.engine.functional", "keras.engine.functional",
+                       "tf_keras.src.engine.functional")
 _FUNCTION_MODULES = ("builtins", "keras.activations")
 _MODEL_NAMES = ("Functional", "Model", "Sequential")
 _CONSTANT = "_CONSTANT_VALUE"                 # Keras's marker of a constant call argument
@@ -64,7 +63,7 @@ def _registered(name, custom_objects: dict):
     return None
   if name in custom_objects:
     return custom_objects[name]
-  obj = object_registration.get_registered_object(name)
+  obj = tf.keras.utils.get_registered_object(name)
   if obj is not None and not _is_ours(obj):
     _fail(f"names {name!r}, registered by {getattr(obj, '__module__', '?')}, not by "
           "lilnetx_tf.")
