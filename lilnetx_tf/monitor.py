@@ -27,7 +27,7 @@ import functools
 import tensorflow as tf
 
 from lilnetx_tf import errors
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import lilnetx_layers
 
 __all__ = ["monitor", "TASK_LOSS", "PENALTY", "PRED_MAJORITY", "LABEL_MAJORITY"]
 
@@ -36,10 +36,6 @@ PENALTY = "lnx_penalty"
 PRED_MAJORITY = "lnx_pred_majority"
 LABEL_MAJORITY = "lnx_label_majority"
 _ATTACHED = "_lilnetx_monitor"
-
-
-def _lilnetx_layers(model) -> list:
-  return [l for l in model._flatten_layers(include_self=False) if is_lilnetx_layer(l)]
 
 
 def _majority_share(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -92,7 +88,7 @@ def monitor(model: tf.keras.Model) -> tf.keras.Model:
     total = keras_compute_loss(x, y, y_pred, sample_weight)
     if total is None:
       return total
-    terms = [t for layer in _lilnetx_layers(model) for t in layer.losses]
+    terms = [t for layer in lilnetx_layers(model) for t in layer.losses]
     penalty = tf.add_n(terms) if terms else tf.zeros(())
     penalty = tf.cast(penalty, total.dtype)
     trackers[PENALTY].update_state(penalty)

@@ -323,7 +323,7 @@ def _entry_of(blob: bytes, name: str) -> int:
   model = _model()
   densities = json.loads(next(s for s in container.decode(blob).sections
                               if s.tag == "GRPS").data)["densities"]
-  stored = model_file._stored_variables(model, model_file._lilnetx_layers(model), densities)
+  stored = model_file._stored_variables(model, lnx.layers.lilnetx_layers(model), densities)
   return next(i for i, v in enumerate(stored) if name in v.name)
 
 

@@ -673,8 +673,10 @@ def upgrade(source: str, destination: str, custom_objects: Optional[dict] = None
   """Rewrites the `.lnx` file `source` in the current format at `destination`.
 
   The model is decompressed and compressed again with the options the file was written with
-  (float16 and its mantissa bits, float bits, inference only): its latents and stored floats
-  come back bit-identical. Format 5 files need tensorflow-compression to be read, i.e. the
+  (float16 and its mantissa bits, float bits, inference only): its latents come back
+  bit-identical, and so do its floats, except that a lossy float code (`mantissa_bits`,
+  `float_bits`) rounds the decoders of a file written before layer config version 2 once more,
+  as they are now stored relative to the latent step. Format 5 files need tensorflow-compression to be read, i.e. the
   TF 2.14 configuration; the upgraded file reads on every stack.
   """
   options = inspect(source, estimate=False)
