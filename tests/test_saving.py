@@ -175,7 +175,11 @@ def _as_version_1(path, old_path, num_slices):
         decoder, step = item["0"], float(item["1"][()])
         relative = decoder[()]
         decoder[()] = step * (np.exp(relative) if relative.ndim == 0 else relative)
+        groups.append(item)
+    groups = []
     weights.visititems(to_absolute)
+    for item in groups:
+      del item["relative_decoder"]      # the marker of relative decoders came with version 2
   files["model.weights.h5"] = buffer.getvalue()
   with zipfile.ZipFile(old_path, "w") as target:
     for name, data in files.items():

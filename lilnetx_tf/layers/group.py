@@ -23,7 +23,7 @@ are converted on loading (`from_absolute_decoder`).
 import math
 import weakref
 import zlib
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -33,6 +33,9 @@ from lilnetx_tf.layers import bits_table
 from lilnetx_tf.layers import density as density_lib
 
 _LN2 = math.log(2.0)
+# Written by `save_own_variables` beside the variables (`.keras`, `.weights.h5`) since the decoder
+# is stored relative to the latent step; a saved state without it holds the decoder Ψ itself.
+_RELATIVE_DECODER = "relative_decoder"
 
 
 def _density_variable_creator(next_creator, **kwargs):
@@ -160,27 +163,33 @@ class ParameterGroup(tf.keras.layers.Layer):
 
   def save_own_variables(self, store):
     # Keras' default only stores weights made with `add_weight`; the density's own variables
-    # must travel too.
+    # must travel too. The marker says the decoder is stored relative to the latent step.
     for i, variable in enumerate(self.weights):
       store[str(i)] = variable.numpy()
+    store[_RELATIVE_DECODER] = np.ones((), np.int8)
 
   def load_own_variables(self, store):
     variables = self.weights
-    if len(store.keys()) != len(variables):
+    keys = list(store.keys())
+    relative = _RELATIVE_DECODER in keys
+    if len(keys) - relative != len(variables):
       raise errors.ModelMismatchError(
           f"Parameter group {self.name!r} expects {len(variables)} variables, the saved state "
-          f"has {len(store.keys())}.")
+          f"has {len(keys) - relative}.")
     for i, variable in enumerate(variables):
       variable.assign(store[str(i)])
-    self.upgrade_loaded()
+    self.upgrade_loaded(absolute_decoder=not relative)
 
-  def upgrade_loaded(self) -> None:
-    """After loading saved variables: if a member was built from a version-1 config (saved by
-    lilnetx_tf before version 2), the loaded decoder is Ψ itself; store it relative to the
-    step, and move the members' penalty weights to per-slice units."""
+  def upgrade_loaded(self, absolute_decoder: Optional[bool] = None) -> None:
+    """After loading saved variables: a decoder saved as Ψ itself (`absolute_decoder`; by
+    default, when a member was built from a version-1 config, saved by lilnetx_tf before
+    version 2) is stored relative to the step, and version-1 members' penalty weights move to
+    per-slice units."""
     members = self.members()
-    if any(m.config_version < 2 for m in members):
+    old_config = any(m.config_version < 2 for m in members)
+    if old_config if absolute_decoder is None else absolute_decoder:
       self.from_absolute_decoder(self.decoder.numpy())
+    if old_config:
       for member in members:
         member.upgrade_config()
 
