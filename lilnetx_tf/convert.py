@@ -216,7 +216,7 @@ def _kernels(layer) -> list:
   """Names of the trainable weights of rank >= 2 of a built custom (not Keras) layer, its
   sublayers' included: its kernels, presumably (Keras's own such layers are in
   `_KERNEL_FAMILIES`; the rest, e.g. PReLU's alpha, are not kernels)."""
-  if type(layer).__module__.split(".")[0] == "keras":
+  if type(layer).__module__.split(".")[0] == _compat.KERAS_PACKAGE:
     return []
   return [w.name.split("/")[-1].split(":")[0] for w in layer.trainable_weights
           if w.shape.rank >= 2]

@@ -336,8 +336,12 @@ def _read_regular_file(path: str, max_parameters: Optional[int]) -> bytes:
     if not stat.S_ISREG(mode):
       refuse(mode)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-  except (FileNotFoundError, NotADirectoryError):
+  except FileNotFoundError:
     raise errors.ModelFileNotFoundError(f"No LilNetX model file at {path}.") from None
+  except NotADirectoryError:
+    raise errors.ModelFileNotFoundError(
+        f"No LilNetX model file at {path}: a part of the path is a file, not a directory."
+    ) from None
   except IsADirectoryError:
     raise errors.ModelFileError(f"{path} is a directory, not a LilNetX model file.") from None
   except OSError as e:
