@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -30,7 +31,7 @@ from lilnetx_tf import errors
 
 __all__ = ["KERAS_PACKAGE", "base_layer_utils", "check_keras2_model", "generic_utils",
            "keras_tuner", "native_logs_filtered", "require", "save_context", "saving_lib",
-           "serialization_lib", "tf_export", "tflite_interpreter"]
+           "serialization_lib", "tf_export", "tflite_interpreter", "uncompiled_save_quiet"]
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 _WHAT_TO_DO = ("lilnetx_tf needs Keras 2 (`tf.keras` of TensorFlow ≤ 2.15, or the `tf_keras` "
@@ -118,6 +119,25 @@ base_layer_utils = importlib.import_module(f"{KERAS_PACKAGE}.src.engine.base_lay
 serialization_lib = importlib.import_module(f"{KERAS_PACKAGE}.src.saving.serialization_lib")
 saving_lib = importlib.import_module(f"{KERAS_PACKAGE}.src.saving.saving_lib")
 generic_utils = importlib.import_module(f"{KERAS_PACKAGE}.src.utils.generic_utils")
+
+
+class _UncompiledSaveFilter(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "compiled metrics have yet to be built" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def uncompiled_save_quiet() -> Iterator[None]:
+  """Drops Keras 2's warning "Compiled the loaded model, but the compiled metrics have yet to
+  be built", which its saver logs for every uncompiled model (it reads the `compiled_loss` of a
+  model that has none): the exporter's slim model is uncompiled on purpose."""
+  logger = tf.get_logger()
+  quiet = _UncompiledSaveFilter()
+  logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    logger.removeFilter(quiet)
 
 
 def check_keras2_model(model: Any, function: str) -> None:

@@ -625,3 +625,15 @@ def test_format5_files_without_tfc_say_how_to_convert(monkeypatch):
   monkeypatch.delattr(lnx.coding, "tfc_range", raising=False)
   with pytest.raises(errors.ModelFileError, match="TF 2.14 configuration.*lilnetx upgrade"):
     lnx.decompress(_FORMAT5)
+
+
+def test_float_bits_store_a_zero_scalar(tmp_path):
+  """An untrained dense group's decoder is the scalar log-gain 0: too small for a fill entry,
+  it is quantized, and its scale must stay finite."""
+  model = tf.keras.Sequential([tf.keras.Input((4,)), lnx.Dense(3)])
+  assert float(model.layers[0].group.decoder.numpy()) == 0.0
+  path = str(tmp_path / "zero.lnx")
+  lnx.compress(model, path, float_bits=8, inference_only=True)
+  restored = lnx.decompress(path)
+  x = np.ones((2, 4), np.float32)
+  np.testing.assert_array_equal(restored(x).numpy(), model(x).numpy())

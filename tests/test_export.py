@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import logging
 import os
 
 import numpy as np
@@ -427,3 +428,20 @@ def test_a_model_tflite_cannot_run_is_an_export_check_error(tmp_path):
   with pytest.raises(ExportCheckError, match="TFLite"):
     lnx.export(model, str(tmp_path / "e"), formats=("tflite",), compare_dense=False)
   assert not os.path.exists(tmp_path / "e")
+
+
+def test_export_logs_no_uncompiled_model_warnings(tmp_path):
+  """Keras 2 warns about compiled metrics for every uncompiled model it saves; the exporter's
+  slim model is uncompiled on purpose, so an export must not pass that on to the user."""
+  model = tf.keras.Sequential([tf.keras.Input((4,)), lnx.Dense(3)])
+  model.compile("adam", "mse")
+  records = []
+  handler = logging.Handler()
+  handler.emit = records.append
+  tf.get_logger().addHandler(handler)
+  try:
+    lnx.export(model, str(tmp_path / "out"))
+  finally:
+    tf.get_logger().removeHandler(handler)
+  messages = [r.getMessage() for r in records]
+  assert not [m for m in messages if "compiled metrics" in m], messages

@@ -30,6 +30,14 @@ def start_runtime_quietly() -> None:
     tf.config.list_logical_devices()
 
 
+def define_safe_mode_flag():
+  """The commands' `--safe_mode` flag (`--nosafe_mode` for files you trust)."""
+  from absl import flags
+  return flags.DEFINE_bool(
+      "safe_mode", True, "--nosafe_mode lets the file's architecture name any module, function "
+      "or Lambda layer, whose code then runs: only for files you trust.")
+
+
 def positional(argv: list, index: int, flag_value, name: str):
   """The flag's value, else the `index`-th positional argument, else a usage error."""
   from absl import app

@@ -20,9 +20,7 @@ _OUTPUT = flags.DEFINE_string("output", None,
                               "(default: FILE with .keras).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
 _SUMMARY = flags.DEFINE_bool("summary", False, "Print the Keras model summary.")
-_SAFE_MODE = flags.DEFINE_bool(
-    "safe_mode", True, "--nosafe_mode lets the file's architecture name any module, function "
-    "or Lambda layer, whose code then runs: only for files you trust.")
+_SAFE_MODE = _common.define_safe_mode_flag()
 _MAX_PARAMETERS = flags.DEFINE_integer(
     "max_parameters", 1 << 28, "Refuse files of models with more parameters (all variables' "
     "elements) than this.", lower_bound=1)

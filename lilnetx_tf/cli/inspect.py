@@ -17,9 +17,7 @@ _INPUT = flags.DEFINE_string("input", None, "The .lnx file.")
 _ESTIMATE = flags.DEFINE_bool("estimate", True,
                               "Rebuild the model and report estimated latent bytes.")
 _JSON = flags.DEFINE_bool("json", False, "Print the report as JSON.")
-_SAFE_MODE = flags.DEFINE_bool(
-    "safe_mode", True, "--nosafe_mode lets the file's architecture name any module, function "
-    "or Lambda layer, whose code then runs: only for files you trust.")
+_SAFE_MODE = _common.define_safe_mode_flag()
 _MAX_PARAMETERS = flags.DEFINE_integer(
     "max_parameters", 1 << 28, "Refuse files of models with more parameters (all variables' "
     "elements) than this.", lower_bound=1)

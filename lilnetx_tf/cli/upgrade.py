@@ -18,9 +18,7 @@ from lilnetx_tf.cli import _common
 _INPUT = flags.DEFINE_string("input", None, "The .lnx file to upgrade.")
 _OUTPUT = flags.DEFINE_string("output", None, "The upgraded .lnx file.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
-_SAFE_MODE = flags.DEFINE_bool(
-    "safe_mode", True, "--nosafe_mode rebuilds Lambda layers, running the file's Python "
-    "bytecode: only for files you trust.")
+_SAFE_MODE = _common.define_safe_mode_flag()
 
 
 @_common.handles_errors

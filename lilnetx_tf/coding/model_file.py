@@ -137,7 +137,8 @@ def _fill_value(values: np.ndarray):
 def _quantize(values: np.ndarray, bits: int) -> tuple[np.float32, np.ndarray]:
   """(scale, codes): values ≈ codes · scale with integer |codes| <= 2**(bits−1) − 1."""
   top = (1 << (bits - 1)) - 1
-  scale = np.float32(np.max(np.abs(values)) / np.float32(top))
+  peak = np.max(np.abs(values))   # 0 for a zero scalar, e.g. an untrained dense decoder's ρ
+  scale = np.float32(peak / np.float32(top)) if peak > 0 else np.float32(1)
   return scale, np.clip(np.round(values / scale), -top, top).astype(np.int64)
 
 

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import atomic
 from lilnetx_tf import errors
 from lilnetx_tf.errors import ExportCheckError, SlimCheckError
@@ -192,7 +193,7 @@ def export(model: tf.keras.Model, directory: str,
   slim_model = slim(model, inputs=sample, rtol=rtol, atol=atol)
   info: SlimInfo = slim_model.slim_info
 
-  with atomic.new_directory(directory, check) as tmp:
+  with atomic.new_directory(directory, check) as tmp, _compat.uncompiled_save_quiet():
     files = {}
     tflite_after = tflite_before = tflite_diff = scale = saved_bytes = None
     if "saved_model" in formats:
