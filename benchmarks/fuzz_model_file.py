@@ -367,7 +367,7 @@ def _huge(rng, blob: bytes) -> tuple:
 
 def _lambda_bytecode(canary: str) -> str:
   """A Lambda layer's bytecode that makes `canary` when Keras loads it."""
-  from keras.src.utils import generic_utils
+  from lilnetx_tf._compat import generic_utils
   return generic_utils.func_dump(
       lambda x, path=canary: (__import__("os").makedirs(path, exist_ok=True), x)[1])[0]
 
