@@ -6,10 +6,10 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf import stats as stats_lib
-from lilnetx_tf.layers import registry as registry_lib
-from lilnetx_tf.layers import validation
+from lilnetx_tf import validation
 
 
 class CompressionMetrics(tf.keras.callbacks.Callback):

@@ -28,14 +28,14 @@ import tensorflow as tf
 
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
-from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
-from lilnetx_tf.layers import density_fit
 from lilnetx_tf.layers import dense as lnx_dense
+from lilnetx_tf.layers import density_fit
 from lilnetx_tf.layers import is_lilnetx_layer
 from lilnetx_tf.layers import registry as registry_lib
-from lilnetx_tf.layers import validation
+from lilnetx_tf import monitor as monitor_lib
+from lilnetx_tf import validation
 
 # Exact Keras types converted (subclasses such as Conv2DTranspose are not the same layer).
 _CONVERTIBLE = {

@@ -17,8 +17,8 @@ and are not affected.
 
 import tensorflow as tf
 
-from lilnetx_tf.layers import validation
 from lilnetx_tf.layers.base import LATENT_WEIGHT_NAME
+from lilnetx_tf import validation
 
 
 def is_latent_variable(variable: tf.Variable) -> bool:

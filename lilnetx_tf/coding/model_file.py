@@ -56,19 +56,19 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import _compat
-from lilnetx_tf import atomic
-from lilnetx_tf import errors
 from lilnetx_tf.analysis import batchnorm
+from lilnetx_tf import atomic
 from lilnetx_tf.coding import architecture
 from lilnetx_tf.coding import container
 from lilnetx_tf.coding import entropy
 from lilnetx_tf.coding import float_code
 from lilnetx_tf.coding import latent_code
-from lilnetx_tf.coding import unread
 from lilnetx_tf.coding.report import GroupReport, Report, SectionReport
+from lilnetx_tf.coding import unread
+from lilnetx_tf import errors
 from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import lilnetx_layers
-from lilnetx_tf.layers import validation
+from lilnetx_tf import validation
 
 SUFFIX = ".lnx"
 _FILL = "fill"

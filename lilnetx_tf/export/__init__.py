@@ -31,16 +31,16 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import _compat
+from lilnetx_tf.analysis.graph import check_graph_model
 from lilnetx_tf import atomic
 from lilnetx_tf import errors
 from lilnetx_tf.errors import ExportCheckError, SlimCheckError
+from lilnetx_tf.export.samples import sample_inputs
+from lilnetx_tf.export.slimming import DEFAULT_ATOL, DEFAULT_RTOL, SlimInfo, slim
 from lilnetx_tf.export import tflite as tflite_lib
 from lilnetx_tf import macs
 from lilnetx_tf import text_table
-from lilnetx_tf.analysis.graph import check_graph_model
-from lilnetx_tf.export.samples import sample_inputs
-from lilnetx_tf.export.slimming import DEFAULT_ATOL, DEFAULT_RTOL, SlimInfo, slim
-from lilnetx_tf.layers import validation
+from lilnetx_tf import validation
 
 FORMATS = ("saved_model", "tflite", "keras")
 MARKER = "lilnetx_export.json"        # lists what an export wrote: what overwrite may replace

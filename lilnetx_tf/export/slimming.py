@@ -43,16 +43,16 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lilnetx_tf import errors
 from lilnetx_tf.analysis import batchnorm
 from lilnetx_tf.analysis import channels
 from lilnetx_tf.analysis.graph import check_graph_model, graph_ops
 from lilnetx_tf.analysis.kernels import kernel_weights
 from lilnetx_tf.analysis.kinds import channels as width
+from lilnetx_tf import errors
 from lilnetx_tf.export import rebuild as rebuild_lib
 from lilnetx_tf.export import samples
 from lilnetx_tf.layers import is_lilnetx_layer
-from lilnetx_tf.layers import validation
+from lilnetx_tf import validation
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "SlimInfo", "slim"]
 

@@ -28,11 +28,11 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from lilnetx_tf import errors
 from lilnetx_tf._compat import base_layer_utils, save_context
+from lilnetx_tf import errors
 from lilnetx_tf.layers import registry as registry_lib
-from lilnetx_tf.layers import validation
 from lilnetx_tf.layers.rounding import round_st
+from lilnetx_tf import validation
 
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from lilnetx_tf.layers import validation
+from lilnetx_tf import validation
 
 __all__ = ["DeepFactorized"]
 

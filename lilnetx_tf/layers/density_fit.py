@@ -9,9 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf import errors
-from lilnetx_tf.layers import model_layers
 from lilnetx_tf.layers import group as group_lib
-from lilnetx_tf.layers import validation
+from lilnetx_tf.layers import model_layers
+from lilnetx_tf import validation
 
 # Tracing the densities costs more than the steps; 50 Adam steps at 1e-2 on 2048 slices per group
 # get within 0.5 % of 200 steps on 8192 (ResNet50 warm start, WORKSPACE_NOTES).

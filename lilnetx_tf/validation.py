@@ -1,4 +1,4 @@
-"""Argument checks shared by the layers, the converter and the tuner."""
+"""Argument checks shared by every package: layers, converter, coding, export and tuning."""
 
 import math
 from typing import Any
