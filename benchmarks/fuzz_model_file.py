@@ -54,11 +54,12 @@ import zlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-import lilnetx_tf as lnx
 from lilnetx_tf import errors
 from lilnetx_tf.coding import container, model_file
 
@@ -467,11 +468,9 @@ def _outcome(result, resealed: bool) -> str:
   return outcome
 
 
-def main(argv):
-  del argv
-  rng = random.Random(_SEED.value)
-  directory = tempfile.mkdtemp()
-  canary = os.path.join(directory, "canary")
+def _base_files(directory: str) -> tuple[list, list]:
+  """(paths of the seed-0 file of each of `_BASES`, the bytes of every base file: seeds 0 and
+  1 of each)."""
   paths, blobs = [], []
   for b, options in enumerate(_BASES):
     for seed in (0, 1):
@@ -481,6 +480,41 @@ def main(argv):
         blobs.append(handle.read())
       if seed == 0:
         paths.append(path)
+  return paths, blobs
+
+
+def _print_tables(counts: collections.Counter, by_strategy: collections.Counter,
+                  undetectable: collections.Counter) -> int:
+  """Prints the outcome tables and the verdict; returns the number of failures."""
+  print()
+  print(f"  {'outcome':34s} {'count':>6s}")
+  rows = ["original", "typed_error", "undetectable/architecture", "undetectable/values",
+          "foreign_error", "silently_wrong/architecture", "silently_wrong/values", "hang",
+          "over_1GB", "code_executed"]
+  for outcome in rows + sorted(set(counts) - set(rows)):
+    print(f"  {outcome:34s} {counts[outcome]:6d}")
+  print()
+  strategies = sorted({s for s, _ in by_strategy})
+  outcomes = sorted({o for _, o in by_strategy})
+  print("  " + f"{'strategy':10s}" + "".join(f"{o:>16s}" for o in outcomes))
+  for s in strategies:
+    print("  " + f"{s:10s}" + "".join(f"{by_strategy[(s, o)]:16d}" for o in outcomes))
+  print()
+  print("  undetectable by design (a re-sealed file is a valid file of another model):")
+  for key, n in sorted(undetectable.items()):
+    print(f"    {key:40s} {n:6d}")
+  bad = sum(n for o, n in counts.items() if o.split("/")[0] in _MUST_BE_ZERO + ("over_1GB",))
+  print("RESULT:", "PASS (0 foreign errors, hangs, silently wrong models, executed code, "
+        "decodes over 1 GB)" if not bad else f"FAIL ({bad})")
+  return bad
+
+
+def main(argv):
+  del argv
+  rng = random.Random(_SEED.value)
+  directory = tempfile.mkdtemp()
+  canary = os.path.join(directory, "canary")
+  paths, blobs = _base_files(directory)
   start = time.time()
   bombs = _Bombs()
   print(f"bomb payloads (1 GiB each): zlib {len(bombs.zlib):,} B, lzma2 {len(bombs.lzma2):,} B "
@@ -521,27 +555,7 @@ def main(argv):
         f"{_TIMEOUT.value:g} s); largest peak RSS of a decode above the worker's RSS before it "
         f"{peak / 2**20:.0f} MiB (worker RSS after loading the originals "
         f"{worker.baseline / 2**20:.0f} MiB)")
-  print()
-  print(f"  {'outcome':34s} {'count':>6s}")
-  rows = ["original", "typed_error", "undetectable/architecture", "undetectable/values",
-          "foreign_error", "silently_wrong/architecture", "silently_wrong/values", "hang",
-          "over_1GB", "code_executed"]
-  for outcome in rows + sorted(set(counts) - set(rows)):
-    print(f"  {outcome:34s} {counts[outcome]:6d}")
-  print()
-  strategies = sorted({s for s, _ in by_strategy})
-  outcomes = sorted({o for _, o in by_strategy})
-  print("  " + f"{'strategy':10s}" + "".join(f"{o:>16s}" for o in outcomes))
-  for s in strategies:
-    print("  " + f"{s:10s}" + "".join(f"{by_strategy[(s, o)]:16d}" for o in outcomes))
-  print()
-  print("  undetectable by design (a re-sealed file is a valid file of another model):")
-  for key, n in sorted(undetectable.items()):
-    print(f"    {key:40s} {n:6d}")
-  bad = sum(n for o, n in counts.items() if o.split("/")[0] in _MUST_BE_ZERO + ("over_1GB",))
-  print("RESULT:", "PASS (0 foreign errors, hangs, silently wrong models, executed code, "
-        "decodes over 1 GB)" if not bad else f"FAIL ({bad})")
-  return 1 if bad else 0
+  return 1 if _print_tables(counts, by_strategy, undetectable) else 0
 
 
 if __name__ == "__main__":

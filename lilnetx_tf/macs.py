@@ -16,6 +16,8 @@ import tensorflow as tf
 
 from lilnetx_tf.layers import ParameterGroup, is_lilnetx_layer
 
+__all__ = ["KERNEL_LAYERS", "kernel_values", "layer_macs", "model_macs", "model_parameters"]
+
 _TRANSPOSED = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
                tf.keras.layers.Conv3DTranspose)
 _SEPARABLE = (tf.keras.layers.SeparableConv1D, tf.keras.layers.SeparableConv2D)

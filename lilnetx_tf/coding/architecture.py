@@ -23,6 +23,8 @@ from lilnetx_tf.coding import model_state
 from lilnetx_tf.coding.model_state import parameter_count
 from lilnetx_tf.coding import variable_budget
 
+__all__ = ["MAX_BYTES", "encode", "rebuild", "creation_limit", "parameter_count"]
+
 _NESTED = ("Functional", "Sequential", "Model")
 _FORMAT = "keras-json/2"
 _FORMATS = ("keras-json", _FORMAT)  # "keras-json": every layer config has its name.

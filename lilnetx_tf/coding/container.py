@@ -47,6 +47,11 @@ from typing import Iterable, Optional
 
 from lilnetx_tf import errors
 
+__all__ = ["MAGIC", "VERSION", "READABLE_VERSIONS", "CODECS", "SMALLEST", "FILE_HEADER_SIZE",
+           "SECTION_HEADER_SIZE", "MAX_SECTIONS", "RAW_ALLOWANCE", "RAW_BYTES_PER_PARAMETER",
+           "MAX_JSON_BYTES", "Section", "StoredSection", "Contents", "encode", "raw_limit",
+           "decode", "read", "parse_json", "section_spans"]
+
 MAGIC = b"\x89LNX\r\n\x1a\n"
 VERSION = 6
 # Format 5 (36-byte header without the parameter count) differs in the range coder of its LATS

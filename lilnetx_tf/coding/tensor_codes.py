@@ -9,15 +9,13 @@
   "bytes"           strings: u32 little-endian length of each, then their bytes, concatenated
 """
 
-from typing import Optional
-
 import numpy as np
 
 from lilnetx_tf import errors
 
 __all__ = ["DTYPES", "FILL", "QUANTIZED", "CODED_FLOAT16", "STRING", "STRING_BYTES",
            "fill_value", "float16_ok", "quantize", "dequantize", "pack", "unpack",
-           "pack_strings", "unpack_strings"]
+           "pack_strings", "unpack_strings", "number_fits"]
 
 DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8",
           "int32": "<i4", "int16": "<i2", "int8": "<i1", "uint64": "<u8", "uint32": "<u4",
@@ -112,7 +110,3 @@ def number_fits(value, dtype: str) -> bool:
     return isinstance(value, int) and info.min <= value <= info.max
   return abs(value) <= float(np.finfo(numpy_type).max)   # False for NaN; exact for big ints
 
-
-def optional_int(value) -> Optional[int]:
-  """`value` if it is a JSON integer (not a bool), else None."""
-  return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -25,6 +25,9 @@ from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.export import samples
 
+__all__ = ["QUANTIZATIONS", "convert", "interpreter", "run", "max_difference", "Timer",
+           "median_latencies"]
+
 QUANTIZATIONS = (None, "float16", "int8")
 
 
