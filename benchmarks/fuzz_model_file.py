@@ -3,7 +3,8 @@
 Usage: PYTHONPATH=. .venv/bin/python benchmarks/fuzz_model_file.py [--count=10000] [--seed=0]
        [--timeout=5]
 
-Writes three small files of one Functional model (lnx.Conv2D, BatchNorm, lnx.Dense): lossless,
+Writes three small files of one Functional model (lnx.Conv2D, BatchNorm, an adapted
+StringLookup's vocabulary, Embedding, lnx.Dense): lossless,
 float16 with 5 mantissa bits (coded float16 weights), and inference-only with 8-bit floats.
 Each mutant is made from one of them by a strategy:
   raw/*       bytes flipped, truncated, inserted, deleted, overwritten, spliced from a file of
@@ -73,13 +74,20 @@ _HOSTILE = [2 ** 64, 2 ** 70, -(2 ** 64), -1, 0, 10 ** 9, float("nan"), float("i
 
 
 def _model(seed: int):
+  """An image branch (lnx.Conv2D, BatchNorm) and a word branch (an adapted StringLookup, whose
+  vocabulary WGTS stores as strings, and an Embedding) joined into lnx.Dense."""
   tf.keras.backend.clear_session()
   tf.keras.utils.set_random_seed(seed)
-  inputs = tf.keras.Input((6, 6, 2))
+  inputs = tf.keras.Input((6, 6, 2), name="image")
   h = lnx.Conv2D(4, 3, name="conv")(inputs)
   h = tf.keras.layers.BatchNormalization(name="bn")(h)
   h = tf.keras.layers.Flatten(name="flat")(h)
-  return tf.keras.Model(inputs, lnx.Dense(3, name="head")(h))
+  words = tf.keras.Input((1,), dtype=tf.string, name="word")
+  lookup = tf.keras.layers.StringLookup(name="lookup")
+  lookup.adapt(["red", "green", "blue", "amber", "teal", "ünïcode"][seed:])
+  w = tf.keras.layers.Embedding(8, 2, name="embed")(lookup(words))
+  h = tf.keras.layers.Concatenate(name="join")([h, tf.keras.layers.Flatten(name="flat_w")(w)])
+  return tf.keras.Model([inputs, words], lnx.Dense(3, name="head")(h))
 
 
 _BASES = ({}, {"float16": True, "mantissa_bits": 5}, {"inference_only": True, "float_bits": 8})
@@ -89,12 +97,13 @@ _BASES = ({}, {"float16": True, "mantissa_bits": 5}, {"inference_only": True, "f
 # The worker: opens files, reports outcomes and peak memory.
 
 def _fingerprint(model) -> tuple:
-  return model.to_json(), [w.numpy() for w in model.weights]
+  return model.to_json(), model.get_weights()     # a vocabulary too (an object array)
 
 
 def _same_weights(a: list, b: list) -> bool:
-  return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype
-                                  and np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
+  return len(a) == len(b) and all(
+      x.shape == y.shape and x.dtype == y.dtype
+      and np.array_equal(x, y, equal_nan=x.dtype.kind == "f") for x, y in zip(a, b))
 
 
 def _peak_rss() -> int:
