@@ -35,7 +35,9 @@ def _text_model(output_mode: str = "int") -> tf.keras.Model:
 def _round_trip(model, tmp_path, **options) -> tf.keras.Model:
   path = str(tmp_path / "m.lnx")
   report = lnx.compress(model, path, **options)
-  assert report.parameters > 0
+  inspected = lnx.coding.inspect(path)
+  assert inspected.parameters == report.parameters > 0
+  assert inspected.total_bytes == report.total_bytes
   return lnx.decompress(path)
 
 
