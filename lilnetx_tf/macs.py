@@ -108,5 +108,7 @@ def model_parameters(model: tf.keras.Model) -> int:
       bias = 0 if layer.bias is None else math.prod(layer.bias.shape)
       total += kernel_values(layer) + bias
     else:
-      total += sum(math.prod(w.shape) for w in layer.weights)
+      # Variables at their value's size (a TF-IDF layer's idf weights have a dynamic shape);
+      # a lookup layer's vocabulary (a weight handler, not a variable) is no parameter.
+      total += sum(int(tf.size(w)) for w in layer.weights if isinstance(w, tf.Variable))
   return int(total)

@@ -195,3 +195,14 @@ def test_hostile_vocabulary(tmp_path, case, match):
     blob = _with_vocabulary(blob, [b"a", b"b", b"c", b"d"], parameters=declared)
   with pytest.raises(errors.ModelFileError, match=match):
     _open(tmp_path, blob)
+
+
+def test_text_model_exports_or_fails_typed(tmp_path):
+  model = _text_model()
+  queries = [tf.constant(["the cat ran", "zebra"])]
+  report = lnx.export(model, str(tmp_path / "saved"), formats=("saved_model",), inputs=queries)
+  assert report.parameters_before == 12 * 4 + 4 * 3 + 3   # the vocabulary is no parameter
+  restored = tf.saved_model.load(str(tmp_path / "saved" / "saved_model"))
+  np.testing.assert_allclose(restored(queries[0]), model(queries[0]), atol=1e-6)
+  with pytest.raises(errors.ExportCheckError, match="TFLite cannot convert"):
+    lnx.export(model, str(tmp_path / "lite"), inputs=queries)   # string ops TFLite lacks
