@@ -14,11 +14,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-import lilnetx_tf as lnx
 from lilnetx_tf.layers.group import members_by_group
 from lilnetx_tf.stats import lilnetx_layers
 

@@ -25,11 +25,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import lilnetx_tf as lnx
 
 L = tf.keras.layers
 VOCAB, LENGTH, SIGNAL = 2000, 64, 20

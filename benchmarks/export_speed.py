@@ -13,10 +13,11 @@ process. Target: speedup ≥ 0.8 × MAC ratio wherever the MAC ratio is ≥ 1.5.
 
 import argparse
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 import numpy as np
 import tensorflow as tf
 
-import lilnetx_tf as lnx
 from lilnetx_tf import macs
 from lilnetx_tf import models
 from lilnetx_tf.export import slimming

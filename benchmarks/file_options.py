@@ -16,12 +16,13 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import lilnetx_tf as lnx
 
 _MODEL = flags.DEFINE_string("model", None, "Trained Keras model (.keras).", required=True)
 _DATASET = flags.DEFINE_enum("dataset", "mnist", ["mnist", "cifar10"], "TFDS test split.")

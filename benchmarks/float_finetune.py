@@ -18,12 +18,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
 import common
-import lilnetx_tf as lnx
 from lilnetx_tf.stats import lilnetx_layers
 
 _MODEL = flags.DEFINE_string("model", None, "Trained Keras model (.keras).", required=True)

@@ -3,7 +3,8 @@
 Usage: PYTHONPATH=. .venv/bin/python benchmarks/fuzz_model_file.py [--count=10000] [--seed=0]
        [--timeout=5]
 
-Writes three small files of one Functional model (lnx.Conv2D, BatchNorm, lnx.Dense): lossless,
+Writes three small files of one Functional model (lnx.Conv2D, BatchNorm, an adapted
+StringLookup's vocabulary, Embedding, lnx.Dense): lossless,
 float16 with 5 mantissa bits (coded float16 weights), and inference-only with 8-bit floats.
 Each mutant is made from one of them by a strategy:
   raw/*       bytes flipped, truncated, inserted, deleted, overwritten, spliced from a file of
@@ -54,11 +55,12 @@ import zlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-import lilnetx_tf as lnx
 from lilnetx_tf import errors
 from lilnetx_tf.coding import container, model_file
 
@@ -72,13 +74,20 @@ _HOSTILE = [2 ** 64, 2 ** 70, -(2 ** 64), -1, 0, 10 ** 9, float("nan"), float("i
 
 
 def _model(seed: int):
+  """An image branch (lnx.Conv2D, BatchNorm) and a word branch (an adapted StringLookup, whose
+  vocabulary WGTS stores as strings, and an Embedding) joined into lnx.Dense."""
   tf.keras.backend.clear_session()
   tf.keras.utils.set_random_seed(seed)
-  inputs = tf.keras.Input((6, 6, 2))
+  inputs = tf.keras.Input((6, 6, 2), name="image")
   h = lnx.Conv2D(4, 3, name="conv")(inputs)
   h = tf.keras.layers.BatchNormalization(name="bn")(h)
   h = tf.keras.layers.Flatten(name="flat")(h)
-  return tf.keras.Model(inputs, lnx.Dense(3, name="head")(h))
+  words = tf.keras.Input((1,), dtype=tf.string, name="word")
+  lookup = tf.keras.layers.StringLookup(name="lookup")
+  lookup.adapt(["red", "green", "blue", "amber", "teal", "ünïcode"][seed:])
+  w = tf.keras.layers.Embedding(8, 2, name="embed")(lookup(words))
+  h = tf.keras.layers.Concatenate(name="join")([h, tf.keras.layers.Flatten(name="flat_w")(w)])
+  return tf.keras.Model([inputs, words], lnx.Dense(3, name="head")(h))
 
 
 _BASES = ({}, {"float16": True, "mantissa_bits": 5}, {"inference_only": True, "float_bits": 8})
@@ -88,12 +97,13 @@ _BASES = ({}, {"float16": True, "mantissa_bits": 5}, {"inference_only": True, "f
 # The worker: opens files, reports outcomes and peak memory.
 
 def _fingerprint(model) -> tuple:
-  return model.to_json(), [w.numpy() for w in model.weights]
+  return model.to_json(), model.get_weights()     # a vocabulary too (an object array)
 
 
 def _same_weights(a: list, b: list) -> bool:
-  return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype
-                                  and np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
+  return len(a) == len(b) and all(
+      x.shape == y.shape and x.dtype == y.dtype
+      and np.array_equal(x, y, equal_nan=x.dtype.kind == "f") for x, y in zip(a, b))
 
 
 def _peak_rss() -> int:
@@ -467,11 +477,9 @@ def _outcome(result, resealed: bool) -> str:
   return outcome
 
 
-def main(argv):
-  del argv
-  rng = random.Random(_SEED.value)
-  directory = tempfile.mkdtemp()
-  canary = os.path.join(directory, "canary")
+def _base_files(directory: str) -> tuple[list, list]:
+  """(paths of the seed-0 file of each of `_BASES`, the bytes of every base file: seeds 0 and
+  1 of each)."""
   paths, blobs = [], []
   for b, options in enumerate(_BASES):
     for seed in (0, 1):
@@ -481,6 +489,41 @@ def main(argv):
         blobs.append(handle.read())
       if seed == 0:
         paths.append(path)
+  return paths, blobs
+
+
+def _print_tables(counts: collections.Counter, by_strategy: collections.Counter,
+                  undetectable: collections.Counter) -> int:
+  """Prints the outcome tables and the verdict; returns the number of failures."""
+  print()
+  print(f"  {'outcome':34s} {'count':>6s}")
+  rows = ["original", "typed_error", "undetectable/architecture", "undetectable/values",
+          "foreign_error", "silently_wrong/architecture", "silently_wrong/values", "hang",
+          "over_1GB", "code_executed"]
+  for outcome in rows + sorted(set(counts) - set(rows)):
+    print(f"  {outcome:34s} {counts[outcome]:6d}")
+  print()
+  strategies = sorted({s for s, _ in by_strategy})
+  outcomes = sorted({o for _, o in by_strategy})
+  print("  " + f"{'strategy':10s}" + "".join(f"{o:>16s}" for o in outcomes))
+  for s in strategies:
+    print("  " + f"{s:10s}" + "".join(f"{by_strategy[(s, o)]:16d}" for o in outcomes))
+  print()
+  print("  undetectable by design (a re-sealed file is a valid file of another model):")
+  for key, n in sorted(undetectable.items()):
+    print(f"    {key:40s} {n:6d}")
+  bad = sum(n for o, n in counts.items() if o.split("/")[0] in _MUST_BE_ZERO + ("over_1GB",))
+  print("RESULT:", "PASS (0 foreign errors, hangs, silently wrong models, executed code, "
+        "decodes over 1 GB)" if not bad else f"FAIL ({bad})")
+  return bad
+
+
+def main(argv):
+  del argv
+  rng = random.Random(_SEED.value)
+  directory = tempfile.mkdtemp()
+  canary = os.path.join(directory, "canary")
+  paths, blobs = _base_files(directory)
   start = time.time()
   bombs = _Bombs()
   print(f"bomb payloads (1 GiB each): zlib {len(bombs.zlib):,} B, lzma2 {len(bombs.lzma2):,} B "
@@ -521,27 +564,7 @@ def main(argv):
         f"{_TIMEOUT.value:g} s); largest peak RSS of a decode above the worker's RSS before it "
         f"{peak / 2**20:.0f} MiB (worker RSS after loading the originals "
         f"{worker.baseline / 2**20:.0f} MiB)")
-  print()
-  print(f"  {'outcome':34s} {'count':>6s}")
-  rows = ["original", "typed_error", "undetectable/architecture", "undetectable/values",
-          "foreign_error", "silently_wrong/architecture", "silently_wrong/values", "hang",
-          "over_1GB", "code_executed"]
-  for outcome in rows + sorted(set(counts) - set(rows)):
-    print(f"  {outcome:34s} {counts[outcome]:6d}")
-  print()
-  strategies = sorted({s for s, _ in by_strategy})
-  outcomes = sorted({o for _, o in by_strategy})
-  print("  " + f"{'strategy':10s}" + "".join(f"{o:>16s}" for o in outcomes))
-  for s in strategies:
-    print("  " + f"{s:10s}" + "".join(f"{by_strategy[(s, o)]:16d}" for o in outcomes))
-  print()
-  print("  undetectable by design (a re-sealed file is a valid file of another model):")
-  for key, n in sorted(undetectable.items()):
-    print(f"    {key:40s} {n:6d}")
-  bad = sum(n for o, n in counts.items() if o.split("/")[0] in _MUST_BE_ZERO + ("over_1GB",))
-  print("RESULT:", "PASS (0 foreign errors, hangs, silently wrong models, executed code, "
-        "decodes over 1 GB)" if not bad else f"FAIL ({bad})")
-  return 1 if bad else 0
+  return 1 if _print_tables(counts, by_strategy, undetectable) else 0
 
 
 if __name__ == "__main__":

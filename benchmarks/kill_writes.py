@@ -25,9 +25,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app, flags
 
-import lilnetx_tf as lnx
 from lilnetx_tf import atomic
 
 _KILLS = flags.DEFINE_integer("kills", 20, "Number of SIGKILLs.")
@@ -40,8 +41,8 @@ _WRITE_DELAY = flags.DEFINE_float(
 
 _CHILD = """
 import os, sys, time
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
 import tensorflow as tf
-import lilnetx_tf as lnx
 from lilnetx_tf import atomic
 
 kind, target, units, once = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "once"

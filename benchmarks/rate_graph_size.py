@@ -15,9 +15,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 import tensorflow as tf
 
-import lilnetx_tf as lnx
 
 try:
   import tensorflow_compression as tfc

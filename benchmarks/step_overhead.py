@@ -28,12 +28,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
-import lilnetx_tf as lnx
 from lilnetx_tf import models
 
 EXTRA_MODELS = ("mlp", "mobilenetv2")

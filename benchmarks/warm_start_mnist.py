@@ -20,11 +20,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import lilnetx_tf as lnx
 from lilnetx_tf.stats import lilnetx_layers
 
 
@@ -71,6 +72,36 @@ def lilnetx_figures(model) -> dict:
               max_latent=max_latent, slice_sparsity=stats["slice_sparsity"])
 
 
+def _converted(original, resolutions: list, test, rows: list, learning_rate: float,
+               lnx_kwargs: dict) -> dict:
+  """resolution → `original` converted with a warm start at that resolution (compiled); adds a
+  row per resolution to `rows`."""
+  converted_at = {}
+  for resolution in resolutions:
+    start = time.time()
+    converted = lnx.convert(original, warm_start=True, warm_start_resolution=resolution,
+                            **lnx_kwargs)
+    seconds = time.time() - start
+    compile_model(converted, learning_rate)
+    figures = lilnetx_figures(converted)
+    rows.append((f"converted, warm start, res={resolution:g}", accuracy(converted, test),
+                 figures["bytes"], figures["bits_per_weight"], figures["max_latent"], None))
+    print(f"converted at resolution {resolution:g} in {seconds:.1f}s", flush=True)
+    converted_at[resolution] = converted
+  return converted_at
+
+
+def _print_table(rows: list, original_accuracy: float) -> None:
+  fmt = lambda v, spec: "-" if v is None else format(v, spec)
+  print()
+  print(f"| model | test acc | gap to original | size (bytes) | bits/weight | max |latent| "
+        f"| slice sparsity |")
+  print("|---|---|---|---|---|---|---|")
+  for name, acc, size, bits, max_latent, sparsity in rows:
+    print(f"| {name} | {acc:.4f} | {acc - original_accuracy:+.4f} | {size:,.0f} | "
+          f"{fmt(bits, '.2f')} | {fmt(max_latent, '.0f')} | {fmt(sparsity, '.3f')} |")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--train_examples", type=int, default=0, help="0: all 60000")
@@ -97,18 +128,8 @@ def main():
   rows.append(("original (float32, 1 epoch)", original_accuracy, float_bytes, 32.0, None, None))
 
   lnx_kwargs = dict(rate_weight=args.rate_weight, slice_weight=args.slice_weight)
-  converted_at = {}
-  for resolution in [float(r) for r in args.resolutions.split(",")]:
-    start = time.time()
-    converted = lnx.convert(original, warm_start=True, warm_start_resolution=resolution,
-                            **lnx_kwargs)
-    seconds = time.time() - start
-    compile_model(converted, args.finetune_learning_rate)
-    figures = lilnetx_figures(converted)
-    rows.append((f"converted, warm start, res={resolution:g}", accuracy(converted, test),
-                 figures["bytes"], figures["bits_per_weight"], figures["max_latent"], None))
-    print(f"converted at resolution {resolution:g} in {seconds:.1f}s", flush=True)
-    converted_at[resolution] = converted
+  converted_at = _converted(original, [float(r) for r in args.resolutions.split(",")], test,
+                            rows, args.finetune_learning_rate, lnx_kwargs)
 
   tuned = converted_at.get(args.resolution) or lnx.convert(
       original, warm_start=True, warm_start_resolution=args.resolution, **lnx_kwargs)
@@ -131,14 +152,7 @@ def main():
                figures["bytes"], figures["bits_per_weight"], figures["max_latent"],
                figures["slice_sparsity"]))
 
-  fmt = lambda v, spec: "-" if v is None else format(v, spec)
-  print()
-  print(f"| model | test acc | gap to original | size (bytes) | bits/weight | max |latent| "
-        f"| slice sparsity |")
-  print("|---|---|---|---|---|---|---|")
-  for name, acc, size, bits, max_latent, sparsity in rows:
-    print(f"| {name} | {acc:.4f} | {acc - original_accuracy:+.4f} | {size:,.0f} | "
-          f"{fmt(bits, '.2f')} | {fmt(max_latent, '.0f')} | {fmt(sparsity, '.3f')} |")
+  _print_table(rows, original_accuracy)
 
 
 if __name__ == "__main__":

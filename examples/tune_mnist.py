@@ -19,13 +19,14 @@ tuner0 / tuner1 …, KERASTUNER_ORACLE_IP=127.0.0.1 and KERASTUNER_ORACLE_PORT=<
 import functools
 import os
 
+import lilnetx_tf as lnx  # before TF: picks Keras 2, filters TF 2.21's start-up logs
+
 from absl import app
 from absl import flags
 
 import tensorflow as tf
 
 import common
-import lilnetx_tf as lnx
 from lilnetx_tf import models
 
 FLAGS = flags.FLAGS
@@ -61,7 +62,8 @@ def main(argv):
     weights = dict(rate_weight=rate_weight, slice_weight=slice_weight)
     model = models.lenet5(conv_layer=functools.partial(lnx.Conv2D, **weights),
                           dense_layer=functools.partial(lnx.Dense, **weights))
-    model.compile(optimizer=common.adam_cosine(FLAGS.learning_rate, steps, steps // 20),
+    model.compile(optimizer=lnx.optimizers.Adam(
+                      common.cosine_schedule(FLAGS.learning_rate, steps, steps // 20)),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model

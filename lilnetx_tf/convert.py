@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
+from lilnetx_tf.analysis.graph import check_graph_model, is_graph_model
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import dense as lnx_dense
@@ -146,21 +147,11 @@ def convert(model: tf.keras.Model,
 # Cloning.
 
 
-def _is_graph_model(model) -> bool:
-  return isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)
-
-
 def _check_cloneable(model) -> None:
   _compat.check_keras2_model(model, "lnx.convert")
   if not isinstance(model, tf.keras.layers.Layer):
     raise errors.InvalidArgumentError(f"`model` must be a Keras model, got {type(model)}.")
-  if not isinstance(model, tf.keras.Model) or not _is_graph_model(model):
-    raise errors.UnsupportedLayerError(
-        f"lnx.convert needs a Functional or Sequential model; {type(model).__name__!r} is a "
-        "subclassed model (or layer), whose graph Keras cannot clone. Build it with "
-        "lnx.Conv2D / lnx.DepthwiseConv2D / lnx.Dense in place of the Keras layers, and, if its "
-        "blocks are custom layers, create it inside `with lnx.group_scope(): model = "
-        "MyModel(...)` so that all its layers share one decoder and density per kernel shape.")
+  check_graph_model(model, need_input=False)   # Keras clones an unbuilt Sequential too
 
 
 def _all_layers(model) -> list:
@@ -225,7 +216,7 @@ def _kernels(layer) -> list:
 def _repeats_a_layer(model: tf.keras.Sequential) -> bool:
   """Whether a built Sequential model calls one layer object more than once."""
   # pylint: disable=protected-access
-  if not getattr(model, "_is_graph_network", False):
+  if not is_graph_model(model):
     return False
   calls = sum(len(nodes) for nodes in model._nodes_by_depth.values())
   return calls > len({id(layer) for layer in model._self_tracked_trackables})

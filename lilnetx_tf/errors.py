@@ -4,6 +4,11 @@ Every error the library raises on bad input is a `LilNetXError`; the ones about 
 or model are also `ValueError`s so that ordinary `except ValueError` handling keeps working.
 """
 
+__all__ = ["LilNetXError", "InvalidArgumentError", "UnsupportedLayerError", "ModelFileError",
+           "ModelFileNotFoundError", "ModelMismatchError", "SlimCheckError", "ExportCheckError",
+           "NoMatchingTrialError", "ModelFileReadError", "OutputPathError", "os_error",
+           "KerasVersionError", "MissingDependencyError"]
+
 
 class LilNetXError(Exception):
   """Base class of every lilnetx_tf error."""

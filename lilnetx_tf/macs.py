@@ -16,6 +16,8 @@ import tensorflow as tf
 
 from lilnetx_tf.layers import ParameterGroup, is_lilnetx_layer
 
+__all__ = ["KERNEL_LAYERS", "kernel_values", "layer_macs", "model_macs", "model_parameters"]
+
 _TRANSPOSED = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
                tf.keras.layers.Conv3DTranspose)
 _SEPARABLE = (tf.keras.layers.SeparableConv1D, tf.keras.layers.SeparableConv2D)
@@ -106,5 +108,7 @@ def model_parameters(model: tf.keras.Model) -> int:
       bias = 0 if layer.bias is None else math.prod(layer.bias.shape)
       total += kernel_values(layer) + bias
     else:
-      total += sum(math.prod(w.shape) for w in layer.weights)
+      # Variables at their value's size (a TF-IDF layer's idf weights have a dynamic shape);
+      # a lookup layer's vocabulary (a weight handler, not a variable) is no parameter.
+      total += sum(int(tf.size(w)) for w in layer.weights if isinstance(w, tf.Variable))
   return int(total)

@@ -31,9 +31,12 @@ from typing import Callable, Optional, Sequence
 import tensorflow as tf
 
 from lilnetx_tf import errors
+from lilnetx_tf import validation
 from lilnetx_tf.layers import channel_padding
 from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import dense as lnx_dense
+
+__all__ = ["resnet20", "resnet56", "vgg16_cifar", "lenet5", "lenet300_100", "BUILDERS", "build"]
 
 LayerFactory = Callable[..., tf.keras.layers.Layer]
 
@@ -47,12 +50,6 @@ def _factories(layers: str, conv_layer: Optional[LayerFactory],
   else:
     raise errors.InvalidArgumentError(f"`layers` must be 'lnx' or 'plain', got {layers!r}.")
   return conv_layer or conv, dense_layer or dense
-
-
-def _positive_int(name: str, value) -> int:
-  if int(value) != value or value < 1:
-    raise errors.InvalidArgumentError(f"`{name}` must be a positive integer, got {value!r}.")
-  return int(value)
 
 
 def _conv_bn(x, conv, filters: int, kernel_size: int, strides: int, name: str, relu: bool):
@@ -91,8 +88,8 @@ def resnet20(width: float = 1, num_classes: int = 10, input_shape: Sequence[int]
     raise errors.InvalidArgumentError(
         f"`shortcut` must be 'projection' or 'zero_pad', got {shortcut!r}.")
   conv, dense = _factories(layers, conv_layer, dense_layer)
-  num_classes = _positive_int("num_classes", num_classes)
-  blocks_per_stage = _positive_int("blocks_per_stage", blocks_per_stage)
+  num_classes = validation.positive_int("num_classes", num_classes)
+  blocks_per_stage = validation.positive_int("blocks_per_stage", blocks_per_stage)
   if width <= 0:
     raise errors.InvalidArgumentError(f"`width` must be positive, got {width!r}.")
   widths = [max(1, int(round(c * width))) for c in (16, 32, 64)]
@@ -132,7 +129,7 @@ def vgg16_cifar(num_classes: int = 10, input_shape: Sequence[int] = (32, 32, 3),
                 name: str = "vgg16_cifar") -> tf.keras.Model:
   """VGG-16 with BN for 32×32 inputs: 64,64,M,128,128,M,256×3,M,512×3,M,512×3,M → dense."""
   conv, dense = _factories(layers, conv_layer, dense_layer)
-  num_classes = _positive_int("num_classes", num_classes)
+  num_classes = validation.positive_int("num_classes", num_classes)
   plan = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
   inputs = tf.keras.Input(tuple(input_shape), name="image")
   x = inputs
@@ -151,7 +148,7 @@ def lenet5(num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1), laye
            dense_layer: Optional[LayerFactory] = None, name: str = "lenet5") -> tf.keras.Model:
   """LeNet-5 (Caffe): conv 20@5×5 → maxpool → conv 50@5×5 → maxpool → 500 → classes."""
   conv, dense = _factories(layers, conv_layer, dense_layer)
-  num_classes = _positive_int("num_classes", num_classes)
+  num_classes = validation.positive_int("num_classes", num_classes)
   inputs = tf.keras.Input(tuple(input_shape), name="image")
   x = conv(20, 5, activation="relu", name="conv1")(inputs)
   x = tf.keras.layers.MaxPooling2D(2, name="pool1")(x)
@@ -170,7 +167,7 @@ def lenet300_100(num_classes: int = 10, input_shape: Sequence[int] = (28, 28, 1)
   """LeNet-300-100: flatten → 300 → 100 → classes, ReLU. `conv_layer` is accepted and unused."""
   del conv_layer
   _, dense = _factories(layers, None, dense_layer)
-  num_classes = _positive_int("num_classes", num_classes)
+  num_classes = validation.positive_int("num_classes", num_classes)
   inputs = tf.keras.Input(tuple(input_shape), name="image")
   x = tf.keras.layers.Flatten(name="flatten")(inputs)
   x = dense(300, activation="relu", name="fc1")(x)

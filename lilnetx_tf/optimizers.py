@@ -20,6 +20,8 @@ import tensorflow as tf
 from lilnetx_tf.layers.base import LATENT_WEIGHT_NAME
 from lilnetx_tf import validation
 
+__all__ = ["is_latent_variable", "Adam", "AdamW", "SGD"]
+
 
 def is_latent_variable(variable: tf.Variable) -> bool:
   """True for the latent weight of a LilNetX layer."""

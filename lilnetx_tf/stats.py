@@ -9,6 +9,8 @@ from lilnetx_tf import errors
 from lilnetx_tf import macs as macs_lib
 from lilnetx_tf.layers import is_lilnetx_layer, lilnetx_layers
 
+__all__ = ["layer_stats", "stats"]
+
 
 def layer_stats(layer) -> dict[str, Any]:
   """Size, sparsity and MAC figures of one built LilNetX layer, at its rounded latents."""

@@ -5,6 +5,9 @@ from typing import Any
 
 from lilnetx_tf import errors
 
+__all__ = ["non_negative_float", "positive_float", "positive_int", "int_in_range",
+           "non_negative_int", "boolean"]
+
 
 def non_negative_float(name: str, value: Any) -> float:
   """Returns `value` as a float, or raises if it is not a finite number >= 0.

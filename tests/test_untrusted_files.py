@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import lilnetx_tf as lnx
 from lilnetx_tf import errors
-from lilnetx_tf.coding import architecture, container, float_code, model_file
+from lilnetx_tf.coding import architecture, container, float_code, model_file, weights_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -323,7 +323,7 @@ def _entry_of(blob: bytes, name: str) -> int:
   model = _model()
   densities = json.loads(next(s for s in container.decode(blob).sections
                               if s.tag == "GRPS").data)["densities"]
-  stored = model_file._stored_variables(model, lnx.layers.lilnetx_layers(model), densities)
+  stored = weights_section.stored_tensors(model, lnx.layers.lilnetx_layers(model), densities)
   return next(i for i, v in enumerate(stored) if name in v.name)
 
 

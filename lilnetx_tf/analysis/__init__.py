@@ -7,3 +7,5 @@
   channels   which channels can be removed, through the whole graph
   unread     which channels never reach an output
 """
+
+__all__ = ["batchnorm", "channels", "graph", "kernels", "kinds", "unread"]

@@ -21,21 +21,30 @@ class Op:
   outputs: list       # flat KerasTensors
 
 
-def is_graph_model(model) -> bool:
-  """True for a Functional model or a Sequential one with a known input (a layer graph)."""
+def is_graph_model(model, need_input: bool = True) -> bool:
+  """True for a Functional model or a Sequential one with a known input (a layer graph); with
+  `need_input=False`, for any Sequential model too (one Keras can clone before it is built)."""
+  if not need_input and isinstance(model, tf.keras.Sequential):
+    return True
   return isinstance(model, tf.keras.Model) and bool(getattr(model, "_is_graph_network", False))
 
 
-def check_graph_model(model) -> None:
-  """Raises `UnsupportedLayerError` unless `model` is a Keras model with a layer graph."""
-  if isinstance(model, tf.keras.Sequential) and not is_graph_model(model):
+def check_graph_model(model, need_input: bool = True) -> None:
+  """Raises `UnsupportedLayerError` unless `model` is a Keras model with a layer graph (see
+  `is_graph_model`): the one check of convert, compress, slim and export."""
+  if is_graph_model(model, need_input):
+    return
+  if isinstance(model, tf.keras.Sequential):
     raise errors.UnsupportedLayerError(
         "The Sequential model has no known input shape: start it with tf.keras.Input(shape) "
         "or build it (model.build(input_shape)) first.")
-  if not is_graph_model(model):
-    raise errors.UnsupportedLayerError(
-        "A Functional (or built Sequential) Keras model is needed; subclassed models have no "
-        f"graph to analyse. Got {type(model).__name__}.")
+  raise errors.UnsupportedLayerError(
+      f"{type(model).__name__} is a subclassed Keras model (or a layer): it has no layer graph "
+      "that can be cloned, analysed or rebuilt from a config. Build the same network with the "
+      "Functional API (tf.keras.Model(inputs, outputs)) or tf.keras.Sequential and copy the "
+      "weights over (set_weights); or train it with lnx.Conv2D / lnx.DepthwiseConv2D / "
+      "lnx.Dense in place of the Keras layers, created inside `with lnx.group_scope(): model = "
+      "MyModel(...)` so that its layers share one decoder and density per kernel shape.")
 
 
 def graph_ops(model: tf.keras.Model) -> list[Op]:

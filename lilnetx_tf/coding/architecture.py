@@ -19,7 +19,11 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf._compat import serialization_lib  # load_model's safe-mode scope
 from lilnetx_tf.coding import architecture_guard
+from lilnetx_tf.coding import model_state
+from lilnetx_tf.coding.model_state import parameter_count
 from lilnetx_tf.coding import variable_budget
+
+__all__ = ["MAX_BYTES", "encode", "rebuild", "creation_limit", "parameter_count"]
 
 _NESTED = ("Functional", "Sequential", "Model")
 _FORMAT = "keras-json/2"
@@ -159,7 +163,9 @@ def rebuild(data: bytes, custom_objects: Optional[dict], safe_mode: bool,
     raise errors.ModelFileError(
         f"The ARCH section describes a {type(model).__name__}, not a Keras model.")
   actual = parameter_count(model)
-  if actual > parameters or (exact and actual != parameters):
+  # A vocabulary's size is the WGTS section's: the reader checks the count after loading it.
+  if actual > parameters or (exact and actual != parameters
+                             and not model_state.holds_vocabularies(model)):
     raise errors.ModelFileError(
         f"The architecture has {actual:,} parameters, the file declares {parameters:,}.")
   return model
@@ -170,8 +176,3 @@ def creation_limit(parameters: int) -> int:
   as each LilNetX layer builds a parameter group before joining its shared one and random
   layers make seed state; twice as many, plus 64 Ki, leaves room for both."""
   return 2 * parameters + (1 << 16)
-
-
-def parameter_count(model: tf.keras.Model) -> int:
-  """Elements of every variable of `model`: what a file declares and a reader may allocate."""
-  return sum(v.shape.num_elements() for v in model.weights)

@@ -10,7 +10,7 @@ not exist). `check` refuses both in the JSON itself:
   resolve to a Keras built-in layer, initializer, regularizer, constraint or dtype policy, a
   Keras activation function, a class this library registers, or an object the caller passes in
   `custom_objects`, exactly as Keras would look it up (registered name first, then module).
-  `Lambda`-like layers, the lookup layers (they read vocabulary files), other packages'
+  `Lambda`-like layers, lookup layers given a vocabulary file, other packages'
   registered objects and every other module or function reference are refused.
 - Graph (always): unique layer names; every inbound, input and output reference names a layer
   of the same model and one of its nodes; the nodes form no cycle; inputs and outputs exist.
@@ -25,9 +25,12 @@ from lilnetx_tf._compat import tf_export  # Keras's own lookup of its built-in n
 
 __all__ = ["check"]
 
-# Layers that run code from their config, or read files it names.
-_UNSAFE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "StringLookup",
-                            "IntegerLookup", "TextVectorization"})
+# Layers that run code from their config.
+_UNSAFE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
+# Lookup layers read a file their config names as `vocabulary` (or `idf_weights`); an
+# in-memory vocabulary (a list in the config, or the WGTS section's) is safe.
+_LOOKUP_LAYERS = frozenset({"StringLookup", "IntegerLookup", "TextVectorization"})
+_FILE_KEYS = ("vocabulary", "idf_weights")
 _UNSAFE_KEYS = frozenset({"function_type", "compile_config"})
 _DATA_OBJECTS = frozenset({"__tensor__", "__numpy__", "__bytes__"})
 _KERAS_NAMESPACES = ("keras.layers", "keras.initializers", "keras.regularizers",
@@ -93,7 +96,11 @@ def _check_function(entry: dict, custom_objects: dict) -> None:
 def _check_class(entry: dict, custom_objects: dict) -> None:
   name, module = entry["class_name"], entry.get("module")
   if name in _UNSAFE_LAYERS:
-    _fail(f"holds a {name} layer, which runs code (or reads files) named in the file.")
+    _fail(f"holds a {name} layer, which runs code named in the file.")
+  config = entry.get("config")
+  if name in _LOOKUP_LAYERS and (not isinstance(config, dict) or
+                                 any(isinstance(config.get(k), str) for k in _FILE_KEYS)):
+    _fail(f"holds a {name} layer that reads its vocabulary from a file the file names.")
   if module is not None and not isinstance(module, str):
     _fail(f"gives {name!r} the module {module!r}.")
   # Keras looks the registered name up first (the class name when there is none), then the

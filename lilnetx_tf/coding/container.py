@@ -37,6 +37,7 @@ against the architecture before decompressing the bulk.
 import dataclasses
 import functools
 import hashlib
+import json
 import lzma
 import os
 import stat
@@ -46,10 +47,15 @@ from typing import Iterable, Optional
 
 from lilnetx_tf import errors
 
+__all__ = ["MAGIC", "VERSION", "READABLE_VERSIONS", "CODECS", "SMALLEST", "FILE_HEADER_SIZE",
+           "SECTION_HEADER_SIZE", "MAX_SECTIONS", "RAW_ALLOWANCE", "RAW_BYTES_PER_PARAMETER",
+           "MAX_JSON_BYTES", "Section", "StoredSection", "Contents", "encode", "raw_limit",
+           "decode", "read", "parse_json", "section_spans"]
+
 MAGIC = b"\x89LNX\r\n\x1a\n"
 VERSION = 6
 # Format 5 (36-byte header without the parameter count) differs in the range coder of its LATS
-# and coded float16 strings (`model_file`); it is read where that coder is installed.
+# and coded float16 strings (`weights_section`); it is read where that coder is installed.
 READABLE_VERSIONS = (5, VERSION)
 CODEC_RAW, CODEC_ZLIB, CODEC_LZMA, CODEC_LZMA2 = 0, 1, 2, 3
 CODECS = {"raw": CODEC_RAW, "zlib": CODEC_ZLIB, "lzma": CODEC_LZMA, "lzma2": CODEC_LZMA2}
@@ -69,6 +75,7 @@ SECTION_HEADER_SIZE = _SECTION_HEADER.size
 MAX_SECTIONS = 64
 RAW_ALLOWANCE = 1 << 24      # 16 MiB of raw section bytes for any file (JSON, tables)...
 RAW_BYTES_PER_PARAMETER = 16  # ...plus 16 per declared parameter (float64 weights take 8)
+MAX_JSON_BYTES = 1 << 24      # a JSON section or manifest (GRPS, WGTS's; a few KB in practice)
 _XZ_MEMLIMIT = 1 << 26        # an xz stream may ask for a 1.5 GiB dictionary; ours use 8 MiB
 
 
@@ -374,6 +381,14 @@ def read(path: str, max_parameters: Optional[int] = None) -> Contents:
   path = os.fspath(path)
   return decode(_read_regular_file(path, max_parameters), source=path,
                 max_parameters=max_parameters)
+
+
+def parse_json(data: bytes, tag: str):
+  """The JSON document of section `tag`'s `data` (raises `ModelFileError` if it is none)."""
+  try:
+    return json.loads(data.decode("utf-8"))
+  except (UnicodeDecodeError, ValueError, RecursionError):
+    raise errors.ModelFileError(f"The {tag} section is not valid JSON.") from None
 
 
 def section_spans(data: bytes) -> list:

@@ -31,6 +31,10 @@ import tensorflow as tf
 
 from lilnetx_tf import errors
 
+__all__ = ["DEFAULT_PRECISION", "MAX_ABS_LATENT", "MAX_RUN", "Distribution", "binary", "fit",
+           "description_bits", "check_integers", "Encoder", "encode", "Decoder",
+           "tables_to_bytes", "tables_from_bytes", "estimated_bits"]
+
 DEFAULT_PRECISION = 16
 MAX_ABS_LATENT = 2 ** 24          # integers float32 holds exactly
 # The widest run a fitted distribution keeps; rarer outlying symbols go through the escape.

@@ -19,6 +19,8 @@ import numpy as np
 from lilnetx_tf import errors
 from lilnetx_tf.coding import entropy
 
+__all__ = ["round_mantissa", "encodable", "encode", "decode"]
+
 _MANTISSA_BITS = 10
 _FIELDS = 1 << 6                   # sign and 5 exponent bits
 _EXPONENT = 0x1f                   # all ones: inf or NaN

@@ -33,6 +33,8 @@ import numpy as np
 from lilnetx_tf import errors
 from lilnetx_tf.coding import entropy
 
+__all__ = ["encode_group", "decode_group"]
+
 _FLAGS = 3
 _CONTEXTS = 3          # nonzero values at a slice's earlier positions: 0, 1, 2 or more
 

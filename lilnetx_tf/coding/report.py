@@ -5,6 +5,8 @@ from typing import Optional
 
 from lilnetx_tf.text_table import format_table
 
+__all__ = ["SectionReport", "GroupReport", "SECTION_NAMES", "Report"]
+
 
 @dataclasses.dataclass
 class SectionReport:

@@ -12,6 +12,8 @@ from lilnetx_tf.analysis.kinds import OpKind, kernel_kind
 from lilnetx_tf.analysis.unread import unread_channels
 from lilnetx_tf.layers import is_lilnetx_layer
 
+__all__ = ["zero_unread"]
+
 
 def _zeroed(values: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
   values = np.array(values, copy=True)

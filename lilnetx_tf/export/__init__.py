@@ -155,6 +155,34 @@ def _replaceable(overwrite: bool) -> Callable[[str], None]:
   return check
 
 
+def _check_formats(formats: Sequence[str], quantization: Optional[str]) -> tuple:
+  formats = tuple(formats)
+  unknown = set(formats) - set(FORMATS)
+  if unknown or not formats:
+    raise errors.InvalidArgumentError(f"`formats` must be a non-empty subset of {FORMATS}, "
+                                      f"got {formats!r}.")
+  if quantization not in tflite_lib.QUANTIZATIONS:
+    raise errors.InvalidArgumentError(
+        f"`quantization` must be one of {tflite_lib.QUANTIZATIONS}, got {quantization!r}.")
+  return formats
+
+
+def _checked_tflite(slim_model: tf.keras.Model, sample: list, quantization: Optional[str],
+                    representative_data, rtol: float, atol: float) -> tuple:
+  """(TFLite bytes, max |TFLite − Keras| on `sample`, output scale) of the slim model; raises
+  `ExportCheckError` if TFLite cannot convert or run it, or (float32) computes otherwise."""
+  try:
+    content = tflite_lib.convert(slim_model, quantization, representative_data)
+    difference, scale = tflite_lib.max_difference(content, slim_model, sample)
+  except (RuntimeError, ValueError) as e:   # what the TFLite converter and runtime raise
+    raise ExportCheckError(f"TFLite cannot convert or run the slim model: {e}") from e
+  allowed = 10 * (atol + rtol * scale)
+  if quantization is None and not difference <= allowed:
+    raise ExportCheckError(f"TFLite differs from the slim Keras model by {difference:.3g} "
+                           f"> {allowed:.3g}.")
+  return content, difference, scale
+
+
 def export(model: tf.keras.Model, directory: str,
            formats: Sequence[str] = ("saved_model", "tflite"),
            quantization: Optional[str] = None, representative_data=None,
@@ -177,14 +205,7 @@ def export(model: tf.keras.Model, directory: str,
     compare_dense: also convert the unslimmed plain twin, for the "before" file size.
   Returns an `ExportReport` (also written to report.json).
   """
-  formats = tuple(formats)
-  unknown = set(formats) - set(FORMATS)
-  if unknown or not formats:
-    raise errors.InvalidArgumentError(f"`formats` must be a non-empty subset of {FORMATS}, "
-                                      f"got {formats!r}.")
-  if quantization not in tflite_lib.QUANTIZATIONS:
-    raise errors.InvalidArgumentError(
-        f"`quantization` must be one of {tflite_lib.QUANTIZATIONS}, got {quantization!r}.")
+  formats = _check_formats(formats, quantization)
   check_graph_model(model)
   check = _replaceable(validation.boolean("overwrite", overwrite))
   check(atomic.resolve(directory))                       # refuse before the slow work
@@ -205,18 +226,11 @@ def export(model: tf.keras.Model, directory: str,
       slim_model.save(path)
       files["model.keras"] = _tree_bytes(path)
     if "tflite" in formats:
-      try:
-        content = tflite_lib.convert(slim_model, quantization, representative_data)
-        tflite_diff, scale = tflite_lib.max_difference(content, slim_model, sample)
-      except (RuntimeError, ValueError) as e:   # what the TFLite converter and runtime raise
-        raise ExportCheckError(f"TFLite cannot convert or run the slim model: {e}") from e
+      content, tflite_diff, scale = _checked_tflite(slim_model, sample, quantization,
+                                                    representative_data, rtol, atol)
       with open(os.path.join(tmp, "model.tflite"), "wb") as f:
         f.write(content)
       tflite_after = files["model.tflite"] = len(content)
-      allowed = 10 * (atol + rtol * scale)
-      if quantization is None and not tflite_diff <= allowed:
-        raise ExportCheckError(f"TFLite differs from the slim Keras model by {tflite_diff:.3g} "
-                               f"> {allowed:.3g}.")
       if compare_dense:
         dense = slim(model, check=False, fold_batchnorm=False, remove_channels=False)
         tflite_before = len(tflite_lib.convert(dense, quantization, representative_data))

@@ -25,6 +25,9 @@ from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.export import samples
 
+__all__ = ["QUANTIZATIONS", "convert", "interpreter", "run", "max_difference", "Timer",
+           "median_latencies"]
+
 QUANTIZATIONS = (None, "float16", "int8")
 
 
@@ -56,7 +59,8 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
 
 def convert(model: tf.keras.Model, quantization: Optional[str] = None,
             representative_data=None) -> bytes:
-  """The .tflite flatbuffer of a plain Keras model."""
+  """The .tflite flatbuffer of a plain Keras model; `ExportCheckError` if TFLite cannot
+  convert it."""
   if quantization not in QUANTIZATIONS:
     raise errors.InvalidArgumentError(
         f"`quantization` must be one of {QUANTIZATIONS}, got {quantization!r}.")
@@ -68,8 +72,13 @@ def convert(model: tf.keras.Model, quantization: Optional[str] = None,
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = _representative(model, representative_data)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-  with _compat.native_logs_filtered():   # the converter's absl INFO / WARNING lines
-    return converter.convert()
+  try:
+    with _compat.native_logs_filtered():   # the converter's absl INFO / WARNING lines
+      return converter.convert()
+  except errors.LilNetXError:               # e.g. bad representative data
+    raise
+  except Exception as e:   # ConverterError (ops TFLite lacks, e.g. string ops), ValueError, ...
+    raise errors.ExportCheckError(f"TFLite cannot convert the model: {e}") from e
 
 
 def interpreter(content: bytes, num_threads: int = 1):

@@ -7,3 +7,7 @@ from lilnetx_tf.layers.density_fit import fit_densities
 from lilnetx_tf.layers.group import ParameterGroup
 from lilnetx_tf.layers.model_layers import is_lilnetx_layer, lilnetx_layers
 from lilnetx_tf.layers.registry import GroupRegistry, group_scope
+
+__all__ = ["ChannelPadding", "Conv2D", "DepthwiseConv2D", "Dense", "GroupRegistry",
+           "ParameterGroup", "fit_densities", "group_scope", "is_lilnetx_layer",
+           "lilnetx_layers"]

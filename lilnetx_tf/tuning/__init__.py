@@ -13,3 +13,7 @@ from lilnetx_tf.tuning.search import (COMPRESSED_FILE, DEFAULT_RATE_RANGE, DEFAU
                                       LilNetXHyperModel, SearchResult, TrialRecord,
                                       format_table, load, search)
 from lilnetx_tf.tuning.plot import plot_front
+
+__all__ = ["AXES", "COMPRESSED_FILE", "DEFAULT_RATE_RANGE", "DEFAULT_SLICE_RANGE",
+           "LilNetXHyperModel", "NoMatchingTrialError", "SearchResult", "TrialRecord",
+           "dominates", "format_table", "load", "pareto_front", "pick", "plot_front", "search"]

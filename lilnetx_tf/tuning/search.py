@@ -48,6 +48,7 @@ import tensorflow as tf
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf import text_table
+from lilnetx_tf import validation
 from lilnetx_tf.tuning import pareto
 
 kt = _compat.keras_tuner()
@@ -69,12 +70,8 @@ def _check_space(name: str, spec: Any) -> Any:
   low, low·factor, … ≤ high (what GridSearch enumerates); a list → a choice among those values;
   a number → fixed.
   """
-  def positive(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-      raise errors.InvalidArgumentError(
-          f"`{name}` values must be finite positive numbers (the search is on a log scale), "
-          f"got {v!r} in {spec!r}.")
-    return float(v)
+  def positive(v):   # the search is on a log scale
+    return validation.positive_float(name, v)
 
   if isinstance(spec, (int, float)) and not isinstance(spec, bool):
     return positive(spec)
@@ -202,18 +199,14 @@ class LilNetXHyperModel(kt.HyperModel):
       metric = metric[len("val_"):]
     if compile is not None and not (isinstance(compile, dict) or callable(compile)):
       raise errors.InvalidArgumentError("`compile` must be a dict of compile kwargs or callable.")
-    if (isinstance(size_tradeoff, bool) or not isinstance(size_tradeoff, (int, float))
-        or not math.isfinite(size_tradeoff) or size_tradeoff < 0):
-      raise errors.InvalidArgumentError(
-          f"`size_tradeoff` must be a non-negative number, got {size_tradeoff!r}.")
     self.build_fn = build
     self.source_model = model
     self.rate_space = _check_space("rate_weight", rate_weight)
     self.slice_space = _check_space("slice_weight", slice_weight)
     self.metric = metric
     self.compile_args = compile
-    self.warm_start = warm_start
-    self.size_tradeoff = float(size_tradeoff)
+    self.warm_start = validation.boolean("warm_start", warm_start)
+    self.size_tradeoff = validation.non_negative_float("size_tradeoff", size_tradeoff)
     if compress_kwargs is not None and not isinstance(compress_kwargs, dict):
       raise errors.InvalidArgumentError("`compress_kwargs` must be a dict.")
     self.compress_kwargs = dict(compress_kwargs or {})
@@ -355,12 +348,6 @@ def _make_tuner(tuner, hypermodel: LilNetXHyperModel, objective, max_trials, see
       f"`tuner` must be a name, a keras-tuner Tuner class or a factory, got {tuner!r}.")
 
 
-def _positive_int(name: str, v: Any) -> int:
-  if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-    raise errors.InvalidArgumentError(f"`{name}` must be a positive integer, got {v!r}.")
-  return v
-
-
 def search(build: Optional[Callable] = None, *, model=None, x=None, y=None,
            validation_data=None, epochs: int = 1, batch_size: Optional[int] = None,
            metric: str = "accuracy", rate_weight: Any = DEFAULT_RATE_RANGE,
@@ -403,8 +390,8 @@ def search(build: Optional[Callable] = None, *, model=None, x=None, y=None,
   (same directory). The chief serves the oracle and returns when all trials are done; a worker
   runs trials and returns what the project directory holds when it stops.
   """
-  epochs = _positive_int("epochs", epochs)
-  max_trials = _positive_int("max_trials", max_trials)
+  epochs = validation.positive_int("epochs", epochs)
+  max_trials = validation.positive_int("max_trials", max_trials)
   if validation_data is None:
     raise errors.InvalidArgumentError("`validation_data` is required to measure the metric.")
   if x is None:
