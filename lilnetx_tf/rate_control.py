@@ -15,14 +15,20 @@ toward the latent bits that leave room for the file's other contents:
              architecture, or a model whose weights are mostly in layers LilNetX does not
              convert, cannot reach the ratio as a whole; the latter is warned about).
 
-Control law (integral action on the log of the factor, i.e. dual ascent on the constraint
+Control law (proportional-integral on the log of the factor, i.e. dual ascent on the constraint
 bits ≤ target): every `interval` steps the exact bits of the rounded latents under the
-densities (`ParameterGroup.member_bits`, one density evaluation per group) are measured and
-log(factor) += gain × log(bits / target), clipped to [min_scale, max_scale]. Above the target
-the penalties grow geometrically (× e^(gain·log(bits/target)) per update), below it they relax,
-so the model keeps every bit the target allows for its task. Being relative, the same default
-means the same thing on every model, and the optimizer (Adam's per-weight normalization or SGD's
-raw gradients) only changes how far the factor travels.
+densities (`ParameterGroup.member_bits`, one density evaluation per group) are measured, and
+with e = log(bits / aim): log(factor) = I + proportional·e, I += gain·e, clipped to
+[min_scale, max_scale]. Above the aim the penalties grow geometrically, below it they relax,
+so the model keeps every bit the target allows for its task. The aim falls geometrically from
+the bits at the start of the first `fit` to the target over its first `ramp` of steps (a
+trained model warm-started on a fine grid is not crushed in a few steps). Two safeguards:
+the factor starts at `initial_scale` (1: the weights as given, gentle while the task has not
+started learning; measured: a text model on its ln 2 plateau died at a start of 30), and
+it may not grow, and is cut, while the penalties exceed `max_penalty_ratio` × the task loss
+(the monitor's running means): a target the task cannot afford in the budget is approached
+slowly rather than by collapsing the model; the `PenaltyGuard` still warns past 10×.
+Being relative to the model's own size, the same default means the same on every model.
 """
 
 import lzma
@@ -35,6 +41,7 @@ import tensorflow as tf
 
 from lilnetx_tf import callbacks
 from lilnetx_tf import errors
+from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf.coding import architecture
 from lilnetx_tf.layers import ParameterGroup, lilnetx_layers
 from lilnetx_tf import validation
@@ -117,7 +124,8 @@ class RateController(callbacks.PenaltySchedule):
 
   def __init__(self, compression: float = DEFAULT_COMPRESSION, interval: int = 10,
                gain: float = 0.3, proportional: float = 1.0, ramp: float = 0.25,
-               initial_scale: float = 30.0, min_scale: float = 1e-3, max_scale: float = 1e6):
+               initial_scale: float = 1.0, max_penalty_ratio: float = 3.0,
+               min_scale: float = 1e-3, max_scale: float = 1e6):
     self.compression = validation.positive_float("compression", compression)
     if self.compression < 1:
       raise errors.InvalidArgumentError(
@@ -134,6 +142,7 @@ class RateController(callbacks.PenaltySchedule):
       raise errors.InvalidArgumentError(
           f"Need min_scale <= 1 <= max_scale, got {min_scale!r} and {max_scale!r}.")
     self.initial_scale = validation.positive_float("initial_scale", initial_scale)
+    self.max_penalty_ratio = validation.positive_float("max_penalty_ratio", max_penalty_ratio)
     self.scale = self.initial_scale
     self._integral = math.log(self.initial_scale)    # log of the factor's slow part
     self._start = None      # (optimizer step, latent bits) when the controller first ran
@@ -145,7 +154,8 @@ class RateController(callbacks.PenaltySchedule):
   def get_config(self) -> dict:
     return dict(compression=self.compression, interval=self.interval, gain=self.gain,
                 proportional=self.proportional, ramp=self.ramp,
-                initial_scale=self.initial_scale, min_scale=self.min_scale, max_scale=self.max_scale)
+                initial_scale=self.initial_scale, max_penalty_ratio=self.max_penalty_ratio,
+                min_scale=self.min_scale, max_scale=self.max_scale)
 
   @classmethod
   def from_config(cls, config: dict) -> "RateController":
@@ -172,7 +182,12 @@ class RateController(callbacks.PenaltySchedule):
     step = int(self.model.optimizer.iterations.numpy())
     if step % self.interval:
       return
-    self.update(latent_bits(self.model), step)
+    logs = logs or {}
+    penalty, task = logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS)
+    excess = None
+    if penalty is not None and task is not None and task > 0:
+      excess = penalty / (self.max_penalty_ratio * task)
+    self.update(latent_bits(self.model), step, excess)
 
   def target_bits(self, step: int) -> float:
     """The latent bits aimed at after `step`: from the start down to the budget's target,
@@ -184,10 +199,16 @@ class RateController(callbacks.PenaltySchedule):
     left = max(0.0, 1.0 - (step - start_step) / self._ramp_steps)
     return final * (start_bits / final) ** left
 
-  def update(self, bits: float, step: int) -> float:
-    """One control step from the measured latent `bits` after `step`; returns the factor."""
+  def update(self, bits: float, step: int, excess: Optional[float] = None) -> float:
+    """One control step from the measured latent `bits` after `step`; returns the factor.
+
+    `excess`: the penalties over `max_penalty_ratio` × the task loss (monitor's running
+    means). Above 1 the factor may not grow and is cut by it: a target the task cannot
+    afford in this many steps is approached more slowly instead of collapsing the model."""
     self.last_bits = bits
     error = math.log(max(bits, 1.0) / max(self.target_bits(step), 1.0))
+    if excess is not None and excess > 1:
+      error = min(error, 0.0) - math.log(excess)
     low, high = math.log(self.min_scale), math.log(self.max_scale)
     self._integral = float(np.clip(self._integral + self.gain * error, low, high))
     self.scale = math.exp(float(np.clip(self._integral + self.proportional * error, low, high)))
