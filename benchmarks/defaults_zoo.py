@@ -6,7 +6,8 @@
 For each model (built here, trained the way its kind usually is) and seed:
   plain   the Keras model, `compile` + `fit`, test accuracy; its int8 TFLite file (dynamic-range
           quantization: int8 weights, `tf.lite.Optimize.DEFAULT`), bytes;
-  lnx     `lnx.convert(model)` of the same untrained model, the same `compile` + `fit`, then
+  lnx     `lnx.convert(model)` of the same untrained model (defaults: `compression=12`, the
+          automatic warm-start grid), the same `compile` + `fit`, then
           `lnx.compress(..., inference_only=True, float16=True)`: accuracy of the decompressed
           model, `.lnx` bytes;
   knob    the same with `lnx.convert(model, compression=--knob_compression)`: the one size knob.
@@ -14,8 +15,9 @@ The table gives the means over seeds: accuracy (balanced accuracy for `class_wei
 test set is imbalanced), Δ = lnx − plain in points, bytes, int8-TFLite / .lnx ratio, and the
 wall-time ratio of `fit` (lnx / plain); a line under each row says whether it meets issue 27's
 bars (defaults: Δ ≥ −0.5 and ≥ 10× smaller; knob: Δ ≥ −1.5 and ≥ 30×) and, when more than a
-fifth of the parameters sit in layers LilNetX does not convert, says so. `--penalties` overrides the convert defaults for a
-sweep (e.g. `--penalties=slice_weight=0.001,l2_weight=0`).
+fifth of the parameters sit in layers LilNetX does not convert, says so; the per-seed lines
+give the rate controller's final factor (`*_scale`). `--penalties` overrides the convert
+defaults for a sweep (e.g. `--penalties=compression=none,warm_start_resolution=0.1`).
 """
 
 import argparse

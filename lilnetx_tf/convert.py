@@ -1,7 +1,7 @@
 """`convert(model)`: turn any Functional or Sequential Keras model into a LilNetX model.
 
     model = tf.keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
-    small = lnx.convert(model, rate_weight=0.01)            # starts close to `model`
+    small = lnx.convert(model)      # size target: `compression`=12× below int8 weights
     small.compile(...); small.fit(...); lnx.stats(small)
 
 Every `Conv2D` (ungrouped), `DepthwiseConv2D` and `Dense` becomes its LilNetX namesake with the
@@ -13,7 +13,9 @@ is: for each parameter group the decoder is set to s·I (a scalar s for dense an
 group's latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
 The forward kernel is then s·round(W / s): the original weights on a grid of step s. The step is
 `warm_start_resolution` times the smallest per-layer RMS of the group's kernels, so the rounding
-error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at the default 0.1),
+error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at 0.1, what "auto"
+uses for trained layers; kernels still their initializer's draw get the coarse grid of the size
+target instead, see `untrained`),
 unless the group's layers differ so much in scale that this would put the largest weight beyond
 ±4096 steps: then the step is raised to keep it there, with a warning.
 The group's density is then fitted to the new latents (`density_fit_steps`), so the rate term

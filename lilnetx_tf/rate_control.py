@@ -78,11 +78,12 @@ def size_budget(model: tf.keras.Model, compression: float) -> SizeBudget:
   latent_ids = {id(layer.latent_variable) for layer in layers}
   latents = sum(int(np.prod(layer.latent_variable.shape)) for layer in layers)
   floats = 0
-  for layer in model._flatten_layers(include_self=False):   # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  for layer in model._flatten_layers(include_self=False):
     if isinstance(layer, (tf.keras.Model, ParameterGroup)):
       continue      # a nested model's layers are visited; a group's decoder is counted below
-    floats += sum(int(np.prod(w.shape)) for w in layer._trainable_weights + layer._non_trainable_weights   # pylint: disable=protected-access
-                  if id(w) not in latent_ids)
+    own = layer._trainable_weights + layer._non_trainable_weights   # not its sublayers'
+    floats += sum(int(np.prod(w.shape)) for w in own if id(w) not in latent_ids)
   groups = {id(layer.group): layer.group for layer in layers}
   decoders = sum(g.slice_size ** 2 + 1 for g in groups.values())
   arch = len(lzma.compress(architecture.encode(model), format=lzma.FORMAT_RAW,
