@@ -86,8 +86,11 @@ def size_budget(model: tf.keras.Model, compression: float) -> SizeBudget:
     floats += sum(int(np.prod(w.shape)) for w in own if id(w) not in latent_ids)
   groups = {id(layer.group): layer.group for layer in layers}
   decoders = sum(g.slice_size ** 2 + 1 for g in groups.values())
-  arch = len(lzma.compress(architecture.encode(model), format=lzma.FORMAT_RAW,
-                           filters=[{"id": lzma.FILTER_LZMA2}]))
+  try:
+    arch = len(lzma.compress(architecture.encode(model), format=lzma.FORMAT_RAW,
+                             filters=[{"id": lzma.FILTER_LZMA2}]))
+  except errors.UnsupportedLayerError:
+    arch = 0     # not serializable (custom layers): `compress` will say so; train anyway
   return SizeBudget(latents + floats, latents, _FLOAT_BYTES * (floats + decoders), arch,
                     compression)
 
