@@ -295,7 +295,7 @@ def main():
   parser.add_argument("--train_examples", type=int, default=20000)
   parser.add_argument("--test_examples", type=int, default=5000)
   parser.add_argument("--batch_size", type=int, default=128)
-  parser.add_argument("--knob_compression", type=float, default=40.0,
+  parser.add_argument("--knob_compression", type=float, default=32.0,
                       help="convert's `compression` in the size-knob row (0: no knob row)")
   parser.add_argument("--penalties", default="",
                       help="convert arguments for every lnx run, e.g. slice_weight=0.001")
