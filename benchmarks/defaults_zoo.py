@@ -6,16 +6,18 @@
 For each model (built here, trained the way its kind usually is) and seed:
   plain   the Keras model, `compile` + `fit`, test accuracy; its int8 TFLite file (dynamic-range
           quantization: int8 weights, `tf.lite.Optimize.DEFAULT`), bytes;
-  lnx     `lnx.convert(model)` of the same untrained model, the same `compile` + `fit`, then
+  lnx     `lnx.convert(model)` of the same untrained model (defaults: `compression=12`, the
+          automatic warm-start grid), the same `compile` + `fit`, then
           `lnx.compress(..., inference_only=True, float16=True)`: accuracy of the decompressed
           model, `.lnx` bytes;
-  knob    the same with `lnx.convert(model, rate_weight=--knob_rate_weight)`: the one size knob.
+  knob    the same with `lnx.convert(model, compression=--knob_compression)`: the one size knob.
 The table gives the means over seeds: accuracy (balanced accuracy for `class_weight`, whose
 test set is imbalanced), Δ = lnx − plain in points, bytes, int8-TFLite / .lnx ratio, and the
 wall-time ratio of `fit` (lnx / plain); a line under each row says whether it meets issue 27's
 bars (defaults: Δ ≥ −0.5 and ≥ 10× smaller; knob: Δ ≥ −1.5 and ≥ 30×) and, when more than a
-fifth of the parameters sit in layers LilNetX does not convert, says so. `--penalties` overrides the convert defaults for a
-sweep (e.g. `--penalties=slice_weight=0.001,l2_weight=0`).
+fifth of the parameters sit in layers LilNetX does not convert, says so; the per-seed lines
+give the rate controller's final factor (`*_scale`). `--penalties` overrides the convert
+defaults for a sweep (e.g. `--penalties=compression=none,warm_start_resolution=0.1`).
 """
 
 import argparse
@@ -267,12 +269,15 @@ def run(name: str, seed: int, args) -> dict:
     row["plain_acc"] = _accuracy(plain, xt, yt, balanced)
     row["tflite_bytes"] = _tflite_int8_bytes(build, plain.get_weights())
     variants = [("lnx", {**args.penalties})]
-    if args.knob_rate_weight > 0:
-      variants.append(("knob", {**args.penalties, "rate_weight": args.knob_rate_weight}))
+    if args.knob_compression > 0:
+      variants.append(("knob", {**args.penalties, "compression": args.knob_compression}))
     for variant, kwargs in variants:
       model = lnx.convert(build(), **kwargs)
       row["unconverted"] = _unconverted_share(model)
       row[f"{variant}_time"] = _train(model, name, args, x, y, seed)
+      controller = getattr(model, "_lilnetx_rate_controller", None)
+      if controller is not None:
+        row[f"{variant}_scale"] = controller.scale
       with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.lnx")
         lnx.compress(model, path, inference_only=True, float16=True, estimate=False)
@@ -291,12 +296,12 @@ def main():
   parser.add_argument("--train_examples", type=int, default=20000)
   parser.add_argument("--test_examples", type=int, default=5000)
   parser.add_argument("--batch_size", type=int, default=128)
-  parser.add_argument("--knob_rate_weight", type=float, default=0.1,
-                      help="rate_weight of the size-knob row (0: no knob row)")
+  parser.add_argument("--knob_compression", type=float, default=32.0,
+                      help="convert's `compression` in the size-knob row (0: no knob row)")
   parser.add_argument("--penalties", default="",
                       help="convert arguments for every lnx run, e.g. slice_weight=0.001")
   args = parser.parse_args()
-  args.penalties = {k: float(v) for k, v in
+  args.penalties = {k: None if v == "none" else float(v) for k, v in
                     (item.split("=") for item in args.penalties.split(",") if item)}
   names = sorted(MODELS) if args.models == "all" else args.models.split(",")
   unknown = [n for n in names if n not in MODELS]

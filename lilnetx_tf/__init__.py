@@ -16,6 +16,7 @@ from lilnetx_tf import callbacks
 from lilnetx_tf import errors
 from lilnetx_tf import keras_files
 from lilnetx_tf import optimizers
+from lilnetx_tf import rate_control
 from lilnetx_tf.coding import compress, decompress
 from lilnetx_tf.convert import convert
 from lilnetx_tf.export import export, slim
@@ -28,8 +29,8 @@ __version__ = "0.1.0"
 
 __all__ = ["Conv2D", "DepthwiseConv2D", "Dense", "GroupRegistry", "ParameterGroup",
            "callbacks", "compress", "convert", "decompress", "errors", "export", "fit_densities",
-           "group_scope", "is_lilnetx_layer", "keras_files", "optimizers", "slim", "stats",
-           "tuning"]
+           "group_scope", "is_lilnetx_layer", "keras_files", "optimizers", "rate_control", "slim",
+           "stats", "tuning"]
 
 
 def __getattr__(name: str):

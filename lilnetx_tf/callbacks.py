@@ -72,8 +72,9 @@ class PenaltyGuard(tf.keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     logs = logs or {}
-    knobs = ("lower `rate_weight`, `slice_weight` or `l2_weight` (the arguments of lnx.convert "
-             "and of the lnx layers), or ramp them in with lnx.callbacks.PenaltyWarmup")
+    knobs = ("lower the size target (`compression` of lnx.convert), or `rate_weight`, "
+             "`slice_weight` or `l2_weight` (the arguments of lnx.convert and of the lnx "
+             "layers), or ramp them in with lnx.callbacks.PenaltyWarmup")
     penalty, task = logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS)
     if task is not None:
       self._task_scale = max(self._task_scale, abs(task))

@@ -1,7 +1,7 @@
 """`convert(model)`: turn any Functional or Sequential Keras model into a LilNetX model.
 
     model = tf.keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
-    small = lnx.convert(model, rate_weight=0.01)            # starts close to `model`
+    small = lnx.convert(model)      # size target: `compression`=12× below int8 weights
     small.compile(...); small.fit(...); lnx.stats(small)
 
 Every `Conv2D` (ungrouped), `DepthwiseConv2D` and `Dense` becomes its LilNetX namesake with the
@@ -13,7 +13,9 @@ is: for each parameter group the decoder is set to s·I (a scalar s for dense an
 group's latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
 The forward kernel is then s·round(W / s): the original weights on a grid of step s. The step is
 `warm_start_resolution` times the smallest per-layer RMS of the group's kernels, so the rounding
-error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at the default 0.1),
+error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at 0.1, what "auto"
+uses for trained layers; kernels still their initializer's draw get the coarse grid of the size
+target instead, see `untrained`),
 unless the group's layers differ so much in scale that this would put the largest weight beyond
 ±4096 steps: then the step is raised to keep it there, with a warning.
 The group's density is then fitted to the new latents (`density_fit_steps`), so the rate term
@@ -36,6 +38,8 @@ from lilnetx_tf.layers import density_fit
 from lilnetx_tf.layers import is_lilnetx_layer
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf import monitor as monitor_lib
+from lilnetx_tf import rate_control
+from lilnetx_tf import untrained
 from lilnetx_tf import validation
 
 # Exact Keras types converted (subclasses such as Conv2DTranspose are not the same layer).
@@ -60,6 +64,11 @@ _KERNEL_FAMILIES = tuple(
                      "MultiHeadAttention"))
     if cls is not None)
 
+# More than `fit_densities`' default: a coarse (untrained) warm start has a peaked latent
+# histogram, which 50 steps from the wide initial density do not reach (an MLP at 3× its RMS:
+# 73 KB estimated after 50 steps, 25.9 KB after 300, 25.7 KB empirical entropy).
+DENSITY_FIT_STEPS = 300
+
 LayerSelection = Union[None, Iterable[str], Callable[[tf.keras.layers.Layer], bool]]
 
 
@@ -72,8 +81,9 @@ def convert(model: tf.keras.Model,
             strict: bool = False,
             boundary: float = base.DEFAULT_BOUNDARY,
             density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
-            warm_start_resolution: float = 0.1,
-            density_fit_steps: int = density_fit.DEFAULT_STEPS) -> tf.keras.Model:
+            warm_start_resolution: Union[float, str] = "auto",
+            density_fit_steps: int = DENSITY_FIT_STEPS,
+            compression: Optional[float] = rate_control.DEFAULT_COMPRESSION) -> tf.keras.Model:
   """Returns a copy of `model` whose Conv2D, DepthwiseConv2D and Dense layers are LilNetX layers.
 
   Args:
@@ -93,12 +103,24 @@ def convert(model: tf.keras.Model,
       SeparableConv2D, Conv1D/Conv3D, custom layers containing convolutions, ...).
     warm_start_resolution: Rounding step of each group as a fraction of the smallest
       per-layer RMS of its kernels. Smaller: closer start, larger integers (more bits).
+      "auto": 0.1 for a group whose layers were trained; for a group whose kernels are still
+      a draw of their initializers (`untrained.is_untrained`: a model converted before its
+      `fit`), the finest grid at which they take no more bits than the size target allows
+      (`compression`; at most 3.0, 2.0 without a target): the start then costs no bits the
+      target does not allow, and keeps the initializer's scale.
     density_fit_steps: Adam steps fitting each group's density to the warm-started latents.
+    compression: The size target, the one knob for size: the `.lnx` file (written with
+      `compress(float16=True)`) about this many times smaller than the model's parameter count
+      in bytes, i.e. than its int8 weights. The returned model's `fit` then gets a
+      `rate_control.RateController` that scales `rate_weight`, `slice_weight` and `l2_weight`
+      together, every few steps, toward that size (they only set the penalties' proportions).
+      None: no target; the penalties keep the weights given.
 
   Returns:
     A new, uncompiled model, monitored (`lnx.monitor`): its `fit` and `evaluate` log
     `task_loss` and `lnx_penalty` next to `loss`, and `fit` warns when the penalties take over
-    (`callbacks.PenaltyGuard`). `model` is left untouched.
+    (`callbacks.PenaltyGuard`) and holds the size target (`compression`). `model` is left
+    untouched.
 
   Raises:
     errors.UnsupportedLayerError: for a subclassed model, or (`strict`) unsupported layers.
@@ -112,8 +134,11 @@ def convert(model: tf.keras.Model,
       density_learning_rate=validation.positive_float(
           "density_learning_rate", density_learning_rate),
       config_version=base.CONFIG_VERSION)   # the weights above are in the current units
-  resolution = validation.positive_float("warm_start_resolution", warm_start_resolution)
+  resolution = warm_start_resolution
+  if not isinstance(resolution, str) or resolution != "auto":
+    resolution = validation.positive_float("warm_start_resolution", warm_start_resolution)
   density_fit_steps = validation.non_negative_int("density_fit_steps", density_fit_steps)
+  controller = None if compression is None else rate_control.RateController(compression)
   _check_cloneable(model)
   converter = _Converter(model, layer_kwargs, _Selection(model, layers))
   if converter.unsupported:
@@ -132,6 +157,7 @@ def convert(model: tf.keras.Model,
   registry = registry_lib.GroupRegistry()
   with registry_lib.group_scope(registry):
     new_model = monitor_lib.monitor(converter.clone(model))
+  monitor_lib.attach_controller(new_model, controller)
   if not model.built or not new_model.built:
     warnings.warn(f"Model {model.name!r} is not built: it has no weights to copy; the "
                   "converted model starts from a fresh initialization.", UserWarning,
@@ -139,7 +165,11 @@ def convert(model: tf.keras.Model,
     return new_model
   converter.copy_weights(warm_start)
   if warm_start:
-    _warm_start(registry, converter.converted, resolution, density_fit_steps)
+    bits = None
+    if controller is not None and converter.converted:
+      budget = rate_control.size_budget(new_model, controller.compression)
+      bits = budget.target_bits / budget.latents
+    _warm_start(registry, converter.converted, resolution, density_fit_steps, bits)
   return new_model
 
 
@@ -383,16 +413,32 @@ def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
   return step
 
 
-def _warm_start(registry, converted: list, resolution: float, fit_steps: int) -> None:
+def _group_resolution(resolution, members: list, bits_per_value: Optional[float]) -> float:
+  """`resolution`, or for "auto" the trained or untrained grid of the group (module doc)."""
+  if resolution != "auto":
+    return resolution
+  verdicts = [untrained.is_untrained(old, kernel) for old, _, kernel in members]
+  if False in verdicts or True not in verdicts:
+    return untrained.TRAINED_RESOLUTION
+  rms = [float(np.sqrt(np.mean(np.square(k)))) for _, _, k in members]
+  rms = [r for r in rms if r > 0]
+  return untrained.untrained_resolution([k for _, _, k in members], min(rms, default=0.0),
+                                        bits_per_value)
+
+
+def _warm_start(registry, converted: list, resolution, fit_steps: int,
+                bits_per_value: Optional[float]) -> None:
   by_group: dict = {}
   for old, new in converted:
-    by_group.setdefault(id(new.group), (new.group, []))[1].append(
-        (new, kernel_to_slices(original_kernel(old))))
+    kernel = original_kernel(old)
+    by_group.setdefault(id(new.group), (new.group, []))[1].append((old, new, kernel))
   for group, members in by_group.values():
-    step = warm_start_step([k for _, k in members], resolution)
-    group.latent_step.assign(step)
+    group_resolution = _group_resolution(resolution, members, bits_per_value)
+    slices = [kernel_to_slices(kernel) for _, _, kernel in members]
+    group.latent_step.assign(warm_start_step(slices, group_resolution))
     group.reset_decoder()
-    for new, slices in members:
-      new.latent_variable.assign(slices)
+    for (_, new, _), member_slices in zip(members, slices):
+      new.latent_variable.assign(member_slices)
   density_fit.fit_group_densities(
-      [(group, [new for new, _ in members]) for group, members in by_group.values()], fit_steps)
+      [(group, [new for _, new, _ in members]) for group, members in by_group.values()],
+      fit_steps)

@@ -23,19 +23,21 @@ model; call `monitor` again on a loaded model.
 """
 
 import functools
+import warnings
 
 import tensorflow as tf
 
 from lilnetx_tf import errors
 from lilnetx_tf.layers import lilnetx_layers
 
-__all__ = ["monitor", "TASK_LOSS", "PENALTY", "PRED_MAJORITY", "LABEL_MAJORITY"]
+__all__ = ["monitor", "attach_controller", "TASK_LOSS", "PENALTY", "PRED_MAJORITY", "LABEL_MAJORITY"]
 
 TASK_LOSS = "task_loss"
 PENALTY = "lnx_penalty"
 PRED_MAJORITY = "lnx_pred_majority"
 LABEL_MAJORITY = "lnx_label_majority"
 _ATTACHED = "_lilnetx_monitor"
+_CONTROLLER = "_lilnetx_rate_controller"
 
 
 def _majority_share(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -66,6 +68,26 @@ def _classes(y_pred: tf.Tensor, y: tf.Tensor):
     true = tf.cast(y, tf.int32)
   true = tf.clip_by_value(tf.reshape(true, [-1]), 0, width - 1)
   return predicted, true, int(width)
+
+
+def attach_controller(model: tf.keras.Model, controller) -> None:
+  """Makes `controller` (a `rate_control.RateController`, or None) part of every `fit` of the
+  monitored `model` unless that `fit` is passed a `PenaltySchedule` of its own."""
+  object.__setattr__(model, _CONTROLLER, controller)
+
+
+def _add_controller(model, callbacks: list) -> None:
+  from lilnetx_tf.callbacks import PenaltySchedule   # callbacks imports this module's names
+  controller = getattr(model, _CONTROLLER, None)
+  if controller is None or any(c is controller for c in callbacks):
+    return
+  if any(isinstance(c, PenaltySchedule) for c in callbacks):
+    warnings.warn(
+        "A PenaltySchedule passed to fit sets the penalty factor: the size target of "
+        f"lnx.convert(compression={controller.compression:g}) is not held during this fit.",
+        UserWarning, stacklevel=3)
+    return
+  callbacks.append(controller)
 
 
 def monitor(model: tf.keras.Model) -> tf.keras.Model:
@@ -106,6 +128,7 @@ def monitor(model: tf.keras.Model) -> tf.keras.Model:
     callbacks = list(callbacks or [])
     if not any(isinstance(c, PenaltyGuard) for c in callbacks):
       callbacks.append(PenaltyGuard())
+    _add_controller(model, callbacks)
     return keras_fit(*args, callbacks=callbacks, **kwargs)
 
   object.__setattr__(model, "compute_loss", compute_loss)

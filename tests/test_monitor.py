@@ -20,6 +20,7 @@ def _data(n=256):
 
 
 def _converted(**kwargs):
+  kwargs.setdefault("compression", None)   # fixed penalty weights (test_rate_control: a target)
   tf.keras.utils.set_random_seed(0)
   model = tf.keras.Sequential([tf.keras.Input((12,)), tf.keras.layers.Dense(16, activation="relu"),
                                tf.keras.layers.Dense(2)])

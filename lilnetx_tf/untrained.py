@@ -1,0 +1,96 @@
+"""Is a layer's kernel still what its initializer drew? (`convert`'s automatic warm-start grid.)
+
+A warm start copies the original weights onto a grid. For a trained model the grid must be fine
+(the weights carry the model's function); for a model not trained yet (`convert(model)` then
+`fit`, the usual recipe) the values are one random draw whose only information is their scale,
+and a fine grid spends ~5 bits per weight on noise that the rate term must then remove. A
+kernel is taken as untrained when its values are distributed as a fresh draw of the layer's own
+(serializable) initializer: two-sample Kolmogorov–Smirnov distance below `MAX_DISTANCE`, on
+kernels of at least `MIN_SIZE` values (smaller ones are too little evidence either way).
+"""
+
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["is_untrained", "MAX_DISTANCE", "MIN_SIZE"]
+
+MIN_SIZE = 1000
+MAX_DISTANCE = 0.05
+_SAMPLE = 100_000   # values compared at most (a subsample of larger kernels)
+
+
+def _initializer(layer) -> Optional[tf.keras.initializers.Initializer]:
+  name = ("depthwise_initializer" if isinstance(layer, tf.keras.layers.DepthwiseConv2D)
+          else "kernel_initializer")
+  try:
+    config = layer.get_config().get(name)
+    return None if config is None else tf.keras.initializers.get(config)
+  except (ValueError, TypeError, KeyError):
+    return None      # a custom initializer Keras cannot rebuild: no evidence
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+  """Two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs."""
+  a, b = np.sort(a), np.sort(b)
+  points = np.concatenate([a, b])
+  gap = np.searchsorted(a, points, side="right") / a.size - np.searchsorted(
+      b, points, side="right") / b.size
+  return float(np.max(np.abs(gap)))
+
+
+def is_untrained(layer, kernel: np.ndarray) -> Optional[bool]:
+  """Whether `kernel` (the layer's, Keras layout) looks like a fresh draw of its initializer;
+  None when there is no evidence (a small kernel, or an initializer that cannot be rebuilt)."""
+  if kernel.size < MIN_SIZE:
+    return None
+  initializer = _initializer(layer)
+  if initializer is None:
+    return None
+  try:
+    fresh = np.asarray(initializer(kernel.shape, dtype=tf.float32), np.float64).ravel()
+  except (ValueError, TypeError):
+    return None
+  rng = np.random.default_rng(0)
+  values = np.asarray(kernel, np.float64).ravel()
+  if values.size > _SAMPLE:
+    values, fresh = rng.choice(values, _SAMPLE, replace=False), rng.choice(fresh, _SAMPLE,
+                                                                            replace=False)
+  if not np.all(np.isfinite(values)):
+    return False
+  return ks_distance(values, fresh) < MAX_DISTANCE
+
+
+# The grid of an untrained group is chosen from the size target, within these bounds: at 3×
+# the smallest layer RMS a uniform or normal initializer keeps ~13 % of its weights (at ±3 RMS,
+# about the original variance); beyond ~3.5× a uniform one rounds to all zeros, a dead model.
+TRAINED_RESOLUTION = 0.1
+UNTRAINED_RESOLUTION = 2.0
+MAX_UNTRAINED_RESOLUTION = 3.0
+_CANDIDATES = np.geomspace(TRAINED_RESOLUTION, MAX_UNTRAINED_RESOLUTION, 25)
+
+
+def entropy_bits(values: np.ndarray) -> float:
+  """Empirical entropy in bits per value of integer `values`."""
+  _, counts = np.unique(values, return_counts=True)
+  p = counts / counts.sum()
+  return float(-(p * np.log2(p)).sum())
+
+
+def untrained_resolution(kernels: list, smallest_rms: float, bits_per_value: Optional[float]
+                         ) -> float:
+  """The finest grid (as a multiple of `smallest_rms`) at which the untrained `kernels` take
+  at most `bits_per_value` bits each (empirical entropy); `UNTRAINED_RESOLUTION` without a
+  target, `MAX_UNTRAINED_RESOLUTION` at most. Starting at the size target, the rate term need
+  not spend the first steps removing the initializer's noise."""
+  if bits_per_value is None or smallest_rms <= 0:
+    return UNTRAINED_RESOLUTION
+  rng = np.random.default_rng(0)
+  values = np.concatenate([np.ravel(k) for k in kernels])
+  if values.size > _SAMPLE:
+    values = rng.choice(values, _SAMPLE, replace=False)
+  for resolution in _CANDIDATES:
+    if entropy_bits(np.round(values / (resolution * smallest_rms))) <= bits_per_value:
+      return float(resolution)
+  return MAX_UNTRAINED_RESOLUTION

@@ -1,0 +1,177 @@
+"""The size target of `lnx.convert` (`compression`), its `RateController`, and the automatic
+warm-start grid for layers that are still their initializer's draw."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lilnetx_tf as lnx
+from lilnetx_tf import errors
+from lilnetx_tf import rate_control
+from lilnetx_tf import untrained
+
+L = tf.keras.layers
+LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _data(n=1024, features=32):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, features)).astype(np.float32)
+  return x, (x[:, 0] + x[:, 1] - x[:, 2] > 0).astype(np.int64)
+
+
+def _plain(features=32):
+  tf.keras.utils.set_random_seed(0)
+  return tf.keras.Sequential([tf.keras.Input((features,)), L.Dense(64, activation="relu"),
+                              L.Dense(2)])
+
+
+def _fit(model, x, y, epochs, **kwargs):
+  model.compile(tf.keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    history = model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, **kwargs)
+  return history, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_controller_brings_the_latents_to_the_target_in_a_few_hundred_steps():
+  x, y = _data()
+  # A fine warm start (~5 bits per latent) far above the target of compression 20; the
+  # penalty cap loosened so that the task's small loss does not slow the approach.
+  model = lnx.convert(_plain(), compression=None, warm_start_resolution=0.1)
+  controller = rate_control.RateController(compression=20, max_penalty_ratio=100)
+  start = rate_control.latent_bits(model)
+  _fit(model, x, y, epochs=8, callbacks=[controller])   # 256 steps
+  target = controller.budget.target_bits
+  final = rate_control.latent_bits(model)
+  assert start > 3 * target, (start, target)
+  assert final < 1.3 * target, (final, target)
+  # The same model without a target keeps far more bits.
+  free = lnx.convert(_plain(), compression=None, warm_start_resolution=0.1)
+  _fit(free, x, y, epochs=8)
+  assert rate_control.latent_bits(free) > 2 * final
+
+
+def test_convert_defaults_learn_a_small_task_and_hold_the_target():
+  x, y = _data()
+  plain, _ = _fit(_plain(), x, y, epochs=6, validation_split=0.25)
+  model = lnx.convert(_plain())
+  history, _ = _fit(model, x, y, epochs=6, validation_split=0.25)
+  accuracy = history.history["val_accuracy"][-1]
+  assert accuracy > 0.75 and accuracy > plain.history["val_accuracy"][-1] - 0.06
+  for name in ("lnx_rate_scale", "lnx_target_ratio"):
+    assert name in history.history
+  controller = model._lilnetx_rate_controller
+  assert rate_control.latent_bits(model) < 1.5 * controller.budget.target_bits
+
+
+def test_size_budget_counts_the_floats_and_warns_when_they_dominate():
+  inputs = tf.keras.Input((16,), dtype="int32")
+  x = L.GlobalAveragePooling1D()(L.Embedding(5000, 32)(inputs))   # 160,000 floats, kept
+  model = tf.keras.Model(inputs, L.Dense(2)(L.Dense(64, activation="relu")(x)))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")      # the Embedding is reported as not converted
+    converted = lnx.convert(model)
+  budget = rate_control.size_budget(converted, 12)
+  assert budget.latents == 32 * 64 + 64 * 2
+  assert budget.parameters == model.count_params()     # a converted kernel at its plain size
+  assert budget.float_bytes >= 2 * 5000 * 32 and budget.floats_dominate
+  assert budget.target_bits == pytest.approx(8 * budget.latents / 12)   # the latents' floor
+  tokens = np.random.default_rng(0).integers(0, 5000, (64, 16))
+  _, caught = _fit(converted, tokens, np.zeros(64, np.int64), epochs=1)
+  assert any("take more than half of the target" in m for m in caught), caught
+
+
+def test_a_penalty_schedule_passed_to_fit_replaces_the_controller_with_a_warning():
+  x, y = _data(256)
+  model = lnx.convert(_plain())
+  _, caught = _fit(model, x, y, epochs=1, callbacks=[lnx.callbacks.PenaltyWarmup(4)])
+  assert any("size target" in m and "not held" in m for m in caught), caught
+  assert model._lilnetx_rate_controller.last_bits is None     # it never ran
+
+
+@pytest.mark.parametrize("value", [0, -1, 0.5, "10", float("nan"), True])
+def test_compression_must_be_a_number_at_least_one(value):
+  with pytest.raises(errors.InvalidArgumentError, match="compression"):
+    lnx.convert(_plain(), compression=value)
+
+
+@pytest.mark.parametrize("value", ["coarse", 0, -0.1, None])
+def test_warm_start_resolution_is_a_positive_number_or_auto(value):
+  with pytest.raises(errors.InvalidArgumentError, match="warm_start_resolution"):
+    lnx.convert(_plain(), warm_start_resolution=value)
+
+
+@pytest.mark.parametrize("kwargs", [dict(interval=0), dict(gain=0), dict(ramp=1.5),
+                                    dict(initial_scale=-1), dict(min_scale=2.0),
+                                    dict(max_scale=0.5), dict(proportional="1")])
+def test_controller_rejects_bad_arguments(kwargs):
+  with pytest.raises(errors.InvalidArgumentError):
+    rate_control.RateController(**kwargs)
+
+
+def test_controller_config_round_trips():
+  controller = rate_control.RateController(compression=25, interval=5, gain=0.2, ramp=0.5,
+                                           initial_scale=3.0)
+  config = controller.get_config()
+  again = rate_control.RateController.from_config(config)
+  assert again.get_config() == config and config["compression"] == 25.0
+
+
+def test_controller_update_moves_the_factor_toward_the_target():
+  controller = rate_control.RateController(compression=10, initial_scale=1.0, ramp=0.0)
+  controller.budget = rate_control.SizeBudget(10_000, 10_000, 0, 0, 10)   # 8,000 bits
+  controller._start = (0, 8_000)
+  up = controller.update(16_000, step=10)
+  assert up > 1.0
+  down = controller.update(4_000, step=20)
+  assert down < up
+  for _ in range(200):      # far below the target for long: the factor relaxes to its floor
+    low = controller.update(100, step=30)
+  assert low == pytest.approx(controller.min_scale)
+
+
+def test_untrained_kernels_are_recognized():
+  layer = L.Dense(64)
+  layer.build((None, 784))
+  kernel = layer.kernel.numpy()
+  assert untrained.is_untrained(layer, kernel) is True
+  assert untrained.is_untrained(layer, 1.3 * kernel) is False       # rescaled: not the draw
+  assert untrained.is_untrained(layer, np.sign(kernel) * np.abs(kernel) ** 0.8) is False
+  small = L.Dense(4)
+  small.build((None, 8))
+  assert untrained.is_untrained(small, small.kernel.numpy()) is None   # too few values
+
+
+def test_auto_warm_start_is_coarse_for_untrained_and_fine_for_trained_models():
+  x, y = _data()
+  fresh = _plain()
+  coarse = lnx.convert(fresh)
+  step = float(coarse.layers[0].group.latent_step.numpy())
+  rms = float(np.sqrt(np.mean(np.square(fresh.layers[0].kernel.numpy()))))
+  assert step > 1.0 * rms       # the untrained grid
+  trained = _plain()
+  trained.compile(tf.keras.optimizers.Adam(1e-2), LOSS)
+  trained.fit(x, y, epochs=3, batch_size=32, verbose=0)
+  fine = lnx.convert(trained)
+  rms = min(float(np.sqrt(np.mean(np.square(l.kernel.numpy())))) for l in trained.layers)
+  assert float(fine.layers[0].group.latent_step.numpy()) == pytest.approx(
+      untrained.TRAINED_RESOLUTION * rms, rel=1e-4)
+  expected, actual = trained(x[:64]).numpy(), fine(x[:64]).numpy()
+  assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_guard_still_warns_when_even_the_lowest_factor_dominates_a_tiny_loss():
+  x, y = _data(512)
+  model = lnx.convert(_plain())
+  model.compile(tf.keras.optimizers.Adam(1e-3),
+                lambda y_true, y_pred: 1e-7 * LOSS(y_true, y_pred))   # e.g. 1/count weights
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+  messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+  controller = model._lilnetx_rate_controller
+  assert controller.scale < 0.1       # the controller backed off ...
+  assert any("penalties" in m and "compression" in m for m in messages), messages   # ... not enough
