@@ -220,3 +220,49 @@ def test_slim_removes_dead_channels_exactly(name, lilnetx, tmp_path):
     lnx.compress(model, path, inference_only=True, estimate=False)
     np.testing.assert_allclose(lnx.decompress(path)(x).numpy(), model(x).numpy(),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_slim_folds_batchnorm_into_every_kind(name):
+  lnx_class, _, _, shape, _ = KINDS[name]
+  rng = np.random.default_rng(2)
+  inputs = tf.keras.Input(shape)
+  x = lnx_class(**_arguments(name), name="first")(inputs)
+  bn = L.BatchNormalization(name="bn")
+  x = L.ReLU()(bn(x))
+  x = L.Flatten()(x)
+  model = tf.keras.Model(inputs, lnx.Dense(3, name="head")(x))
+  width = bn.gamma.shape[0]
+  bn.set_weights([rng.uniform(0.5, 2, width), rng.normal(size=width),
+                  rng.normal(size=width), rng.uniform(0.5, 2, width)])
+  x = _inputs(name, batch=3)
+  slim = lnx.slim(model, inputs=[x])
+  assert slim.slim_info.folded_batchnorms == 1
+  assert not [l for l in slim.layers if isinstance(l, L.BatchNormalization)]
+  np.testing.assert_allclose(slim(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["separable2d", "transpose1d", "conv3d"])
+def test_convert_keeps_lilnetx_layers_of_these_kinds(name):
+  model = _model(name, stacked=True)
+  x = _inputs(name)
+  expected = model(x).numpy()
+  copied = lnx.convert(model, layers=[])       # unselected LilNetX layers keep their latents
+  np.testing.assert_array_equal(copied(x).numpy(), expected)
+  assert type(copied.get_layer("first")) is KINDS[name][0]
+  again = lnx.convert(model, warm_start_resolution=0.01)   # warm start from decoded kernels
+  np.testing.assert_allclose(again(x).numpy(), expected, atol=0.02 * np.abs(expected).max())
+
+
+def test_separable_kernels_share_the_groups_of_other_layers():
+  inputs = tf.keras.Input((8, 8, 3))
+  x = lnx.Conv2D(4, 3, padding="same")(inputs)
+  x = lnx.SeparableConv2D(4, 3, padding="same")(x)
+  x = lnx.Conv2D(4, 1)(x)
+  model = tf.keras.Model(inputs, x)
+  groups = {}
+  for latent in lilnetx_layers(model):
+    groups.setdefault(latent.group_key, set()).add(id(latent.group))
+  assert sorted(groups) == ["conv1x1", "conv3x3"]
+  assert all(len(ids) == 1 for ids in groups.values())
+  assert sum(1 for l in lilnetx_layers(model) if l.group_key == "conv3x3") == 2
