@@ -4,13 +4,15 @@
     small = lnx.convert(model, rate_weight=0.01)            # starts close to `model`
     small.compile(...); small.fit(...); lnx.stats(small)
 
-Every `Conv2D` (ungrouped), `DepthwiseConv2D` and `Dense` becomes its LilNetX namesake with the
-same configuration; every other layer is cloned with its weights. The new model's LilNetX layers
+Every Conv1D/2D/3D (ungrouped), DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose
+and Dense becomes its LilNetX namesake with the same configuration; every other layer is cloned
+with its weights. The new model's LilNetX layers
 all share one `GroupRegistry` (one decoder and density per kernel shape), whatever the nesting.
 
 Warm start (`warm_start=True`, the default) makes the converted model start where the original
 is: for each parameter group the decoder is set to s·I (a scalar s for dense and 1×1) and the
-group's latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
+group's latent step to s, and each member's latent to its original kernel rearranged as
+(in, out, k₁·…·k_r) (a separable conv's depthwise and pointwise kernels each in its group).
 The forward kernel is then s·round(W / s): the original weights on a grid of step s. The step is
 `warm_start_resolution` times the smallest per-layer RMS of the group's kernels, so the rounding
 error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at the default 0.1),
@@ -30,22 +32,32 @@ from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
+from lilnetx_tf.layers import conv_transpose as lnx_conv_transpose
 from lilnetx_tf.layers import dense as lnx_dense
 from lilnetx_tf.layers import density_fit
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import is_lilnetx_layer, kernel_latents
 from lilnetx_tf.layers import registry as registry_lib
+from lilnetx_tf.layers import separable as lnx_separable
 from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf import validation
 
 # Exact Keras types converted (subclasses such as Conv2DTranspose are not the same layer).
 _CONVERTIBLE = {
+    tf.keras.layers.Conv1D: lnx_conv.Conv1D,
     tf.keras.layers.Conv2D: lnx_conv.Conv2D,
+    tf.keras.layers.Conv3D: lnx_conv.Conv3D,
+    tf.keras.layers.DepthwiseConv1D: lnx_conv.DepthwiseConv1D,
     tf.keras.layers.DepthwiseConv2D: lnx_conv.DepthwiseConv2D,
+    tf.keras.layers.SeparableConv1D: lnx_separable.SeparableConv1D,
+    tf.keras.layers.SeparableConv2D: lnx_separable.SeparableConv2D,
+    tf.keras.layers.Conv1DTranspose: lnx_conv_transpose.Conv1DTranspose,
+    tf.keras.layers.Conv2DTranspose: lnx_conv_transpose.Conv2DTranspose,
+    tf.keras.layers.Conv3DTranspose: lnx_conv_transpose.Conv3DTranspose,
     tf.keras.layers.Dense: lnx_dense.Dense,
 }
 # Options the LilNetX layers do not take: the latents are regularized by the LilNetX objective.
 _DROPPED_OPTIONS = ("kernel_regularizer", "kernel_constraint", "depthwise_regularizer",
-                    "depthwise_constraint")
+                    "depthwise_constraint", "pointwise_regularizer", "pointwise_constraint")
 # Families of layers with a weight kernel: anything of these kinds we do not convert is reported
 # (as is any other layer holding a weight of rank >= 2, once built).
 _KERNEL_FAMILIES = tuple(
@@ -58,6 +70,8 @@ _KERNEL_FAMILIES = tuple(
                      "GRU", "LSTM", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
                      "MultiHeadAttention"))
     if cls is not None)
+
+_CONVERTED_NAMES = ", ".join(cls.__name__ for cls in _CONVERTIBLE) + " (convolutions with groups=1)"
 
 LayerSelection = Union[None, Iterable[str], Callable[[tf.keras.layers.Layer], bool]]
 
@@ -73,7 +87,7 @@ def convert(model: tf.keras.Model,
             density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
             warm_start_resolution: float = 0.1,
             density_fit_steps: int = density_fit.DEFAULT_STEPS) -> tf.keras.Model:
-  """Returns a copy of `model` whose Conv2D, DepthwiseConv2D and Dense layers are LilNetX layers.
+  """Returns a copy of `model` whose convolutions and Dense layers are LilNetX layers.
 
   Args:
     model: A Functional or Sequential Keras model (nested models and shared layers included).
@@ -88,8 +102,8 @@ def convert(model: tf.keras.Model,
     layers: Which convertible layers to convert: None for all, an iterable of layer names
       (a nested model's name selects every layer in it), or a predicate `layer -> bool`.
     strict: Raise `errors.UnsupportedLayerError` instead of warning when the model has layers
-      with kernels that stay plain Keras layers (grouped or transposed convolutions,
-      SeparableConv2D, Conv1D/Conv3D, custom layers containing convolutions, ...).
+      with kernels that stay plain Keras layers (grouped convolutions, recurrent and locally
+      connected layers, custom layers containing convolutions, ...).
     warm_start_resolution: Rounding step of each group as a fraction of the smallest
       per-layer RMS of its kernels. Smaller: closer start, larger integers (more bits).
     density_fit_steps: Adam steps fitting each group's density to the warm-started latents.
@@ -118,8 +132,8 @@ def convert(model: tf.keras.Model,
   if converter.unsupported:
     listing = "; ".join(description for description, _ in converter.unsupported)
     message = (f"{len(converter.unsupported)} layer(s) with weights are kept as plain Keras "
-               f"layers (LilNetX converts only Conv2D with groups=1, DepthwiseConv2D and "
-               f"Dense): {listing}.{_share(model, [l for _, l in converter.unsupported])}")
+               f"layers (LilNetX converts {_CONVERTED_NAMES}): {listing}."
+               f"{_share(model, [l for _, l in converter.unsupported])}")
     if strict:
       raise errors.UnsupportedLayerError(message + " Pass strict=False to keep them as they are.")
     warnings.warn(message, UserWarning, stacklevel=2)
@@ -272,7 +286,7 @@ class _Converter:
       plan = "copy"
       if isinstance(layer, _KERNEL_FAMILIES) and not is_lilnetx_layer(layer):
         reason = ""
-        if isinstance(layer, tf.keras.layers.Conv2D) and type(layer) is tf.keras.layers.Conv2D:
+        if type(layer) in _CONVERTIBLE and getattr(layer, "groups", 1) != 1:
           reason = f", groups={layer.groups}"
         self.unsupported.append((_describe(layer)[:-1] + reason + ")", layer))
       elif not isinstance(layer, _KERNEL_FAMILIES):
@@ -306,7 +320,7 @@ class _Converter:
         if key in config:
           config[key] = None
       config.update(self.layer_kwargs)
-      lnx_class = type(layer) if is_lilnetx_layer(layer) else _CONVERTIBLE[type(layer)]
+      lnx_class = _CONVERTIBLE.get(type(layer), type(layer))   # a LilNetX layer stays itself
       new = lnx_class.from_config(config)
       self.converted.append((layer, new))
     else:
@@ -317,7 +331,7 @@ class _Converter:
 
   def copy_weights(self, warm_start: bool) -> None:
     for old, new in self.copied:
-      if is_lilnetx_layer(old):
+      if kernel_latents(old):
         _copy_lilnetx_layer(old, new)
       elif old.weights:
         new.set_weights(old.get_weights())
@@ -327,7 +341,7 @@ class _Converter:
 
 
 def _is_convertible(layer) -> bool:
-  if is_lilnetx_layer(layer):
+  if kernel_latents(layer):
     return True
   if type(layer) not in _CONVERTIBLE:
     return False
@@ -335,37 +349,26 @@ def _is_convertible(layer) -> bool:
 
 
 def _copy_lilnetx_layer(old, new) -> None:
-  """An unselected LilNetX layer keeps its latent, decoder and step (its group is new)."""
-  new.latent_variable.assign(old.latent_variable)
+  """An unselected LilNetX layer keeps its latents, decoders and steps (its groups are new)."""
+  for (old_latent, _), (new_latent, _) in zip(kernel_latents(old), kernel_latents(new)):
+    new_latent.latent_variable.assign(old_latent.latent_variable)
+    new_latent.group.decoder.assign(old_latent.group.decoder)
+    new_latent.group.latent_step.assign(old_latent.group.latent_step)
   if old.use_bias:
     new.bias.assign(old.bias)
-  new.group.decoder.assign(old.group.decoder)
-  new.group.latent_step.assign(old.group.latent_step)
 
 
 # -------------------------------------------------------------------------------------------------
 # Warm start.
 
 
-def original_kernel(layer) -> np.ndarray:
-  """The forward kernel of a plain or LilNetX Conv2D/DepthwiseConv2D/Dense, Keras layout."""
-  if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
-    kernel = layer.depthwise_kernel
-  else:
-    kernel = layer.kernel
-  return np.asarray(tf.convert_to_tensor(kernel), dtype=np.float32)
+def original_kernel(layer, name: str = "kernel") -> np.ndarray:
+  """The forward kernel `name` of a plain or LilNetX layer, Keras layout, float32."""
+  return np.asarray(tf.convert_to_tensor(getattr(layer, name)), dtype=np.float32)
 
 
 # The largest integer a warm-started latent may take (`warm_start_step`).
 MAX_WARM_START_INTEGER = 2 ** 12
-
-
-def kernel_to_slices(kernel: np.ndarray) -> np.ndarray:
-  """Keras kernel (kh, kw, a, b) or (a, b) -> latent layout (a, b, kh·kw) or (a, b, 1)."""
-  if kernel.ndim == 2:
-    return kernel[..., None]
-  kh, kw, a, b = kernel.shape
-  return np.transpose(kernel, (2, 3, 0, 1)).reshape(a, b, kh * kw)
 
 
 def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
@@ -395,8 +398,9 @@ def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
 def _warm_start(registry, converted: list, resolution: float, fit_steps: int) -> None:
   by_group: dict = {}
   for old, new in converted:
-    by_group.setdefault(id(new.group), (new.group, []))[1].append(
-        (new, kernel_to_slices(original_kernel(old))))
+    for latent, name in kernel_latents(new):
+      by_group.setdefault(id(latent.group), (latent.group, []))[1].append(
+          (latent, latent.kernel_to_latent(original_kernel(old, name))))
   for group, members in by_group.values():
     step = warm_start_step([k for _, k in members], resolution)
     group.latent_step.assign(step)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from lilnetx_tf.layers import ParameterGroup, is_lilnetx_layer
+from lilnetx_tf.layers import LatentKernel, ParameterGroup, kernel_latents
 
 _TRANSPOSED = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
                tf.keras.layers.Conv3DTranspose)
@@ -49,8 +49,10 @@ def _channels(layer, shape: tf.TensorShape) -> Optional[int]:
 def kernel_values(layer, name: str = "kernel") -> int:
   """The number of values of the layer's kernel `name` (of a LilNetX layer: of its latent,
   which has as many, without decoding it)."""
-  if is_lilnetx_layer(layer):
-    return math.prod(layer.latent_variable.shape)
+  latents = kernel_latents(layer)
+  for latent, kernel_name in latents:
+    if kernel_name == name or len(latents) == 1:
+      return math.prod(latent.latent_variable.shape)
   return math.prod(getattr(layer, name).shape)
 
 
@@ -100,11 +102,12 @@ def model_parameters(model: tf.keras.Model) -> int:
   kernel and bias, not latents, decoders or densities)."""
   total = 0
   for layer in model._flatten_layers(include_self=False):
-    if isinstance(layer, (tf.keras.Model, ParameterGroup)):
-      continue
-    if is_lilnetx_layer(layer):   # as many kernel values as latents, and the bias
+    if isinstance(layer, (tf.keras.Model, ParameterGroup, LatentKernel)):
+      continue   # (a `LatentKernel` is counted by the layer that holds it)
+    latents = kernel_latents(layer)
+    if latents:   # as many kernel values as latents, and the bias
       bias = 0 if layer.bias is None else math.prod(layer.bias.shape)
-      total += kernel_values(layer) + bias
+      total += sum(math.prod(l.latent_variable.shape) for l, _ in latents) + bias
     else:
       total += sum(math.prod(w.shape) for w in layer.weights)
   return int(total)

@@ -3,7 +3,7 @@
 Every channel of every tensor is an element of a union-find; elements in one class must be kept
 or removed together. The walk follows the graph in topological order, one rule per `OpKind`:
 
-  * a kernel layer (CONV / DENSE) starts fresh elements for its output channels; its input
+  * a kernel layer (CONV / DENSE / TRANSPOSED / SEPARABLE) starts fresh elements for its output channels; its input
     channels are *read* (it is a "sink" of them);
   * BN, ELEMENTWISE, POOL, ZEROPAD and RESHAPE pass the elements through unchanged;
   * CHANNELPAD adds fresh elements, constant 0, before and after its input's;
@@ -235,7 +235,8 @@ def _barrier(walk: _Walk, op: Op, ins: list) -> None:
 
 
 _RULES: dict[OpKind, Callable[[_Walk, Op, list], None]] = {
-    OpKind.INPUT: _input, OpKind.CONV: _sink, OpKind.DENSE: _sink,
+    OpKind.INPUT: _input, OpKind.CONV: _sink, OpKind.DENSE: _sink, OpKind.TRANSPOSED: _sink,
+    OpKind.SEPARABLE: _sink,
     OpKind.DEPTHWISE: _depthwise, OpKind.BN: _bn, OpKind.ELEMENTWISE: _elementwise,
     OpKind.POOL: _pass_through, OpKind.RESHAPE: _pass_through, OpKind.ZEROPAD: _zeropad,
     OpKind.CHANNELPAD: _channelpad, OpKind.MERGE: _merge, OpKind.CONCAT: _concat,

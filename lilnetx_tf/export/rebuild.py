@@ -1,6 +1,7 @@
 """Rebuilds a graph model's calls with stock Keras layers, narrowed to the kept channels.
 
-One rule per `OpKind`: kernel layers become stock Conv2D / DepthwiseConv2D / Dense with the
+One rule per `OpKind`: kernel layers become their stock Keras class (Conv1D/2D/3D, depthwise,
+separable and transposed convolutions, Dense) with the
 decoded (and folded) weights of their kept channels; folded BatchNorms vanish, the others keep
 their kept channels; a Reshape and a `ChannelPadding` get their new widths; nested models are
 slimmed on their own; barriers are copied (a LilNetX layer called several times becomes one
@@ -15,15 +16,20 @@ import tensorflow as tf
 
 from lilnetx_tf.analysis.graph import Op
 from lilnetx_tf.analysis.kernels import RULES, KernelWeights, kernel_weights
-from lilnetx_tf.analysis.kinds import OpKind
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.analysis.kinds import OpKind, kernel_family
+from lilnetx_tf.layers import kernel_latents
 
 __all__ = ["REDUCED_PRECISION", "rebuild"]
 
 # dtype -> machine epsilon of the reduced-precision compute dtypes of mixed precision.
 REDUCED_PRECISION = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
-# The stock Keras classes of kernel layers.
-_STOCK = (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.Conv2D, tf.keras.layers.Dense)
+_L = tf.keras.layers
+# The stock Keras classes of kernel layers, most specific first (Conv2DTranspose is a Conv2D).
+_STOCK = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose, _L.SeparableConv1D,
+          _L.SeparableConv2D, _L.DepthwiseConv1D, _L.DepthwiseConv2D, _L.Conv1D, _L.Conv2D,
+          _L.Conv3D, _L.Dense)
+# The classes whose config takes `groups`.
+_GROUPED = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
 
 
 def _float32_config(layer, config: dict) -> dict:
@@ -41,17 +47,17 @@ def _stock_kernel_layer(layer, kind: Optional[OpKind], w: KernelWeights,
   stock = next(cls for cls in _STOCK if isinstance(layer, cls))
   config = stock.get_config(layer)   # the Keras arguments only, not the LilNetX ones
   config = _float32_config(layer, {k: v for k, v in config.items()
-                                   if k != "groups" or stock is tf.keras.layers.Conv2D})
+                                   if k != "groups" or stock in _GROUPED})
   kernel, bias = w.kernel, w.bias
   use_bias = bool(w.had_bias or np.any(bias != 0))
   config["use_bias"] = use_bias
+  rule = RULES[kernel_family(layer)]
   if kind is not None:
-    rule = RULES[kind]
     kernel = rule.narrow(kernel, in_keep, out_keep)
     if rule.width_argument is not None:
       config[rule.width_argument] = int(out_keep.sum())
     bias = bias[out_keep]
-  return stock.from_config(config), [kernel, bias] if use_bias else [kernel]
+  return stock.from_config(config), rule.arrays(kernel) + ([bias] if use_bias else [])
 
 
 def _clone(layer):
@@ -149,7 +155,7 @@ def _barrier(r: _Rebuilder, op: Op) -> None:
   layer = op.layer
   if id(layer) in r.cache:
     r.call(op, r.cache[id(layer)])
-  elif is_lilnetx_layer(layer):   # e.g. shared by several calls: decoded at full width
+  elif kernel_latents(layer):   # e.g. shared by several calls: decoded at full width
     stock, weights = _stock_kernel_layer(layer, None, kernel_weights(layer))
     r.cache[id(layer)] = stock
     r.call(op, stock, weights)
@@ -162,6 +168,7 @@ def _barrier(r: _Rebuilder, op: Op) -> None:
 _RULES: dict[OpKind, Callable[[_Rebuilder, Op], None]] = {
     OpKind.INPUT: _input, OpKind.CONV: _kernel, OpKind.DEPTHWISE: _kernel,
     OpKind.DENSE: _kernel, OpKind.BN: _bn, OpKind.RESHAPE: _reshape,
+    OpKind.TRANSPOSED: _kernel, OpKind.SEPARABLE: _kernel,
     OpKind.CHANNELPAD: _channelpad, OpKind.MODEL: _model, OpKind.BARRIER: _barrier,
     OpKind.ELEMENTWISE: _copy, OpKind.POOL: _copy, OpKind.ZEROPAD: _copy, OpKind.MERGE: _copy,
     OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy}
