@@ -35,13 +35,13 @@ from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import conv_transpose as lnx_conv_transpose
 from lilnetx_tf.layers import dense as lnx_dense
 from lilnetx_tf.layers import density_fit
-from lilnetx_tf.layers import is_lilnetx_layer, kernel_latents
+from lilnetx_tf.layers import kernel_latents
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf.layers import separable as lnx_separable
 from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf import validation
 
-# Exact Keras types converted (subclasses such as Conv2DTranspose are not the same layer).
+# Exact Keras types converted (a subclass is another layer: Conv2DTranspose has its own row).
 _CONVERTIBLE = {
     tf.keras.layers.Conv1D: lnx_conv.Conv1D,
     tf.keras.layers.Conv2D: lnx_conv.Conv2D,
@@ -277,19 +277,19 @@ class _Converter:
       return
     if _is_convertible(layer):
       plan = "convert" if self.selected(layer, in_selected_model) else "copy"
-      if plan == "convert" and not is_lilnetx_layer(layer):
+      if plan == "convert" and not kernel_latents(layer):
         config = layer.get_config()
         dropped = [k for k in _DROPPED_OPTIONS if config.get(k) is not None]
         if dropped:
           self.dropped.append(f"{', '.join(dropped)} of {_describe(layer)}")
     else:
       plan = "copy"
-      if isinstance(layer, _KERNEL_FAMILIES) and not is_lilnetx_layer(layer):
+      if isinstance(layer, _KERNEL_FAMILIES):   # (a LilNetX layer is convertible)
         reason = ""
         if type(layer) in _CONVERTIBLE and getattr(layer, "groups", 1) != 1:
           reason = f", groups={layer.groups}"
         self.unsupported.append((_describe(layer)[:-1] + reason + ")", layer))
-      elif not isinstance(layer, _KERNEL_FAMILIES):
+      else:
         inner = [l for l in layer._flatten_layers(include_self=False)
                  if isinstance(l, _KERNEL_FAMILIES)]
         kernels = _kernels(layer)

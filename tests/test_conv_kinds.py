@@ -266,3 +266,13 @@ def test_separable_kernels_share_the_groups_of_other_layers():
   assert sorted(groups) == ["conv1x1", "conv3x3"]
   assert all(len(ids) == 1 for ids in groups.values())
   assert sum(1 for l in lilnetx_layers(model) if l.group_key == "conv3x3") == 2
+
+
+@pytest.mark.parametrize("name", ["conv3d", "separable1d", "transpose2d"])
+def test_export_checks_tflite_of_the_slim_model(name, tmp_path):
+  model = _slim_model(name, lilnetx=True)
+  _kill_outputs(model.get_layer("first"), [0, 2])
+  report = lnx.export(model, str(tmp_path / "out"), formats=("tflite",))
+  assert report.macs_after < report.macs_before
+  assert report.tflite_max_difference <= 1e-5 * report.output_scale
+  assert list(report.removed_channels["first"]) == [FILTERS, FILTERS - 2]

@@ -12,6 +12,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 
 __all__ = ["LatentKernel"]
@@ -41,7 +42,8 @@ class LatentKernel(base.LatentKernelMixin, tf.keras.layers.Layer):
     tf.keras.layers.Layer.build(self, None)
 
   def call(self, inputs, training=None):
-    raise NotImplementedError("A LatentKernel is not called on data; its owner decodes it.")
+    raise errors.UnsupportedLayerError(
+        "A LatentKernel is not called on data; the layer that holds it decodes it.")
 
   @property
   def kernel(self) -> tf.Tensor:
