@@ -4,9 +4,10 @@
     small = lnx.convert(model, rate_weight=0.01)            # starts close to `model`
     small.compile(...); small.fit(...); lnx.stats(small)
 
-Every `Conv2D` (ungrouped), `DepthwiseConv2D` and `Dense` becomes its LilNetX namesake with the
-same configuration; every other layer is cloned with its weights. The new model's LilNetX layers
-all share one `GroupRegistry` (one decoder and density per kernel shape), whatever the nesting.
+Every `Conv2D` (ungrouped), `DepthwiseConv2D`, `Dense`, `EinsumDense`, `Embedding` and
+`MultiHeadAttention` (its four projections) becomes its LilNetX namesake with the same
+configuration; every other layer is cloned with its weights. The new model's LilNetX layers all
+share one `GroupRegistry` (one decoder and density per kernel shape), whatever the nesting.
 
 Warm start (`warm_start=True`, the default) makes the converted model start where the original
 is: for each parameter group the decoder is set to s·I (a scalar s for dense and 1×1) and the
@@ -28,9 +29,12 @@ import tensorflow as tf
 
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
+from lilnetx_tf.layers import attention as lnx_attention
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import dense as lnx_dense
+from lilnetx_tf.layers import einsum_dense as lnx_einsum_dense
+from lilnetx_tf.layers import embedding as lnx_embedding
 from lilnetx_tf.layers import density_fit
 from lilnetx_tf.layers import is_lilnetx_layer
 from lilnetx_tf.layers import registry as registry_lib
@@ -42,10 +46,15 @@ _CONVERTIBLE = {
     tf.keras.layers.Conv2D: lnx_conv.Conv2D,
     tf.keras.layers.DepthwiseConv2D: lnx_conv.DepthwiseConv2D,
     tf.keras.layers.Dense: lnx_dense.Dense,
+    tf.keras.layers.EinsumDense: lnx_einsum_dense.EinsumDense,
+    tf.keras.layers.Embedding: lnx_embedding.Embedding,
+    tf.keras.layers.MultiHeadAttention: lnx_attention.MultiHeadAttention,
 }
+# LilNetX layers without a latent of their own, made of LilNetX sublayers: (re)converted too.
+_COMPOSITES = (lnx_attention.MultiHeadAttention,)
 # Options the LilNetX layers do not take: the latents are regularized by the LilNetX objective.
 _DROPPED_OPTIONS = ("kernel_regularizer", "kernel_constraint", "depthwise_regularizer",
-                    "depthwise_constraint")
+                    "depthwise_constraint", "embeddings_regularizer", "embeddings_constraint")
 # Families of layers with a weight kernel: anything of these kinds we do not convert is reported
 # (as is any other layer holding a weight of rank >= 2, once built).
 _KERNEL_FAMILIES = tuple(
@@ -73,7 +82,7 @@ def convert(model: tf.keras.Model,
             density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
             warm_start_resolution: float = 0.1,
             density_fit_steps: int = density_fit.DEFAULT_STEPS) -> tf.keras.Model:
-  """Returns a copy of `model` whose Conv2D, DepthwiseConv2D and Dense layers are LilNetX layers.
+  """Returns a copy of `model` whose kernel layers (`_CONVERTIBLE`) are LilNetX layers.
 
   Args:
     model: A Functional or Sequential Keras model (nested models and shared layers included).
@@ -117,9 +126,10 @@ def convert(model: tf.keras.Model,
   converter = _Converter(model, layer_kwargs, _Selection(model, layers))
   if converter.unsupported:
     listing = "; ".join(description for description, _ in converter.unsupported)
+    convertible = ", ".join(cls.__name__ for cls in _CONVERTIBLE)
     message = (f"{len(converter.unsupported)} layer(s) with weights are kept as plain Keras "
-               f"layers (LilNetX converts only Conv2D with groups=1, DepthwiseConv2D and "
-               f"Dense): {listing}.{_share(model, [l for _, l in converter.unsupported])}")
+               f"layers (LilNetX converts only {convertible}; Conv2D with groups=1): "
+               f"{listing}.{_share(model, [l for _, l in converter.unsupported])}")
     if strict:
       raise errors.UnsupportedLayerError(message + " Pass strict=False to keep them as they are.")
     warnings.warn(message, UserWarning, stacklevel=2)
@@ -306,7 +316,7 @@ class _Converter:
         if key in config:
           config[key] = None
       config.update(self.layer_kwargs)
-      lnx_class = type(layer) if is_lilnetx_layer(layer) else _CONVERTIBLE[type(layer)]
+      lnx_class = _CONVERTIBLE.get(type(layer), type(layer))
       new = lnx_class.from_config(config)
       self.converted.append((layer, new))
     else:
@@ -317,17 +327,27 @@ class _Converter:
 
   def copy_weights(self, warm_start: bool) -> None:
     for old, new in self.copied:
-      if is_lilnetx_layer(old):
-        _copy_lilnetx_layer(old, new)
+      if is_lilnetx_layer(old) or isinstance(old, _COMPOSITES):
+        for old_part, new_part in latent_pairs(old, new):
+          _copy_lilnetx_layer(old_part, new_part)
       elif old.weights:
         new.set_weights(old.get_weights())
     for old, new in self.converted:
-      if getattr(old, "use_bias", False):
-        new.bias.assign(old.bias)
+      for old_part, new_part in latent_pairs(old, new):
+        if getattr(old_part, "bias", None) is not None:
+          new_part.bias.assign(old_part.bias)
+
+
+def latent_pairs(old, new) -> list:
+  """[(old layer, its LilNetX counterpart in `new`)]: (old, new) itself for a kernel layer, the
+  pairs of projections for a MultiHeadAttention (Keras's or LilNetX's)."""
+  if isinstance(new, _COMPOSITES):
+    return [(getattr(old, name), getattr(new, name)) for name in lnx_attention.PROJECTIONS]
+  return [(old, new)]
 
 
 def _is_convertible(layer) -> bool:
-  if is_lilnetx_layer(layer):
+  if is_lilnetx_layer(layer) or isinstance(layer, _COMPOSITES):
     return True
   if type(layer) not in _CONVERTIBLE:
     return False
@@ -337,7 +357,7 @@ def _is_convertible(layer) -> bool:
 def _copy_lilnetx_layer(old, new) -> None:
   """An unselected LilNetX layer keeps its latent, decoder and step (its group is new)."""
   new.latent_variable.assign(old.latent_variable)
-  if old.use_bias:
+  if getattr(old, "bias", None) is not None:
     new.bias.assign(old.bias)
   new.group.decoder.assign(old.group.decoder)
   new.group.latent_step.assign(old.group.latent_step)
@@ -348,9 +368,12 @@ def _copy_lilnetx_layer(old, new) -> None:
 
 
 def original_kernel(layer) -> np.ndarray:
-  """The forward kernel of a plain or LilNetX Conv2D/DepthwiseConv2D/Dense, Keras layout."""
+  """The forward kernel of a plain or LilNetX Conv2D/DepthwiseConv2D/Dense/EinsumDense, or
+  the table of an Embedding, Keras layout."""
   if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
     kernel = layer.depthwise_kernel
+  elif isinstance(layer, tf.keras.layers.Embedding):
+    kernel = layer.embeddings
   else:
     kernel = layer.kernel
   return np.asarray(tf.convert_to_tensor(kernel), dtype=np.float32)
@@ -394,9 +417,12 @@ def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
 
 def _warm_start(registry, converted: list, resolution: float, fit_steps: int) -> None:
   by_group: dict = {}
-  for old, new in converted:
-    by_group.setdefault(id(new.group), (new.group, []))[1].append(
-        (new, kernel_to_slices(original_kernel(old))))
+  for old, new in (pair for old, new in converted for pair in latent_pairs(old, new)):
+    kernel = original_kernel(old)
+    # A layer whose latent is not the default rearrangement (EinsumDense) says how.
+    slices = (new.kernel_slices(kernel) if hasattr(new, "kernel_slices")
+              else kernel_to_slices(kernel))
+    by_group.setdefault(id(new.group), (new.group, []))[1].append((new, slices))
   for group, members in by_group.values():
     step = warm_start_step([k for _, k in members], resolution)
     group.latent_step.assign(step)
