@@ -12,7 +12,7 @@ or removed together. The walk follows the graph in topological order, one rule p
   * DEPTHWISE ties output channel i·M+m to input channel i (repeat by the multiplier);
   * FLATTEN of (H, W, C) tiles the element list H·W times: feature h·W·C + w·C + c is channel
     c, so removing channel c removes all its features from a following Dense;
-  * everything else (BARRIER, MODEL) keeps all its input and output channels. Model inputs and
+  * everything else (BARRIER, MODEL, ATTENTION) keeps all its input and output channels. Model inputs and
     outputs are kept too.
 
 Alongside, each channel carries what is known about its value: a constant (the same at every
@@ -239,7 +239,8 @@ _RULES: dict[OpKind, Callable[[_Walk, Op, list], None]] = {
     OpKind.DEPTHWISE: _depthwise, OpKind.BN: _bn, OpKind.ELEMENTWISE: _elementwise,
     OpKind.POOL: _pass_through, OpKind.RESHAPE: _pass_through, OpKind.ZEROPAD: _zeropad,
     OpKind.CHANNELPAD: _channelpad, OpKind.MERGE: _merge, OpKind.CONCAT: _concat,
-    OpKind.FLATTEN: _flatten, OpKind.BARRIER: _barrier, OpKind.MODEL: _barrier}
+    OpKind.FLATTEN: _flatten, OpKind.BARRIER: _barrier, OpKind.MODEL: _barrier,
+    OpKind.ATTENTION: _barrier}
 
 
 def analyze(model: tf.keras.Model, ops: list, weights: dict, folded: set,

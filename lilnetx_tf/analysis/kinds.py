@@ -9,6 +9,8 @@
   * `MERGE`: Add / Subtract / Multiply / Average / Maximum / Minimum of equal widths;
   * `CONCAT`: Concatenate on the last axis; `FLATTEN`: Flatten of a known (…, C) shape;
   * `RESHAPE`: a Reshape that keeps the last axis;
+  * `ATTENTION`: a stock or LilNetX MultiHeadAttention called once with one output (its
+    channels are kept; its dead heads go, `analysis.heads`);
   * `INPUT`, `MODEL` (a nested model), and `BARRIER`: anything else (its channels are kept).
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf.analysis import activations
+from lilnetx_tf.layers import attention
 from lilnetx_tf.layers import channel_padding
 from lilnetx_tf.layers import is_lilnetx_layer
 
@@ -44,6 +47,7 @@ class OpKind(enum.Enum):
   CONCAT = "concat"
   FLATTEN = "flatten"
   RESHAPE = "reshape"
+  ATTENTION = "attention"
 
   @property
   def is_kernel(self) -> bool:
@@ -60,6 +64,8 @@ _POOL_LAYERS = (L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D,
                 L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.Cropping2D, L.UpSampling2D)
 _MERGE_LAYERS = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 _STOCK_KERNEL_LAYERS = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
+# Exact types: a subclass may compute another function of the same weights.
+_ATTENTION_LAYERS = (L.MultiHeadAttention, attention.MultiHeadAttention)
 
 
 def channels(tensor) -> int:
@@ -128,6 +134,9 @@ def classify(layer, inputs: list, outputs: list, calls: int) -> OpKind:
     return OpKind.INPUT
   if isinstance(layer, tf.keras.Model):
     return OpKind.MODEL
+  if type(layer) in _ATTENTION_LAYERS:   # its mask input may have unknown widths
+    single = calls == 1 and len(outputs) == 1 and channels(outputs[0])
+    return OpKind.ATTENTION if single else OpKind.BARRIER
   if len(outputs) != 1 or any(channels(t) == 0 for t in inputs + outputs):
     return OpKind.BARRIER
   return _single_output_kind(layer, inputs, outputs[0], calls)

@@ -1,7 +1,8 @@
 """Rebuilds a graph model's calls with stock Keras layers, narrowed to the kept channels.
 
 One rule per `OpKind`: kernel layers become stock Conv2D / DepthwiseConv2D / Dense with the
-decoded (and folded) weights of their kept channels; folded BatchNorms vanish, the others keep
+decoded (and folded) weights of their kept channels; a MultiHeadAttention becomes a stock one
+without its dead heads; other LilNetX layers (Embedding, EinsumDense) their `STOCK_CLASS`; folded BatchNorms vanish, the others keep
 their kept channels; a Reshape and a `ChannelPadding` get their new widths; nested models are
 slimmed on their own; barriers are copied (a LilNetX layer called several times becomes one
 full-width stock layer shared by its calls); weightless layers are copied. Every layer is
@@ -13,6 +14,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf.analysis import heads
 from lilnetx_tf.analysis.graph import Op
 from lilnetx_tf.analysis.kernels import RULES, KernelWeights, kernel_weights
 from lilnetx_tf.analysis.kinds import OpKind
@@ -52,6 +54,16 @@ def _stock_kernel_layer(layer, kind: Optional[OpKind], w: KernelWeights,
       config[rule.width_argument] = int(out_keep.sum())
     bias = bias[out_keep]
   return stock.from_config(config), [kernel, bias] if use_bias else [kernel]
+
+
+def _decoded_twin(layer) -> tuple:
+  """(an unbuilt stock layer computing what LilNetX `layer` computes, its weights): the layer's
+  `STOCK_CLASS` with the decoded weights, or the stock kernel layer at full width."""
+  stock = getattr(layer, "STOCK_CLASS", None)
+  if stock is None:
+    return _stock_kernel_layer(layer, None, kernel_weights(layer))
+  config = _float32_config(layer, stock.get_config(layer))   # the Keras arguments only
+  return stock.from_config(config), layer.stock_weights()
 
 
 def _clone(layer):
@@ -149,8 +161,8 @@ def _barrier(r: _Rebuilder, op: Op) -> None:
   layer = op.layer
   if id(layer) in r.cache:
     r.call(op, r.cache[id(layer)])
-  elif is_lilnetx_layer(layer):   # e.g. shared by several calls: decoded at full width
-    stock, weights = _stock_kernel_layer(layer, None, kernel_weights(layer))
+  elif is_lilnetx_layer(layer) or hasattr(layer, "STOCK_CLASS"):   # decoded at full width
+    stock, weights = _decoded_twin(layer)
     r.cache[id(layer)] = stock
     r.call(op, stock, weights)
   else:
@@ -159,12 +171,26 @@ def _barrier(r: _Rebuilder, op: Op) -> None:
     r.call(op, clone, layer.get_weights() if clone is not layer and layer.weights else None)
 
 
+def _attention(r: _Rebuilder, op: Op) -> None:
+  """A stock MultiHeadAttention without the heads that can go (`analysis.heads`)."""
+  layer = op.layer
+  weights, kept = heads.remove_heads(heads.attention_weights(layer))
+  stock = tf.keras.layers.MultiHeadAttention
+  config = _float32_config(layer, stock.get_config(layer))
+  config["num_heads"] = int(kept.sum())
+  new = stock.from_config(config)
+  r.call(op, new)
+  for projection, values in zip(heads.projections(new), weights.projection_weights()):
+    projection.set_weights(values)
+  r.widths[layer.name] = (len(kept), int(kept.sum()))
+
+
 _RULES: dict[OpKind, Callable[[_Rebuilder, Op], None]] = {
     OpKind.INPUT: _input, OpKind.CONV: _kernel, OpKind.DEPTHWISE: _kernel,
     OpKind.DENSE: _kernel, OpKind.BN: _bn, OpKind.RESHAPE: _reshape,
     OpKind.CHANNELPAD: _channelpad, OpKind.MODEL: _model, OpKind.BARRIER: _barrier,
     OpKind.ELEMENTWISE: _copy, OpKind.POOL: _copy, OpKind.ZEROPAD: _copy, OpKind.MERGE: _copy,
-    OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy}
+    OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy, OpKind.ATTENTION: _attention}
 
 
 def rebuild(model: tf.keras.Model, ops: list, weights: dict, folded: set, keep: dict,
