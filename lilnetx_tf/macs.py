@@ -103,8 +103,9 @@ def model_parameters(model: tf.keras.Model) -> int:
     if isinstance(layer, (tf.keras.Model, ParameterGroup)):
       continue
     if is_lilnetx_layer(layer):   # as many kernel values as latents, and the bias
-      bias = 0 if layer.bias is None else math.prod(layer.bias.shape)
-      total += kernel_values(layer) + bias
-    else:
-      total += sum(math.prod(w.shape) for w in layer.weights)
+      bias = getattr(layer, "bias", None)
+      total += kernel_values(layer) + (0 if bias is None else math.prod(bias.shape))
+    else:   # its own weights: those of its sublayers (attention projections) come with them
+      own = layer._trainable_weights + layer._non_trainable_weights  # pylint: disable=protected-access
+      total += sum(math.prod(w.shape) for w in own)
   return int(total)
