@@ -1,6 +1,6 @@
 """A small transformer text classifier, plain vs `lnx.convert`, in the same training budget.
 
-    PYTHONPATH=. python benchmarks/transformer_text.py [--epochs=8] [--rate_weight=0.3]
+    PYTHONPATH=. python benchmarks/transformer_text.py [--epochs=6] [--rate_weight=0.1]
 
 The task is synthetic (no download): sequences of `--length` tokens drawn from the first
 `--used` ids of a `--vocab`-token vocabulary (the rest never occur, as rare words in a real
@@ -74,8 +74,8 @@ def live_heads(model) -> list:
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--epochs", type=int, default=8)
-  parser.add_argument("--rate_weight", type=float, default=0.3)
+  parser.add_argument("--epochs", type=int, default=6)
+  parser.add_argument("--rate_weight", type=float, default=0.1)
   parser.add_argument("--slice_weight", type=float, default=lnx.layers.base.DEFAULT_SLICE_WEIGHT)
   parser.add_argument("--boundary", type=float, default=1.0)
   parser.add_argument("--vocab", type=int, default=2000)
@@ -83,7 +83,7 @@ def main():
   parser.add_argument("--length", type=int, default=48)
   parser.add_argument("--width", type=int, default=64)
   parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--train", type=int, default=8000)
+  parser.add_argument("--train", type=int, default=6000)
   parser.add_argument("--test", type=int, default=2000)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
