@@ -3,7 +3,8 @@ parameter count of a model as a plain Keras model stores it.
 
 One count for every kind of Keras layer with a kernel: Conv1D/2D/3D (grouped too), their
 transposed, depthwise and separable variants, LocallyConnected1D/2D and Dense (also on inputs
-with more than two axes), in either data format; LilNetX layers count as their Keras namesakes
+with more than two axes), in either data format, EinsumDense (any equation) and
+MultiHeadAttention (projections and attention products); LilNetX layers count as their Keras namesakes
 with every decoded weight (`stats` also gives their counts without zero slices). A layer called
 several times counts every call whose shapes are known (a layer of a Functional or Sequential
 model, or of one nested in it); calls with unknown sizes, and other layers, count 0.
@@ -15,6 +16,7 @@ from typing import Optional
 import tensorflow as tf
 
 from lilnetx_tf.layers import ParameterGroup, is_lilnetx_layer
+from lilnetx_tf.layers.einsum_dense import split_equation
 
 _TRANSPOSED = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
                tf.keras.layers.Conv3DTranspose)
@@ -22,7 +24,8 @@ _SEPARABLE = (tf.keras.layers.SeparableConv1D, tf.keras.layers.SeparableConv2D)
 _DEPTHWISE = (tf.keras.layers.DepthwiseConv1D, tf.keras.layers.DepthwiseConv2D)
 _LOCAL = (tf.keras.layers.LocallyConnected1D, tf.keras.layers.LocallyConnected2D)
 _CONV = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D, tf.keras.layers.Conv3D)
-KERNEL_LAYERS = _TRANSPOSED + _SEPARABLE + _DEPTHWISE + _LOCAL + _CONV + (tf.keras.layers.Dense,)
+KERNEL_LAYERS = _TRANSPOSED + _SEPARABLE + _DEPTHWISE + _LOCAL + _CONV + (
+    tf.keras.layers.Dense, tf.keras.layers.EinsumDense, tf.keras.layers.MultiHeadAttention)
 
 
 def _shape(tensors) -> tf.TensorShape:
@@ -54,8 +57,35 @@ def kernel_values(layer, name: str = "kernel") -> int:
   return math.prod(getattr(layer, name).shape)
 
 
+def _einsum_macs(layer, outputs: tf.TensorShape) -> Optional[int]:
+  """Output values per example times the kernel values summed into each (its summed axes)."""
+  _, kernel, output = split_equation(layer.equation)
+  shape = getattr(layer, "_kernel_shape", None) or layer.kernel.shape   # LilNetX: not decoded
+  summed = math.prod(int(d) for d, letter in zip(shape, kernel) if letter not in output)
+  values = outputs.as_list()[1:] if outputs.rank is not None else [None]
+  return None if None in values else math.prod(values) * summed
+
+
+def _attention_macs(layer, node) -> Optional[int]:
+  """The four projections and the two attention products (scores, weighted values) of one
+  MultiHeadAttention call with query length T and key/value length S."""
+  args = list(node.call_args) + [None] * 3
+  query = node.call_kwargs.get("query", args[0])
+  value = node.call_kwargs.get("value", args[1])
+  positions = [_positions(layer, _shape(t)) for t in (query, value)]
+  if None in positions:
+    return None
+  t, s = positions
+  q, k, v, o = (kernel_values(getattr(layer, name)) for name in
+                ("_query_dense", "_key_dense", "_value_dense", "_output_dense"))
+  products = t * s * layer._num_heads * (layer._key_dim + layer._value_dim)
+  return t * (q + o) + s * (k + v) + products
+
+
 def _call_macs(layer, inputs: tf.TensorShape, outputs: tf.TensorShape) -> Optional[int]:
   """MACs per example of one call of a kernel layer, or None if a size is unknown."""
+  if isinstance(layer, tf.keras.layers.EinsumDense):
+    return _einsum_macs(layer, outputs)
   if isinstance(layer, _TRANSPOSED):   # every input position scatters the whole kernel
     positions = _positions(layer, inputs)
     per_position = kernel_values(layer)
@@ -85,7 +115,10 @@ def layer_macs(layer) -> int:
   for node in layer._inbound_nodes:
     if not node.keras_inputs:
       continue
-    macs = _call_macs(layer, _shape(node.keras_inputs), _shape(node.outputs))
+    if isinstance(layer, tf.keras.layers.MultiHeadAttention):
+      macs = _attention_macs(layer, node)
+    else:
+      macs = _call_macs(layer, _shape(node.keras_inputs), _shape(node.outputs))
     total += macs or 0
   return int(total)
 

@@ -90,6 +90,9 @@ def test_einsum_dense_matches_stock_and_decodes_its_layout(equation, output_shap
   assert ours.kernel.shape == stock.kernel.shape
   assert (ours.bias is None) == (stock.bias is None)
   assert tuple(ours.latent_variable.shape) == latent + (1,)
+  model = tf.keras.Model(*(lambda i: (i, stock(i)))(tf.keras.Input(input_shape)))
+  expected = np.prod(model.output_shape[1:]) * latent[0]   # each output sums `inputs` products
+  assert macs.layer_macs(stock) == expected
   # The latent layout is a permutation of the kernel: integers in, the same integers out.
   integers = np.random.default_rng(2).integers(-5, 6, stock.kernel.shape).astype("float32")
   step = float(ours.group.latent_step.numpy())
@@ -218,6 +221,10 @@ def test_slim_removes_a_dead_head_exactly(projection):
   slim_mha = small.get_layer("mha")
   assert type(slim_mha) is L.MultiHeadAttention and slim_mha._num_heads == HEADS - 1
   assert small.slim_info.removed_channels["mha"] == (HEADS, HEADS - 1)
+  projection_macs = 4 * LENGTH * WIDTH * HEADS * HEAD_DIM
+  attention_macs = projection_macs + LENGTH * LENGTH * HEADS * 2 * HEAD_DIM
+  assert macs.layer_macs(mha) == attention_macs
+  assert macs.layer_macs(slim_mha) * HEADS == attention_macs * (HEADS - 1)
   for batch in (_ids(seed=5), _ids(seed=6, length=LENGTH)):
     np.testing.assert_allclose(small(batch), model(batch), rtol=1e-5, atol=1e-5)
 
