@@ -261,3 +261,24 @@ def test_export_transformer_with_dynamic_length(tmp_path):
                       compare_dense=False)
   assert report.removed_channels == {"mha": [HEADS, HEADS - 1]}
   assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
+
+
+@pytest.mark.parametrize("layers", [L, lnx])
+def test_slim_removes_dead_embedding_dims_and_keeps_the_vocabulary(layers):
+  ids = tf.keras.Input((None,), dtype="int64")
+  x = L.GlobalAveragePooling1D()(layers.Embedding(VOCAB, 8, name="embed")(ids))
+  model = tf.keras.Model(ids, lnx.Dense(3, name="out")(x))
+  table = model.get_layer("embed")
+  if layers is lnx:
+    latent = table.latent_variable.numpy()
+    latent[:, [2, 5]] = 0
+    table.latent_variable.assign(latent)
+  else:
+    values = table.embeddings.numpy()
+    values[:, [2, 5]] = 0
+    table.embeddings.assign(values)
+  small = lnx.slim(model)
+  assert type(small.get_layer("embed")) is L.Embedding
+  assert small.get_layer("embed").get_weights()[0].shape == (VOCAB, 6)
+  assert small.slim_info.removed_channels == {"embed": (8, 6)}
+  np.testing.assert_allclose(small(_ids()), model(_ids()), rtol=1e-5, atol=1e-6)

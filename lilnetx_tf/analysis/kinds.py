@@ -9,6 +9,8 @@
   * `MERGE`: Add / Subtract / Multiply / Average / Maximum / Minimum of equal widths;
   * `CONCAT`: Concatenate on the last axis; `FLATTEN`: Flatten of a known (…, C) shape;
   * `RESHAPE`: a Reshape that keeps the last axis;
+  * `EMBEDDING`: a stock or LilNetX Embedding called once (its output dims are fresh channels,
+    all-zero columns constant 0);
   * `ATTENTION`: a stock or LilNetX MultiHeadAttention called once with one output (its
     channels are kept; its dead heads go, `analysis.heads`);
   * `INPUT`, `MODEL` (a nested model), and `BARRIER`: anything else (its channels are kept).
@@ -23,6 +25,7 @@ import tensorflow as tf
 from lilnetx_tf.analysis import activations
 from lilnetx_tf.layers import attention
 from lilnetx_tf.layers import channel_padding
+from lilnetx_tf.layers import embedding
 from lilnetx_tf.layers import is_lilnetx_layer
 
 __all__ = ["OpKind", "KERNEL_KINDS", "classify", "kernel_kind", "channels"]
@@ -48,6 +51,7 @@ class OpKind(enum.Enum):
   FLATTEN = "flatten"
   RESHAPE = "reshape"
   ATTENTION = "attention"
+  EMBEDDING = "embedding"
 
   @property
   def is_kernel(self) -> bool:
@@ -66,6 +70,7 @@ _MERGE_LAYERS = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 _STOCK_KERNEL_LAYERS = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
 # Exact types: a subclass may compute another function of the same weights.
 _ATTENTION_LAYERS = (L.MultiHeadAttention, attention.MultiHeadAttention)
+_EMBEDDING_LAYERS = (L.Embedding, embedding.Embedding)
 
 
 def channels(tensor) -> int:
@@ -137,6 +142,9 @@ def classify(layer, inputs: list, outputs: list, calls: int) -> OpKind:
   if type(layer) in _ATTENTION_LAYERS:   # its mask input may have unknown widths
     single = calls == 1 and len(outputs) == 1 and channels(outputs[0])
     return OpKind.ATTENTION if single else OpKind.BARRIER
+  if type(layer) in _EMBEDDING_LAYERS:   # its inputs are ids, not channels
+    single = calls == 1 and len(outputs) == 1 and channels(outputs[0])
+    return OpKind.EMBEDDING if single else OpKind.BARRIER
   if len(outputs) != 1 or any(channels(t) == 0 for t in inputs + outputs):
     return OpKind.BARRIER
   return _single_output_kind(layer, inputs, outputs[0], calls)

@@ -2,7 +2,8 @@
 
 One rule per `OpKind`: kernel layers become stock Conv2D / DepthwiseConv2D / Dense with the
 decoded (and folded) weights of their kept channels; a MultiHeadAttention becomes a stock one
-without its dead heads; other LilNetX layers (Embedding, EinsumDense) their `STOCK_CLASS`; folded BatchNorms vanish, the others keep
+without its dead heads; an Embedding a stock one with its kept output dims; other LilNetX layers (EinsumDense, or
+called more than once) their `STOCK_CLASS`; folded BatchNorms vanish, the others keep
 their kept channels; a Reshape and a `ChannelPadding` get their new widths; nested models are
 slimmed on their own; barriers are copied (a LilNetX layer called several times becomes one
 full-width stock layer shared by its calls); weightless layers are copied. Every layer is
@@ -185,12 +186,23 @@ def _attention(r: _Rebuilder, op: Op) -> None:
   r.widths[layer.name] = (len(kept), int(kept.sum()))
 
 
+def _embedding(r: _Rebuilder, op: Op) -> None:
+  """A stock Embedding with the kept output dims (the vocabulary stays: ids index rows)."""
+  layer, out_keep = op.layer, r.kept(op.outputs[0])
+  stock = tf.keras.layers.Embedding
+  config = _float32_config(layer, stock.get_config(layer))
+  config["output_dim"] = int(out_keep.sum())
+  r.call(op, stock.from_config(config), [np.asarray(layer.embeddings)[:, out_keep]])
+  r.widths[layer.name] = (len(out_keep), int(out_keep.sum()))
+
+
 _RULES: dict[OpKind, Callable[[_Rebuilder, Op], None]] = {
     OpKind.INPUT: _input, OpKind.CONV: _kernel, OpKind.DEPTHWISE: _kernel,
     OpKind.DENSE: _kernel, OpKind.BN: _bn, OpKind.RESHAPE: _reshape,
     OpKind.CHANNELPAD: _channelpad, OpKind.MODEL: _model, OpKind.BARRIER: _barrier,
     OpKind.ELEMENTWISE: _copy, OpKind.POOL: _copy, OpKind.ZEROPAD: _copy, OpKind.MERGE: _copy,
-    OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy, OpKind.ATTENTION: _attention}
+    OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy, OpKind.ATTENTION: _attention,
+    OpKind.EMBEDDING: _embedding}
 
 
 def rebuild(model: tf.keras.Model, ops: list, weights: dict, folded: set, keep: dict,
