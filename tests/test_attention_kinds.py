@@ -182,6 +182,15 @@ def test_convert_maps_every_kernel_keeps_names_and_warm_starts():
     np.testing.assert_allclose(new.kernel, old.kernel, atol=float(new.group.latent_step.numpy()))
 
 
+def test_converting_a_lilnetx_transformer_again_starts_from_its_decoded_kernels():
+  _, model = _converted()
+  again = lnx.convert(model, warm_start_resolution=0.01)
+  assert isinstance(again.get_layer("mha"), lnx.MultiHeadAttention)
+  assert again.get_layer("mha")._query_dense is not model.get_layer("mha")._query_dense
+  reference = model(_ids()).numpy()
+  assert np.abs(again(_ids()).numpy() - reference).max() <= 0.01 * np.abs(reference).max()
+
+
 def test_compress_decompress_is_bit_exact(tmp_path):
   _, model = _converted()
   model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -15,11 +15,9 @@ import dataclasses
 
 import numpy as np
 
+from lilnetx_tf.layers.attention import PROJECTIONS
+
 __all__ = ["AttentionWeights", "attention_weights", "projections", "remove_heads"]
-
-# Keras's attribute names of the projections, in the order of its weights.
-_PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
-
 
 @dataclasses.dataclass
 class AttentionWeights:
@@ -39,7 +37,7 @@ class AttentionWeights:
 
 def projections(layer) -> list:
   """The query, key, value and output EinsumDense sublayers of a MultiHeadAttention."""
-  return [getattr(layer, name) for name in _PROJECTIONS]
+  return [getattr(layer, name) for name in PROJECTIONS]
 
 
 def attention_weights(layer) -> AttentionWeights:
