@@ -4,10 +4,10 @@ parameter count of a model as a plain Keras model stores it.
 One count for every kind of Keras layer with a kernel: Conv1D/2D/3D (grouped too), their
 transposed, depthwise and separable variants, LocallyConnected1D/2D and Dense (also on inputs
 with more than two axes), in either data format, EinsumDense (any equation) and
-MultiHeadAttention (projections and attention products); LilNetX layers count as their Keras namesakes
-with every decoded weight (`stats` also gives their counts without zero slices). A layer called
-several times counts every call whose shapes are known (a layer of a Functional or Sequential
-model, or of one nested in it); calls with unknown sizes, and other layers, count 0.
+MultiHeadAttention (projections and attention products); LilNetX layers count as their Keras
+namesakes with every decoded weight (`stats` also gives their counts without zero slices). A
+layer called several times counts every call whose shapes are known (a layer of a Functional or
+Sequential model, or of one nested in it); calls with unknown sizes, and other layers, count 0.
 """
 
 import math
@@ -139,6 +139,6 @@ def model_parameters(model: tf.keras.Model) -> int:
       bias = getattr(layer, "bias", None)
       total += kernel_values(layer) + (0 if bias is None else math.prod(bias.shape))
     else:   # its own weights: those of its sublayers (attention projections) come with them
-      own = layer._trainable_weights + layer._non_trainable_weights  # pylint: disable=protected-access
+      own = layer._trainable_weights + layer._non_trainable_weights  # pylint: disable=W0212
       total += sum(math.prod(w.shape) for w in own)
   return int(total)

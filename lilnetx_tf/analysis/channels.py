@@ -14,8 +14,8 @@ or removed together. The walk follows the graph in topological order, one rule p
   * DEPTHWISE ties output channel i·M+m to input channel i (repeat by the multiplier);
   * FLATTEN of (H, W, C) tiles the element list H·W times: feature h·W·C + w·C + c is channel
     c, so removing channel c removes all its features from a following Dense;
-  * everything else (BARRIER, MODEL, ATTENTION) keeps all its input and output channels. Model inputs and
-    outputs are kept too.
+  * everything else (BARRIER, MODEL, ATTENTION) keeps all its input and output channels. Model
+    inputs and outputs are kept too.
 
 Alongside, each channel carries what is known about its value: a constant (the same at every
 position, for every input) or NaN (varies). A kernel layer's output channel whose weights are all

@@ -4,10 +4,10 @@ One rule per `OpKind`: kernel layers become stock Conv2D / DepthwiseConv2D / Den
 decoded (and folded) weights of their kept channels; a MultiHeadAttention becomes a stock one
 without its dead heads, an Embedding a stock one with its kept output dims, other LilNetX layers
 (EinsumDense, or called more than once) their `STOCK_CLASS`; folded BatchNorms vanish, the
-others keep their kept channels; a Reshape and a `ChannelPadding` get their new widths; nested models are
-slimmed on their own; barriers are copied (a LilNetX layer called several times becomes one
-full-width stock layer shared by its calls); weightless layers are copied. Every layer is
-rebuilt to compute in float32 (a mixed-precision model gives a float32 slim model).
+others keep their kept channels; a Reshape and a `ChannelPadding` get their new widths; nested
+models are slimmed on their own; barriers are copied (a LilNetX layer called several times
+becomes one full-width stock layer shared by its calls); weightless layers are copied. Every
+layer is rebuilt to compute in float32 (a mixed-precision model gives a float32 slim model).
 """
 
 from typing import Callable, Optional
