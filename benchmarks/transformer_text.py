@@ -8,7 +8,8 @@ vocabulary), with a few "positive" ids (1..20) and "negative" ids (21..40) inser
 filler ids; the label says whether positives outnumber negatives. The model is token
 embedding + 2 encoder blocks (MultiHeadAttention, Add, LayerNormalization, Dense FFN) +
 average pooling + Dense, built from stock Keras layers. Both runs train the same freshly
-initialized model for the same epochs with Adam; the LilNetX one is `lnx.convert`ed first
+initialized model for the same epochs with Adam (`--latent_lr_multiplier` times larger steps
+on the LilNetX latents); the LilNetX one is `lnx.convert`ed first
 (penalties ramped in over the first epoch). Printed: test accuracy, the `.lnx` bytes, the plain
 model's int8 TFLite bytes (calibrated on training sequences), their ratio, the heads and
 embedding rows left, and the batch-1 TFLite latency of the plain and slim float32 models.
@@ -57,9 +58,9 @@ def transformer(vocab: int, length: int, width: int, heads: int, blocks: int) ->
   return tf.keras.Model(ids, L.Dense(2, name="classifier")(x), name="text_transformer")
 
 
-def train(model, data, epochs: int, callbacks=()) -> float:
+def train(model, data, epochs: int, callbacks=(), latent_lr_multiplier: float = 1.0) -> float:
   (x, y), (x_test, y_test) = data
-  model.compile(lnx.optimizers.Adam(1e-3),
+  model.compile(lnx.optimizers.Adam(1e-3, latent_lr_multiplier=latent_lr_multiplier),
                 tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"])
   model.fit(x, y, batch_size=64, epochs=epochs, verbose=2, callbacks=list(callbacks))
@@ -78,6 +79,8 @@ def main():
   parser.add_argument("--rate_weight", type=float, default=0.1)
   parser.add_argument("--slice_weight", type=float, default=lnx.layers.base.DEFAULT_SLICE_WEIGHT)
   parser.add_argument("--boundary", type=float, default=1.0)
+  parser.add_argument("--latent_lr_multiplier", type=float, default=1.0,
+                      help="Adam steps on the latents are this many times larger.")
   parser.add_argument("--vocab", type=int, default=2000)
   parser.add_argument("--used", type=int, default=1000)
   parser.add_argument("--length", type=int, default=48)
@@ -103,7 +106,8 @@ def main():
   model = lnx.convert(build(), rate_weight=args.rate_weight, slice_weight=args.slice_weight,
                       boundary=args.boundary, warm_start=False)
   steps = -(-args.train // 64)
-  accuracy = train(model, data, args.epochs, [lnx.callbacks.PenaltyWarmup(steps)])
+  accuracy = train(model, data, args.epochs, [lnx.callbacks.PenaltyWarmup(steps)],
+                   args.latent_lr_multiplier)
   report = lnx.compress(model, os.path.join(out, "model.lnx"), float16=True, mantissa_bits=5)
   print(report)
   lnx_bytes = os.path.getsize(os.path.join(out, "model.lnx"))
