@@ -4,10 +4,11 @@
     small = lnx.convert(model, rate_weight=0.01)            # starts close to `model`
     small.compile(...); small.fit(...); lnx.stats(small)
 
-Every Conv1D/2D/3D (ungrouped), DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose
-and Dense becomes its LilNetX namesake with the same configuration; every other layer is cloned
-with its weights. The new model's LilNetX layers
-all share one `GroupRegistry` (one decoder and density per kernel shape), whatever the nesting.
+Every Conv1D/2D/3D (ungrouped), DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose,
+Dense, EinsumDense, Embedding and MultiHeadAttention (its four projections) becomes its LilNetX
+namesake with the same configuration; every other layer is cloned with its weights. The new
+model's LilNetX layers all share one `GroupRegistry` (one decoder and density per kernel shape),
+whatever the nesting.
 
 Warm start (`warm_start=True`, the default) makes the converted model start where the original
 is: for each parameter group the decoder is set to s·I (a scalar s for dense and 1×1) and the
@@ -30,12 +31,15 @@ import tensorflow as tf
 
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
+from lilnetx_tf.layers import attention as lnx_attention
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
 from lilnetx_tf.layers import conv_transpose as lnx_conv_transpose
 from lilnetx_tf.layers import dense as lnx_dense
+from lilnetx_tf.layers import einsum_dense as lnx_einsum_dense
+from lilnetx_tf.layers import embedding as lnx_embedding
 from lilnetx_tf.layers import density_fit
-from lilnetx_tf.layers import kernel_latents
+from lilnetx_tf.layers import kernel_latents, layer_attribute
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf.layers import separable as lnx_separable
 from lilnetx_tf import monitor as monitor_lib
@@ -54,10 +58,16 @@ _CONVERTIBLE = {
     tf.keras.layers.Conv2DTranspose: lnx_conv_transpose.Conv2DTranspose,
     tf.keras.layers.Conv3DTranspose: lnx_conv_transpose.Conv3DTranspose,
     tf.keras.layers.Dense: lnx_dense.Dense,
+    tf.keras.layers.EinsumDense: lnx_einsum_dense.EinsumDense,
+    tf.keras.layers.Embedding: lnx_embedding.Embedding,
+    tf.keras.layers.MultiHeadAttention: lnx_attention.MultiHeadAttention,
 }
+# The LilNetX classes: a LilNetX layer is converted to itself (new LilNetX arguments).
+_LILNETX_CLASSES = tuple(_CONVERTIBLE.values())
 # Options the LilNetX layers do not take: the latents are regularized by the LilNetX objective.
 _DROPPED_OPTIONS = ("kernel_regularizer", "kernel_constraint", "depthwise_regularizer",
-                    "depthwise_constraint", "pointwise_regularizer", "pointwise_constraint")
+                    "depthwise_constraint", "pointwise_regularizer", "pointwise_constraint",
+                    "embeddings_regularizer", "embeddings_constraint")
 # Families of layers with a weight kernel: anything of these kinds we do not convert is reported
 # (as is any other layer holding a weight of rank >= 2, once built).
 _KERNEL_FAMILIES = tuple(
@@ -87,7 +97,7 @@ def convert(model: tf.keras.Model,
             density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
             warm_start_resolution: float = 0.1,
             density_fit_steps: int = density_fit.DEFAULT_STEPS) -> tf.keras.Model:
-  """Returns a copy of `model` whose convolutions and Dense layers are LilNetX layers.
+  """Returns a copy of `model` whose kernel layers (`_CONVERTIBLE`) are LilNetX layers.
 
   Args:
     model: A Functional or Sequential Keras model (nested models and shared layers included).
@@ -331,17 +341,31 @@ class _Converter:
 
   def copy_weights(self, warm_start: bool) -> None:
     for old, new in self.copied:
-      if kernel_latents(old):
+      if _is_lilnetx(old):
         _copy_lilnetx_layer(old, new)
       elif old.weights:
         new.set_weights(old.get_weights())
     for old, new in self.converted:
-      if getattr(old, "use_bias", False):
-        new.bias.assign(old.bias)
+      _copy_biases(old, new)
+
+
+def _is_lilnetx(layer) -> bool:
+  """A LilNetX layer: one holding latents, or a LilNetX class whose sublayers holding them do
+  not exist yet (an unbuilt MultiHeadAttention)."""
+  return bool(kernel_latents(layer)) or isinstance(layer, _LILNETX_CLASSES)
+
+
+def _copy_biases(old, new) -> None:
+  """Copies the bias of each (sub)layer holding one of `new`'s kernels (the layer itself, or an
+  attention's projections, found from the `kernel_latents` paths) from its place in `old`."""
+  for owner in dict.fromkeys(path.rpartition(".")[0] for _, path in kernel_latents(new)):
+    bias = getattr(layer_attribute(old, owner), "bias", None)
+    if bias is not None:
+      layer_attribute(new, owner).bias.assign(bias)
 
 
 def _is_convertible(layer) -> bool:
-  if kernel_latents(layer):
+  if _is_lilnetx(layer):
     return True
   if type(layer) not in _CONVERTIBLE:
     return False
@@ -354,17 +378,17 @@ def _copy_lilnetx_layer(old, new) -> None:
     new_latent.latent_variable.assign(old_latent.latent_variable)
     new_latent.group.decoder.assign(old_latent.group.decoder)
     new_latent.group.latent_step.assign(old_latent.group.latent_step)
-  if old.use_bias:
-    new.bias.assign(old.bias)
+  _copy_biases(old, new)
 
 
 # -------------------------------------------------------------------------------------------------
 # Warm start.
 
 
-def original_kernel(layer, name: str = "kernel") -> np.ndarray:
-  """The forward kernel `name` of a plain or LilNetX layer, Keras layout, float32."""
-  return np.asarray(tf.convert_to_tensor(getattr(layer, name)), dtype=np.float32)
+def original_kernel(layer, path: str = "kernel") -> np.ndarray:
+  """The kernel at `path` (a `kernel_latents` path) of a plain or LilNetX layer, Keras layout,
+  float32."""
+  return np.asarray(tf.convert_to_tensor(layer_attribute(layer, path)), dtype=np.float32)
 
 
 # The largest integer a warm-started latent may take (`warm_start_step`).
@@ -398,9 +422,9 @@ def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
 def _warm_start(registry, converted: list, resolution: float, fit_steps: int) -> None:
   by_group: dict = {}
   for old, new in converted:
-    for latent, name in kernel_latents(new):
+    for latent, path in kernel_latents(new):
       by_group.setdefault(id(latent.group), (latent.group, []))[1].append(
-          (latent, latent.kernel_to_latent(original_kernel(old, name))))
+          (latent, latent.kernel_to_latent(original_kernel(old, path))))
   for group, members in by_group.values():
     step = warm_start_step([k for _, k in members], resolution)
     group.latent_step.assign(step)

@@ -53,6 +53,14 @@ def _ratio(numerator: float, denominator: float) -> float:
   return float(numerator) / denominator if denominator else 0.0
 
 
+def _uncarried_macs(layer, per_layer: dict) -> int:
+  """The MACs of `layer` its latents' own counts leave out: all of a plain layer's, an
+  attention's products and projections (EinsumDense latents do not know their positions), the
+  further calls of a layer called several times."""
+  carried = sum(per_layer[latent.name]["macs_dense"] or 0 for latent, _ in kernel_latents(layer))
+  return max(0, macs_lib.layer_macs(layer) - carried)
+
+
 def stats(model: tf.keras.layers.Layer) -> dict[str, Any]:
   """Size, sparsity and compute figures of a built model with LilNetX layers.
 
@@ -81,8 +89,8 @@ def stats(model: tf.keras.layers.Layer) -> dict[str, Any]:
                         "dead_out_channels")}
   mac_keys = ("macs_dense", "macs_effective", "macs_channel_pruned")
   macs = {key: sum(s[key] or 0 for s in per_layer.values()) for key in mac_keys}
-  plain_macs = sum(macs_lib.layer_macs(layer) for layer in model._flatten_layers(include_self=False)
-                   if not kernel_latents(layer))
+  plain_macs = sum(_uncarried_macs(layer, per_layer)
+                   for layer in model._flatten_layers(include_self=False))
   for key in mac_keys:
     macs[key] += plain_macs
   return dict(

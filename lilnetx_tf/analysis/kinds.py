@@ -10,6 +10,10 @@
   * `MERGE`: Add / Subtract / Multiply / Average / Maximum / Minimum of equal widths;
   * `CONCAT`: Concatenate on the last axis; `FLATTEN`: Flatten of a known (…, C) shape;
   * `RESHAPE`: a Reshape that keeps the last axis;
+  * `EMBEDDING`: a stock or LilNetX Embedding called once (its output dims are fresh channels,
+    all-zero columns constant 0);
+  * `ATTENTION`: a stock or LilNetX MultiHeadAttention called once with one output (its
+    channels are kept; its dead heads go, `analysis.heads`);
   * `INPUT`, `MODEL` (a nested model), and `BARRIER`: anything else (its channels are kept).
 """
 
@@ -20,7 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf.analysis import activations
+from lilnetx_tf.layers import attention
 from lilnetx_tf.layers import channel_padding
+from lilnetx_tf.layers import embedding
 from lilnetx_tf.layers import kernel_latents
 
 __all__ = ["OpKind", "KERNEL_KINDS", "classify", "kernel_family", "kernel_kind", "channels"]
@@ -47,6 +53,8 @@ class OpKind(enum.Enum):
   CONCAT = "concat"
   FLATTEN = "flatten"
   RESHAPE = "reshape"
+  ATTENTION = "attention"
+  EMBEDDING = "embedding"
 
   @property
   def is_kernel(self) -> bool:
@@ -75,6 +83,9 @@ _FAMILIES = (
     ((L.Conv1D, L.Conv2D, L.Conv3D), OpKind.CONV),
     ((L.Dense,), OpKind.DENSE))
 _STOCK_KERNEL_LAYERS = tuple(cls for classes, _ in _FAMILIES for cls in classes)
+# Exact types, stock or LilNetX: a subclass may compute another function of the same weights.
+_ATTENTION_LAYERS = (L.MultiHeadAttention, attention.MultiHeadAttention)
+_EMBEDDING_LAYERS = (L.Embedding, embedding.Embedding)
 
 
 def channels(tensor) -> int:
@@ -149,6 +160,12 @@ def classify(layer, inputs: list, outputs: list, calls: int) -> OpKind:
     return OpKind.INPUT
   if isinstance(layer, tf.keras.Model):
     return OpKind.MODEL
+  if type(layer) in _ATTENTION_LAYERS:   # its mask input may have unknown widths
+    single = calls == 1 and len(outputs) == 1 and channels(outputs[0])
+    return OpKind.ATTENTION if single else OpKind.BARRIER
+  if type(layer) in _EMBEDDING_LAYERS:   # its inputs are ids, not channels
+    single = calls == 1 and len(outputs) == 1 and channels(outputs[0])
+    return OpKind.EMBEDDING if single else OpKind.BARRIER
   if len(outputs) != 1 or any(channels(t) == 0 for t in inputs + outputs):
     return OpKind.BARRIER
   return _single_output_kind(layer, inputs, outputs[0], calls)

@@ -80,6 +80,8 @@ class LatentKernelMixin:
   # Kernel layout hook: False for Keras kernels (k…, in, out), True for (k…, out, in) (transposed
   # convolutions). The latent is (in, out, k₁·…·k_r) either way.
   _CHANNELS_SWAPPED = False
+  # The Keras attribute holding the kernel this latent decodes to (see `kernel_latents`).
+  KERNEL_NAME = "kernel"
 
   def __init__(self, *args,
                rate_weight: float = DEFAULT_RATE_WEIGHT,
@@ -269,9 +271,14 @@ class LatentKernelMixin:
       self._add_group_rate(training, registry.num_slices, add_penalty)
     per_slice = registry.num_slices if self.config_version >= 2 else 1
     if self.slice_weight > 0:
-      add_penalty(self.slice_weight / per_slice * tf.reduce_sum(_safe_norm(self.latent)))
+      add_penalty(self.slice_weight / per_slice * tf.reduce_sum(self._slice_norms(self.latent)))
     if self.l2_weight > 0:
       add_penalty(self.l2_weight / per_slice * tf.reduce_sum(tf.square(self.latent)))
+
+  def _slice_norms(self, latent: tf.Tensor) -> tf.Tensor:
+    """The norms the group lasso sums: one per (out, in) slice. A layer whose structured unit
+    is wider than a slice (an embedding row) overrides it."""
+    return _safe_norm(latent)
 
   def _add_group_rate(self, training: bool, num_slices: int,
                       add_penalty: Callable[[tf.Tensor], None]) -> None:

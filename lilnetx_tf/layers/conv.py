@@ -90,6 +90,7 @@ class _LatentDepthwise(base.LatentKernelMixin):
   depth_multiplier): each (input channel, multiplier) pair is one slice."""
 
   _REPLACED_BY_LATENT = ("depthwise_regularizer", "depthwise_constraint")
+  KERNEL_NAME = "depthwise_kernel"
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)
