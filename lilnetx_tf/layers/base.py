@@ -242,8 +242,11 @@ class LatentKernelMixin:
     """Decodes (integer) latents of shape (a, b, slice_size) to a Keras-layout kernel."""
     decoded = self.group.decode(latent)
     a, b = latent.shape[0], latent.shape[1]
-    return tf.transpose(tf.reshape(decoded, (a, b) + self._slice_shape),
-                        self._kernel_permutation())
+    kernel = tf.reshape(decoded, (a, b) + self._slice_shape)
+    permutation = self._kernel_permutation()
+    if permutation == tuple(range(len(permutation))):   # Dense: (a, b) already
+      return kernel
+    return tf.transpose(kernel, permutation)
 
   def kernel_to_latent(self, kernel: np.ndarray) -> np.ndarray:
     """A Keras-layout kernel of this layer rearranged as latent slices (a, b, slice_size)."""
