@@ -21,13 +21,19 @@ from lilnetx_tf.coding import compress, decompress
 from lilnetx_tf.convert import convert
 from lilnetx_tf.export import export, slim
 from lilnetx_tf.layers import Conv2D, DepthwiseConv2D, Dense, GroupRegistry, ParameterGroup
+from lilnetx_tf.layers import Conv1D, Conv3D, DepthwiseConv1D, SeparableConv1D, SeparableConv2D
+from lilnetx_tf.layers import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from lilnetx_tf.layers import fit_densities, group_scope, is_lilnetx_layer
+from lilnetx_tf.layers import EinsumDense, Embedding, MultiHeadAttention
 from lilnetx_tf.monitor import monitor
 from lilnetx_tf.stats import stats
 
 __version__ = "0.1.0"
 
-__all__ = ["Conv2D", "DepthwiseConv2D", "Dense", "GroupRegistry", "ParameterGroup",
+__all__ = ["Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Conv3D",
+           "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "Dense", "EinsumDense",
+           "Embedding", "GroupRegistry", "MultiHeadAttention", "ParameterGroup",
+           "SeparableConv1D", "SeparableConv2D",
            "callbacks", "compress", "convert", "decompress", "errors", "export", "fit_densities",
            "group_scope", "is_lilnetx_layer", "keras_files", "optimizers", "rate_control", "slim",
            "stats", "tuning"]

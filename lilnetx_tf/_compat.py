@@ -25,7 +25,7 @@ import re
 import sys
 import tempfile
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from lilnetx_tf import errors
 
@@ -200,9 +200,15 @@ def keras_tuner() -> Any:
   return kt
 
 
-def tflite_interpreter(content: bytes, num_threads: int) -> Any:
+def tflite_interpreter(content: bytes, num_threads: int,
+                       input_shapes: Optional[Callable[[list], list]] = None) -> Any:
   """An interpreter of a .tflite model, tensors allocated: LiteRT's (`ai-edge-litert`) where it is installed,
-  else `tf.lite.Interpreter`, which TF ≥ 2.18 deprecates in LiteRT's favour (warning hidden)."""
+  else `tf.lite.Interpreter`, which TF ≥ 2.18 deprecates in LiteRT's favour (warning hidden).
+
+  `input_shapes(input details)` gives the shape of each input to allocate for, in the order of
+  the details: without it a dynamic dimension (−1 in the signature) is allocated at 1, which a
+  model whose layers need more (a length-7 convolution over a sequence) cannot prepare.
+  """
   try:
     from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -211,5 +217,10 @@ def tflite_interpreter(content: bytes, num_threads: int) -> Any:
     warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
     interpreter = (Interpreter or tf.lite.Interpreter)(model_content=content,
                                                        num_threads=num_threads)
+    if input_shapes is not None:
+      details = interpreter.get_input_details()
+      for detail, shape in zip(details, input_shapes(details)):
+        if tuple(detail["shape"]) != tuple(shape):
+          interpreter.resize_tensor_input(detail["index"], list(shape))
     interpreter.allocate_tensors()
   return interpreter

@@ -4,13 +4,16 @@
     small = lnx.convert(model)      # size target: `compression`=12× below int8 weights
     small.compile(...); small.fit(...); lnx.stats(small)
 
-Every `Conv2D` (ungrouped), `DepthwiseConv2D` and `Dense` becomes its LilNetX namesake with the
-same configuration; every other layer is cloned with its weights. The new model's LilNetX layers
-all share one `GroupRegistry` (one decoder and density per kernel shape), whatever the nesting.
+Every Conv1D/2D/3D (ungrouped), DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose,
+Dense, EinsumDense, Embedding and MultiHeadAttention (its four projections) becomes its LilNetX
+namesake with the same configuration; every other layer is cloned with its weights. The new
+model's LilNetX layers all share one `GroupRegistry` (one decoder and density per kernel shape),
+whatever the nesting.
 
 Warm start (`warm_start=True`, the default) makes the converted model start where the original
 is: for each parameter group the decoder is set to s·I (a scalar s for dense and 1×1) and the
-group's latent step to s, and each member's latent to its original kernel rearranged as (a, b, kh·kw).
+group's latent step to s, and each member's latent to its original kernel rearranged as
+(in, out, k₁·…·k_r) (a separable conv's depthwise and pointwise kernels each in its group).
 The forward kernel is then s·round(W / s): the original weights on a grid of step s. The step is
 `warm_start_resolution` times the smallest per-layer RMS of the group's kernels, so the rounding
 error of every layer is at most resolution / √12 of its RMS weight (≈ 2.9 % at 0.1, what "auto"
@@ -31,26 +34,45 @@ import tensorflow as tf
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.analysis.graph import check_graph_model, is_graph_model
+from lilnetx_tf.layers import attention as lnx_attention
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv as lnx_conv
+from lilnetx_tf.layers import conv_transpose as lnx_conv_transpose
 from lilnetx_tf.layers import dense as lnx_dense
+from lilnetx_tf.layers import einsum_dense as lnx_einsum_dense
+from lilnetx_tf.layers import embedding as lnx_embedding
 from lilnetx_tf.layers import density_fit
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import kernel_latents, layer_attribute
 from lilnetx_tf.layers import registry as registry_lib
+from lilnetx_tf.layers import separable as lnx_separable
 from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf import rate_control
 from lilnetx_tf import untrained
 from lilnetx_tf import validation
 
-# Exact Keras types converted (subclasses such as Conv2DTranspose are not the same layer).
+# Exact Keras types converted (a subclass is another layer: Conv2DTranspose has its own row).
 _CONVERTIBLE = {
+    tf.keras.layers.Conv1D: lnx_conv.Conv1D,
     tf.keras.layers.Conv2D: lnx_conv.Conv2D,
+    tf.keras.layers.Conv3D: lnx_conv.Conv3D,
+    tf.keras.layers.DepthwiseConv1D: lnx_conv.DepthwiseConv1D,
     tf.keras.layers.DepthwiseConv2D: lnx_conv.DepthwiseConv2D,
+    tf.keras.layers.SeparableConv1D: lnx_separable.SeparableConv1D,
+    tf.keras.layers.SeparableConv2D: lnx_separable.SeparableConv2D,
+    tf.keras.layers.Conv1DTranspose: lnx_conv_transpose.Conv1DTranspose,
+    tf.keras.layers.Conv2DTranspose: lnx_conv_transpose.Conv2DTranspose,
+    tf.keras.layers.Conv3DTranspose: lnx_conv_transpose.Conv3DTranspose,
     tf.keras.layers.Dense: lnx_dense.Dense,
+    tf.keras.layers.EinsumDense: lnx_einsum_dense.EinsumDense,
+    tf.keras.layers.Embedding: lnx_embedding.Embedding,
+    tf.keras.layers.MultiHeadAttention: lnx_attention.MultiHeadAttention,
 }
+# The LilNetX classes: a LilNetX layer is converted to itself (new LilNetX arguments).
+_LILNETX_CLASSES = tuple(_CONVERTIBLE.values())
 # Options the LilNetX layers do not take: the latents are regularized by the LilNetX objective.
 _DROPPED_OPTIONS = ("kernel_regularizer", "kernel_constraint", "depthwise_regularizer",
-                    "depthwise_constraint")
+                    "depthwise_constraint", "pointwise_regularizer", "pointwise_constraint",
+                    "embeddings_regularizer", "embeddings_constraint")
 # Families of layers with a weight kernel: anything of these kinds we do not convert is reported
 # (as is any other layer holding a weight of rank >= 2, once built).
 _KERNEL_FAMILIES = tuple(
@@ -69,6 +91,9 @@ _KERNEL_FAMILIES = tuple(
 # 73 KB estimated after 50 steps, 25.9 KB after 300, 25.7 KB empirical entropy).
 DENSITY_FIT_STEPS = 300
 
+_CONVERTED_NAMES = (", ".join(cls.__name__ for cls in _CONVERTIBLE)
+                    + " (convolutions with groups=1)")
+
 LayerSelection = Union[None, Iterable[str], Callable[[tf.keras.layers.Layer], bool]]
 
 
@@ -84,7 +109,7 @@ def convert(model: tf.keras.Model,
             warm_start_resolution: Union[float, str] = "auto",
             density_fit_steps: int = DENSITY_FIT_STEPS,
             compression: Optional[float] = rate_control.DEFAULT_COMPRESSION) -> tf.keras.Model:
-  """Returns a copy of `model` whose Conv2D, DepthwiseConv2D and Dense layers are LilNetX layers.
+  """Returns a copy of `model` whose kernel layers (`_CONVERTIBLE`) are LilNetX layers.
 
   Args:
     model: A Functional or Sequential Keras model (nested models and shared layers included).
@@ -99,8 +124,8 @@ def convert(model: tf.keras.Model,
     layers: Which convertible layers to convert: None for all, an iterable of layer names
       (a nested model's name selects every layer in it), or a predicate `layer -> bool`.
     strict: Raise `errors.UnsupportedLayerError` instead of warning when the model has layers
-      with kernels that stay plain Keras layers (grouped or transposed convolutions,
-      SeparableConv2D, Conv1D/Conv3D, custom layers containing convolutions, ...).
+      with kernels that stay plain Keras layers (grouped convolutions, recurrent and locally
+      connected layers, custom layers containing convolutions, ...).
     warm_start_resolution: Rounding step of each group as a fraction of the smallest
       per-layer RMS of its kernels. Smaller: closer start, larger integers (more bits).
       "auto": 0.1 for a group whose layers were trained; for a group whose kernels are still
@@ -144,8 +169,8 @@ def convert(model: tf.keras.Model,
   if converter.unsupported:
     listing = "; ".join(description for description, _ in converter.unsupported)
     message = (f"{len(converter.unsupported)} layer(s) with weights are kept as plain Keras "
-               f"layers (LilNetX converts only Conv2D with groups=1, DepthwiseConv2D and "
-               f"Dense): {listing}.{_share(model, [l for _, l in converter.unsupported])}")
+               f"layers (LilNetX converts {_CONVERTED_NAMES}): {listing}."
+               f"{_share(model, [l for _, l in converter.unsupported])}")
     if strict:
       raise errors.UnsupportedLayerError(message + " Pass strict=False to keep them as they are.")
     warnings.warn(message, UserWarning, stacklevel=2)
@@ -284,19 +309,19 @@ class _Converter:
       return
     if _is_convertible(layer):
       plan = "convert" if self.selected(layer, in_selected_model) else "copy"
-      if plan == "convert" and not is_lilnetx_layer(layer):
+      if plan == "convert" and not kernel_latents(layer):
         config = layer.get_config()
         dropped = [k for k in _DROPPED_OPTIONS if config.get(k) is not None]
         if dropped:
           self.dropped.append(f"{', '.join(dropped)} of {_describe(layer)}")
     else:
       plan = "copy"
-      if isinstance(layer, _KERNEL_FAMILIES) and not is_lilnetx_layer(layer):
+      if isinstance(layer, _KERNEL_FAMILIES):   # (a LilNetX layer is convertible)
         reason = ""
-        if isinstance(layer, tf.keras.layers.Conv2D) and type(layer) is tf.keras.layers.Conv2D:
+        if type(layer) in _CONVERTIBLE and getattr(layer, "groups", 1) != 1:
           reason = f", groups={layer.groups}"
         self.unsupported.append((_describe(layer)[:-1] + reason + ")", layer))
-      elif not isinstance(layer, _KERNEL_FAMILIES):
+      else:
         inner = [l for l in layer._flatten_layers(include_self=False)
                  if isinstance(l, _KERNEL_FAMILIES)]
         kernels = _kernels(layer)
@@ -327,7 +352,7 @@ class _Converter:
         if key in config:
           config[key] = None
       config.update(self.layer_kwargs)
-      lnx_class = type(layer) if is_lilnetx_layer(layer) else _CONVERTIBLE[type(layer)]
+      lnx_class = _CONVERTIBLE.get(type(layer), type(layer))   # a LilNetX layer stays itself
       new = lnx_class.from_config(config)
       self.converted.append((layer, new))
     else:
@@ -338,17 +363,31 @@ class _Converter:
 
   def copy_weights(self, warm_start: bool) -> None:
     for old, new in self.copied:
-      if is_lilnetx_layer(old):
+      if _is_lilnetx(old):
         _copy_lilnetx_layer(old, new)
       elif old.weights:
         new.set_weights(old.get_weights())
     for old, new in self.converted:
-      if getattr(old, "use_bias", False):
-        new.bias.assign(old.bias)
+      _copy_biases(old, new)
+
+
+def _is_lilnetx(layer) -> bool:
+  """A LilNetX layer: one holding latents, or a LilNetX class whose sublayers holding them do
+  not exist yet (an unbuilt MultiHeadAttention)."""
+  return bool(kernel_latents(layer)) or isinstance(layer, _LILNETX_CLASSES)
+
+
+def _copy_biases(old, new) -> None:
+  """Copies the bias of each (sub)layer holding one of `new`'s kernels (the layer itself, or an
+  attention's projections, found from the `kernel_latents` paths) from its place in `old`."""
+  for owner in dict.fromkeys(path.rpartition(".")[0] for _, path in kernel_latents(new)):
+    bias = getattr(layer_attribute(old, owner), "bias", None)
+    if bias is not None:
+      layer_attribute(new, owner).bias.assign(bias)
 
 
 def _is_convertible(layer) -> bool:
-  if is_lilnetx_layer(layer):
+  if _is_lilnetx(layer):
     return True
   if type(layer) not in _CONVERTIBLE:
     return False
@@ -356,37 +395,26 @@ def _is_convertible(layer) -> bool:
 
 
 def _copy_lilnetx_layer(old, new) -> None:
-  """An unselected LilNetX layer keeps its latent, decoder and step (its group is new)."""
-  new.latent_variable.assign(old.latent_variable)
-  if old.use_bias:
-    new.bias.assign(old.bias)
-  new.group.decoder.assign(old.group.decoder)
-  new.group.latent_step.assign(old.group.latent_step)
+  """An unselected LilNetX layer keeps its latents, decoders and steps (its groups are new)."""
+  for (old_latent, _), (new_latent, _) in zip(kernel_latents(old), kernel_latents(new)):
+    new_latent.latent_variable.assign(old_latent.latent_variable)
+    new_latent.group.decoder.assign(old_latent.group.decoder)
+    new_latent.group.latent_step.assign(old_latent.group.latent_step)
+  _copy_biases(old, new)
 
 
 # -------------------------------------------------------------------------------------------------
 # Warm start.
 
 
-def original_kernel(layer) -> np.ndarray:
-  """The forward kernel of a plain or LilNetX Conv2D/DepthwiseConv2D/Dense, Keras layout."""
-  if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
-    kernel = layer.depthwise_kernel
-  else:
-    kernel = layer.kernel
-  return np.asarray(tf.convert_to_tensor(kernel), dtype=np.float32)
+def original_kernel(layer, path: str = "kernel") -> np.ndarray:
+  """The kernel at `path` (a `kernel_latents` path) of a plain or LilNetX layer, Keras layout,
+  float32."""
+  return np.asarray(tf.convert_to_tensor(layer_attribute(layer, path)), dtype=np.float32)
 
 
 # The largest integer a warm-started latent may take (`warm_start_step`).
 MAX_WARM_START_INTEGER = 2 ** 12
-
-
-def kernel_to_slices(kernel: np.ndarray) -> np.ndarray:
-  """Keras kernel (kh, kw, a, b) or (a, b) -> latent layout (a, b, kh·kw) or (a, b, 1)."""
-  if kernel.ndim == 2:
-    return kernel[..., None]
-  kh, kw, a, b = kernel.shape
-  return np.transpose(kernel, (2, 3, 0, 1)).reshape(a, b, kh * kw)
 
 
 def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
@@ -417,7 +445,7 @@ def _group_resolution(resolution, members: list, bits_per_value: Optional[float]
   """`resolution`, or for "auto" the trained or untrained grid of the group (module doc)."""
   if resolution != "auto":
     return resolution
-  verdicts = [untrained.is_untrained(old, kernel) for old, _, kernel in members]
+  verdicts = [verdict for verdict, _, _ in members]
   if False in verdicts or True not in verdicts:
     return untrained.TRAINED_RESOLUTION
   rms = [float(np.sqrt(np.mean(np.square(k)))) for _, _, k in members]
@@ -430,15 +458,17 @@ def _warm_start(registry, converted: list, resolution, fit_steps: int,
                 bits_per_value: Optional[float]) -> None:
   by_group: dict = {}
   for old, new in converted:
-    kernel = original_kernel(old)
-    by_group.setdefault(id(new.group), (new.group, []))[1].append((old, new, kernel))
+    for latent, path in kernel_latents(new):
+      kernel = original_kernel(old, path)
+      by_group.setdefault(id(latent.group), (latent.group, []))[1].append(
+          (untrained.is_untrained(old, kernel, path), latent, kernel))
   for group, members in by_group.values():
     group_resolution = _group_resolution(resolution, members, bits_per_value)
-    slices = [kernel_to_slices(kernel) for _, _, kernel in members]
+    slices = [latent.kernel_to_latent(kernel) for _, latent, kernel in members]
     group.latent_step.assign(warm_start_step(slices, group_resolution))
     group.reset_decoder()
-    for (_, new, _), member_slices in zip(members, slices):
-      new.latent_variable.assign(member_slices)
+    for (_, latent, _), member_slices in zip(members, slices):
+      latent.latent_variable.assign(member_slices)
   density_fit.fit_group_densities(
-      [(group, [new for _, new, _ in members]) for group, members in by_group.values()],
+      [(group, [latent for _, latent, _ in members]) for group, members in by_group.values()],
       fit_steps)

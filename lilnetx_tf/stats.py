@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from lilnetx_tf import errors
 from lilnetx_tf import macs as macs_lib
-from lilnetx_tf.layers import is_lilnetx_layer, lilnetx_layers
+from lilnetx_tf.layers import kernel_latents, lilnetx_layers
 
 __all__ = ["layer_stats", "stats"]
 
@@ -22,7 +22,9 @@ def layer_stats(layer) -> dict[str, Any]:
   live_in = int(np.any(live_slices, axis=1).sum())
   live_out = int(np.any(live_slices, axis=0).sum())
   a, b = live_slices.shape
-  depthwise = isinstance(layer, tf.keras.layers.DepthwiseConv2D)
+  depthwise = (isinstance(layer, (tf.keras.layers.DepthwiseConv1D,
+                                  tf.keras.layers.DepthwiseConv2D))
+               or getattr(layer, "channels_tied", False))
   if depthwise:  # output channel (i, m) is slice (i, m): in and out channels are tied
     live_out, channels_out = int(live_slices.sum()), a * b
     channel_macs_per_position = live_out * slice_size
@@ -53,6 +55,14 @@ def _ratio(numerator: float, denominator: float) -> float:
   return float(numerator) / denominator if denominator else 0.0
 
 
+def _uncarried_macs(layer, per_layer: dict) -> int:
+  """The MACs of `layer` its latents' own counts leave out: all of a plain layer's, an
+  attention's products and projections (EinsumDense latents do not know their positions), the
+  further calls of a layer called several times."""
+  carried = sum(per_layer[latent.name]["macs_dense"] or 0 for latent, _ in kernel_latents(layer))
+  return max(0, macs_lib.layer_macs(layer) - carried)
+
+
 def stats(model: tf.keras.layers.Layer) -> dict[str, Any]:
   """Size, sparsity and compute figures of a built model with LilNetX layers.
 
@@ -81,8 +91,8 @@ def stats(model: tf.keras.layers.Layer) -> dict[str, Any]:
                         "dead_out_channels")}
   mac_keys = ("macs_dense", "macs_effective", "macs_channel_pruned")
   macs = {key: sum(s[key] or 0 for s in per_layer.values()) for key in mac_keys}
-  plain_macs = sum(macs_lib.layer_macs(layer) for layer in model._flatten_layers(include_self=False)
-                   if not is_lilnetx_layer(layer))
+  plain_macs = sum(_uncarried_macs(layer, per_layer)
+                   for layer in model._flatten_layers(include_self=False))
   for key in mac_keys:
     macs[key] += plain_macs
   return dict(

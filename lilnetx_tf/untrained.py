@@ -14,6 +14,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf.layers import layer_attribute
+
 __all__ = ["is_untrained", "MAX_DISTANCE", "MIN_SIZE"]
 
 MIN_SIZE = 1000
@@ -21,13 +23,17 @@ MAX_DISTANCE = 0.05
 _SAMPLE = 100_000   # values compared at most (a subsample of larger kernels)
 
 
-def _initializer(layer) -> Optional[tf.keras.initializers.Initializer]:
-  name = ("depthwise_initializer" if isinstance(layer, tf.keras.layers.DepthwiseConv2D)
-          else "kernel_initializer")
+def _initializer(layer, path: str) -> Optional[tf.keras.initializers.Initializer]:
+  """The initializer of the kernel at `path` (a `kernel_latents` path): 'kernel' →
+  `kernel_initializer`, 'depthwise_kernel' → `depthwise_initializer`, 'embeddings' →
+  `embeddings_initializer`, '_query_dense.kernel' → that sublayer's `kernel_initializer`."""
+  owner_path, _, name = path.rpartition(".")
+  name = name[:-len("kernel")] + "initializer" if name.endswith("kernel") else f"{name}_initializer"
   try:
-    config = layer.get_config().get(name)
+    owner = layer_attribute(layer, owner_path)
+    config = owner.get_config().get(name)
     return None if config is None else tf.keras.initializers.get(config)
-  except (ValueError, TypeError, KeyError):
+  except (AttributeError, ValueError, TypeError, KeyError):
     return None      # a custom initializer Keras cannot rebuild: no evidence
 
 
@@ -40,12 +46,13 @@ def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.max(np.abs(gap)))
 
 
-def is_untrained(layer, kernel: np.ndarray) -> Optional[bool]:
-  """Whether `kernel` (the layer's, Keras layout) looks like a fresh draw of its initializer;
+def is_untrained(layer, kernel: np.ndarray, path: str = "kernel") -> Optional[bool]:
+  """Whether `kernel` (the layer's kernel at `path`, Keras layout) looks like a fresh draw of
+  its initializer;
   None when there is no evidence (a small kernel, or an initializer that cannot be rebuilt)."""
   if kernel.size < MIN_SIZE:
     return None
-  initializer = _initializer(layer)
+  initializer = _initializer(layer, path)
   if initializer is None:
     return None
   try:

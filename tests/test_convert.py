@@ -178,15 +178,18 @@ def test_unsupported_layers_warn_once_and_strict_raises():
   messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
   unsupported = [m for m in messages if "kept as plain Keras" in m]
   assert len(unsupported) == 1
-  for name in ("grouped", "transposed", "separable"):
-    assert name in unsupported[0]
+  assert "grouped" in unsupported[0] and "groups=2" in unsupported[0]
+  for name in ("transposed", "separable", "ok", "head"):   # converted: not listed as plain
+    assert f"'{name}'" not in unsupported[0]
   assert any("kernel_regularizer" in m and "'ok'" in m for m in messages)
   assert type(converted.get_layer("grouped")) is L.Conv2D
+  np.testing.assert_array_equal(model.get_layer("grouped").get_weights()[0],
+                                converted.get_layer("grouped").get_weights()[0])
   assert type(converted.get_layer("ok")) is lnx.Conv2D
+  assert type(converted.get_layer("transposed")) is lnx.Conv2DTranspose
+  assert type(converted.get_layer("separable")) is lnx.SeparableConv2D
   assert converted.get_layer("ok").kernel_regularizer is None
-  np.testing.assert_array_equal(model.get_layer("separable").get_weights()[0],
-                                converted.get_layer("separable").get_weights()[0])
-  with pytest.raises(errors.UnsupportedLayerError, match="transposed"):
+  with pytest.raises(errors.UnsupportedLayerError, match="grouped"):
     lnx.convert(model, strict=True)
   # The failed strict conversion left nothing behind on the model: a new conversion warns
   # again and follows its own layer selection.

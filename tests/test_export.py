@@ -14,6 +14,7 @@ from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.errors import ExportCheckError
 from lilnetx_tf import macs
+from lilnetx_tf.export import tflite
 
 L = tf.keras.layers
 
@@ -380,6 +381,24 @@ def test_integer_inputs(tmp_path, quantization):
   assert report.removed_channels == {"hidden": [6, 4]}
   if quantization is None:
     assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
+
+
+@pytest.mark.parametrize("embedding", [L.Embedding, lnx.Embedding])
+def test_variable_length_tokens_check_at_the_sample_length(tmp_path, embedding):
+  # A length-7 convolution cannot run at the placeholder length 1 of a dynamic dimension:
+  # the TFLite check must allocate for the sample inputs' length.
+  ids = tf.keras.Input((None,), dtype="int64")
+  x = L.Conv1D(6, 7, activation="relu")(embedding(30, 8)(ids))
+  model = tf.keras.Model(ids, lnx.Dense(2)(L.GlobalMaxPooling1D()(x)))
+  report = lnx.export(model, str(tmp_path / "default"), formats=("tflite",),
+                      compare_dense=False)
+  assert report.tflite_max_difference <= 1e-4 * max(1.0, report.output_scale)
+  sample = [np.random.default_rng(0).integers(0, 30, (2, 57))]
+  content = (tmp_path / "default" / "model.tflite").read_bytes()
+  got = tflite.run(content, model, sample)[0]
+  np.testing.assert_allclose(got, model(sample[0]), rtol=1e-5, atol=1e-5)
+  timer = tflite.Timer(content, num_threads=1, dynamic_size=40, warmup=1)
+  assert list(timer.interp.get_input_details()[0]["shape"]) == [1, 40]
 
 
 def test_layer_shared_by_two_calls_stays_shared(tmp_path):

@@ -36,9 +36,9 @@ def scale_shift(layer: tf.keras.layers.BatchNormalization) -> tuple[np.ndarray, 
 def fold_into(weights: KernelWeights, kind: OpKind, layer) -> KernelWeights:
   """`weights` of a kernel layer of `kind` with the BN `layer` applied to its output folded in."""
   scale, shift = scale_shift(layer)
-  kernel = RULES[kind].scale_outputs(weights.kernel.astype(np.float64), scale)
+  kernel = RULES[kind].scale_outputs(weights.kernel, scale)
   bias = weights.bias.astype(np.float64) * scale + shift
-  return KernelWeights(kernel.astype(np.float32), bias.astype(np.float32), had_bias=True)
+  return KernelWeights(kernel, bias.astype(np.float32), had_bias=True)
 
 
 def foldable(ops: list, model_outputs: list) -> dict:

@@ -3,8 +3,10 @@
 Every channel of every tensor is an element of a union-find; elements in one class must be kept
 or removed together. The walk follows the graph in topological order, one rule per `OpKind`:
 
-  * a kernel layer (CONV / DENSE) starts fresh elements for its output channels; its input
+  * a kernel layer (CONV / DENSE / TRANSPOSED / SEPARABLE) starts fresh elements for its output channels; its input
     channels are *read* (it is a "sink" of them);
+  * EMBEDDING starts fresh elements for its output dims, constant 0 where the table's column is
+    all zero (its ids input has no channels);
   * BN, ELEMENTWISE, POOL, ZEROPAD and RESHAPE pass the elements through unchanged;
   * CHANNELPAD adds fresh elements, constant 0, before and after its input's;
   * MERGE unites the classes of its inputs channel by channel;
@@ -12,8 +14,8 @@ or removed together. The walk follows the graph in topological order, one rule p
   * DEPTHWISE ties output channel i·M+m to input channel i (repeat by the multiplier);
   * FLATTEN of (H, W, C) tiles the element list H·W times: feature h·W·C + w·C + c is channel
     c, so removing channel c removes all its features from a following Dense;
-  * everything else (BARRIER, MODEL) keeps all its input and output channels. Model inputs and
-    outputs are kept too.
+  * everything else (BARRIER, MODEL, ATTENTION) keeps all its input and output channels. Model
+    inputs and outputs are kept too.
 
 Alongside, each channel carries what is known about its value: a constant (the same at every
 position, for every input) or NaN (varies). A kernel layer's output channel whose weights are all
@@ -167,6 +169,12 @@ def _sink(walk: _Walk, op: Op, ins: list) -> None:
   walk.fresh(op.outputs[0], const=activations.apply(op.layer.activation, pre))
 
 
+def _embedding(walk: _Walk, op: Op, ins: list) -> None:
+  table = np.asarray(op.layer.embeddings)
+  dead = ~np.any(table != 0, axis=0)
+  walk.fresh(op.outputs[0], const=np.where(dead, 0.0, np.nan))
+
+
 def _depthwise(walk: _Walk, op: Op, ins: list) -> None:
   layer, w, rule = op.layer, walk.weights[id(op.layer)], RULES[OpKind.DEPTHWISE]
   multiplier = w.kernel.shape[-1]
@@ -235,11 +243,13 @@ def _barrier(walk: _Walk, op: Op, ins: list) -> None:
 
 
 _RULES: dict[OpKind, Callable[[_Walk, Op, list], None]] = {
-    OpKind.INPUT: _input, OpKind.CONV: _sink, OpKind.DENSE: _sink,
+    OpKind.INPUT: _input, OpKind.CONV: _sink, OpKind.DENSE: _sink, OpKind.TRANSPOSED: _sink,
+    OpKind.SEPARABLE: _sink,
     OpKind.DEPTHWISE: _depthwise, OpKind.BN: _bn, OpKind.ELEMENTWISE: _elementwise,
     OpKind.POOL: _pass_through, OpKind.RESHAPE: _pass_through, OpKind.ZEROPAD: _zeropad,
     OpKind.CHANNELPAD: _channelpad, OpKind.MERGE: _merge, OpKind.CONCAT: _concat,
-    OpKind.FLATTEN: _flatten, OpKind.BARRIER: _barrier, OpKind.MODEL: _barrier}
+    OpKind.FLATTEN: _flatten, OpKind.BARRIER: _barrier, OpKind.MODEL: _barrier,
+    OpKind.ATTENTION: _barrier, OpKind.EMBEDDING: _embedding}
 
 
 def analyze(model: tf.keras.Model, ops: list, weights: dict, folded: set,

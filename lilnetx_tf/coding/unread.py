@@ -8,9 +8,10 @@ store almost for free; the decompressed model computes the same outputs.
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf.analysis.kernels import RULES
 from lilnetx_tf.analysis.kinds import OpKind, kernel_kind
 from lilnetx_tf.analysis.unread import unread_channels
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.layers import kernel_latents
 
 __all__ = ["zero_unread"]
 
@@ -35,27 +36,33 @@ def zero_unread(model: tf.keras.Model, stored: dict) -> dict:
   for layer_id, mask in unread_channels(model).items():
     layer = layers[layer_id]
 
-    def zero(variable, mask=mask):
+    def zero(variable, mask=mask, axis=-1):
       if variable is not None:
         values = stored.get(id(variable))
-        stored[id(variable)] = _zeroed(variable.numpy() if values is None else values, mask, -1)
+        stored[id(variable)] = _zeroed(variable.numpy() if values is None else values, mask,
+                                       axis)
 
     if isinstance(layer, tf.keras.layers.BatchNormalization):
       for variable in (layer.gamma, layer.beta, layer.moving_mean):
         zero(variable)
       continue
     zero(layer.bias)
-    depthwise = kernel_kind(layer) is OpKind.DEPTHWISE
-    if is_lilnetx_layer(layer):
-      a, b, _ = layer.latent_variable.shape
-      latent_mask = mask.reshape(a, b) if depthwise else np.broadcast_to(mask, (a, b))
-      latents = layer.integer_latent.numpy()
-      latents[latent_mask] = 0
-      stored[id(layer.latent_variable)] = latents
-    elif depthwise:   # kernel (kh, kw, C, M); output channel i·M + m
-      kernel = layer.depthwise_kernel.numpy()
-      flat = _zeroed(kernel.reshape(kernel.shape[0], kernel.shape[1], -1), mask, axis=-1)
-      stored[id(layer.depthwise_kernel)] = flat.reshape(kernel.shape)
-    else:
-      zero(layer.kernel)
+    kind = kernel_kind(layer)
+    latents = kernel_latents(layer)
+    if latents:   # the last latent's outputs are the layer's; every latent is (in, out, k)
+      latent = latents[-1][0]
+      a, b, _ = latent.latent_variable.shape
+      latent_mask = (mask.reshape(a, b) if kind is OpKind.DEPTHWISE
+                     else np.broadcast_to(mask, (a, b)))
+      values = latent.integer_latent.numpy()
+      values[latent_mask] = 0
+      stored[id(latent.latent_variable)] = values
+    else:   # the last kernel's output axis: depthwise (k…, C, M) is output channel i·M + m
+      kernel = getattr(layer, RULES[kind].kernel_names[-1])
+      if kind is OpKind.DEPTHWISE:
+        values = kernel.numpy()
+        flat = _zeroed(values.reshape(values.shape[:-2] + (-1,)), mask, axis=-1)
+        stored[id(kernel)] = flat.reshape(values.shape)
+      else:
+        zero(kernel, axis=-2 if kind is OpKind.TRANSPOSED else -1)
   return stored

@@ -1,10 +1,12 @@
 """Rebuilds a graph model's calls with stock Keras layers, narrowed to the kept channels.
 
-One rule per `OpKind`: kernel layers become stock Conv2D / DepthwiseConv2D / Dense with the
-decoded (and folded) weights of their kept channels; folded BatchNorms vanish, the others keep
-their kept channels; a Reshape and a `ChannelPadding` get their new widths; nested models are
-slimmed on their own; barriers are copied (a LilNetX layer called several times becomes one
-full-width stock layer shared by its calls); weightless layers are copied. Every layer is
+One rule per `OpKind`: kernel layers become their stock Keras class (Conv1D/2D/3D, depthwise,
+separable and transposed convolutions, Dense) with the decoded (and folded) weights of their kept
+channels; a MultiHeadAttention becomes a stock one without its dead heads, an Embedding a stock
+one with its kept output dims; folded BatchNorms vanish, the others keep their kept channels; a
+Reshape and a `ChannelPadding` get their new widths; nested models are slimmed on their own;
+barriers are copied (a LilNetX layer there, e.g. called several times or an EinsumDense, becomes
+its full-width stock class, shared by its calls); weightless layers are copied. Every layer is
 rebuilt to compute in float32 (a mixed-precision model gives a float32 slim model).
 """
 
@@ -13,17 +15,24 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf.analysis import heads
 from lilnetx_tf.analysis.graph import Op
 from lilnetx_tf.analysis.kernels import RULES, KernelWeights, kernel_weights
-from lilnetx_tf.analysis.kinds import OpKind
-from lilnetx_tf.layers import is_lilnetx_layer
+from lilnetx_tf.analysis.kinds import OpKind, kernel_family
+from lilnetx_tf.layers import kernel_latents
 
 __all__ = ["REDUCED_PRECISION", "rebuild"]
 
 # dtype -> machine epsilon of the reduced-precision compute dtypes of mixed precision.
 REDUCED_PRECISION = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
-# The stock Keras classes of kernel layers.
-_STOCK = (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.Conv2D, tf.keras.layers.Dense)
+_L = tf.keras.layers
+# The stock Keras classes of layers with kernels, most specific first (Conv2DTranspose is a
+# Conv2D); each LilNetX layer subclasses one.
+_STOCK = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose, _L.SeparableConv1D,
+          _L.SeparableConv2D, _L.DepthwiseConv1D, _L.DepthwiseConv2D, _L.Conv1D, _L.Conv2D,
+          _L.Conv3D, _L.Dense, _L.EinsumDense, _L.Embedding, _L.MultiHeadAttention)
+# The classes whose config takes `groups`.
+_GROUPED = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
 
 
 def _float32_config(layer, config: dict) -> dict:
@@ -38,20 +47,35 @@ def _stock_kernel_layer(layer, kind: Optional[OpKind], w: KernelWeights,
                         out_keep: Optional[np.ndarray] = None) -> tuple:
   """(an unbuilt stock layer like `layer`, its weights list) for the decoded weights `w`,
   narrowed to the kept channels for a kernel `kind` (all channels when `kind` is None)."""
-  stock = next(cls for cls in _STOCK if isinstance(layer, cls))
+  stock = _stock_class(layer)
   config = stock.get_config(layer)   # the Keras arguments only, not the LilNetX ones
   config = _float32_config(layer, {k: v for k, v in config.items()
-                                   if k != "groups" or stock is tf.keras.layers.Conv2D})
+                                   if k != "groups" or stock in _GROUPED})
   kernel, bias = w.kernel, w.bias
   use_bias = bool(w.had_bias or np.any(bias != 0))
   config["use_bias"] = use_bias
+  rule = RULES[kernel_family(layer)]
   if kind is not None:
-    rule = RULES[kind]
     kernel = rule.narrow(kernel, in_keep, out_keep)
     if rule.width_argument is not None:
       config[rule.width_argument] = int(out_keep.sum())
     bias = bias[out_keep]
-  return stock.from_config(config), [kernel, bias] if use_bias else [kernel]
+  return stock.from_config(config), rule.arrays(kernel) + ([bias] if use_bias else [])
+
+
+def _stock_class(layer) -> type:
+  return next(cls for cls in _STOCK if isinstance(layer, cls))
+
+
+def _decoded_twin(layer) -> tuple:
+  """(an unbuilt stock layer computing what LilNetX `layer` computes at full width, its
+  weights): a kernel layer's from its rule, another's (Embedding, EinsumDense,
+  MultiHeadAttention) from its `stock_weights()`."""
+  if kernel_family(layer) is not None:
+    return _stock_kernel_layer(layer, None, kernel_weights(layer))
+  stock = _stock_class(layer)
+  config = _float32_config(layer, stock.get_config(layer))   # the Keras arguments only
+  return stock.from_config(config), layer.stock_weights()
 
 
 def _clone(layer):
@@ -149,8 +173,8 @@ def _barrier(r: _Rebuilder, op: Op) -> None:
   layer = op.layer
   if id(layer) in r.cache:
     r.call(op, r.cache[id(layer)])
-  elif is_lilnetx_layer(layer):   # e.g. shared by several calls: decoded at full width
-    stock, weights = _stock_kernel_layer(layer, None, kernel_weights(layer))
+  elif kernel_latents(layer):   # a LilNetX layer, decoded at full width
+    stock, weights = _decoded_twin(layer)
     r.cache[id(layer)] = stock
     r.call(op, stock, weights)
   else:
@@ -159,12 +183,38 @@ def _barrier(r: _Rebuilder, op: Op) -> None:
     r.call(op, clone, layer.get_weights() if clone is not layer and layer.weights else None)
 
 
+def _attention(r: _Rebuilder, op: Op) -> None:
+  """A stock MultiHeadAttention without the heads that can go (`analysis.heads`)."""
+  layer = op.layer
+  weights, kept = heads.remove_heads(heads.attention_weights(layer))
+  stock = tf.keras.layers.MultiHeadAttention
+  config = _float32_config(layer, stock.get_config(layer))
+  config["num_heads"] = int(kept.sum())
+  new = stock.from_config(config)
+  r.call(op, new)
+  for projection, values in zip(heads.projections(new), weights.projection_weights()):
+    projection.set_weights(values)
+  r.widths[layer.name] = (len(kept), int(kept.sum()))
+
+
+def _embedding(r: _Rebuilder, op: Op) -> None:
+  """A stock Embedding with the kept output dims (the vocabulary stays: ids index rows)."""
+  layer, out_keep = op.layer, r.kept(op.outputs[0])
+  stock = tf.keras.layers.Embedding
+  config = _float32_config(layer, stock.get_config(layer))
+  config["output_dim"] = int(out_keep.sum())
+  r.call(op, stock.from_config(config), [np.asarray(layer.embeddings)[:, out_keep]])
+  r.widths[layer.name] = (len(out_keep), int(out_keep.sum()))
+
+
 _RULES: dict[OpKind, Callable[[_Rebuilder, Op], None]] = {
     OpKind.INPUT: _input, OpKind.CONV: _kernel, OpKind.DEPTHWISE: _kernel,
     OpKind.DENSE: _kernel, OpKind.BN: _bn, OpKind.RESHAPE: _reshape,
+    OpKind.TRANSPOSED: _kernel, OpKind.SEPARABLE: _kernel,
     OpKind.CHANNELPAD: _channelpad, OpKind.MODEL: _model, OpKind.BARRIER: _barrier,
     OpKind.ELEMENTWISE: _copy, OpKind.POOL: _copy, OpKind.ZEROPAD: _copy, OpKind.MERGE: _copy,
-    OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy}
+    OpKind.CONCAT: _copy, OpKind.FLATTEN: _copy, OpKind.ATTENTION: _attention,
+    OpKind.EMBEDDING: _embedding}
 
 
 def rebuild(model: tf.keras.Model, ops: list, weights: dict, folded: set, keep: dict,

@@ -5,7 +5,11 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["random_input", "sample_inputs", "compare"]
+__all__ = ["DEFAULT_SIZE", "random_input", "sample_inputs", "compare"]
+
+# The size of every dynamic dimension but the batch (a sequence length, an image side) in the
+# sample inputs that `slim`, `export` and the TFLite timer use when none are given.
+DEFAULT_SIZE = 32
 
 
 def random_input(rng: np.random.Generator, shape: Sequence[int], dtype) -> np.ndarray:
@@ -17,7 +21,7 @@ def random_input(rng: np.random.Generator, shape: Sequence[int], dtype) -> np.nd
   return rng.integers(0, 2, shape).astype(dtype)
 
 
-def sample_inputs(model: tf.keras.Model, batch: int = 2, spatial: int = 32,
+def sample_inputs(model: tf.keras.Model, batch: int = 2, spatial: int = DEFAULT_SIZE,
                   seed: int = 0) -> list:
   """Random inputs for `model` (`random_input`; unknown sizes: batch `batch`, other dims
   `spatial`)."""

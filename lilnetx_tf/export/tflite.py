@@ -81,14 +81,15 @@ def convert(model: tf.keras.Model, quantization: Optional[str] = None,
     raise errors.ExportCheckError(f"TFLite cannot convert the model: {e}") from e
 
 
-def interpreter(content: bytes, num_threads: int = 1):
-  """LiteRT's interpreter of `content` where ai-edge-litert is installed, else TF's."""
-  return _compat.tflite_interpreter(content, num_threads)
+def interpreter(content: bytes, num_threads: int = 1,
+                input_shapes: Optional[Callable[[list], list]] = None):
+  """LiteRT's interpreter of `content` where ai-edge-litert is installed, else TF's, its tensors
+  allocated for `input_shapes(input details)` (see `_compat.tflite_interpreter`)."""
+  return _compat.tflite_interpreter(content, num_threads, input_shapes)
 
 
-def _match_inputs(interp, model: tf.keras.Model) -> list:
+def _match_inputs(details: list, model: tf.keras.Model) -> list:
   """Interpreter input details in the order of `model.inputs` (by name, else by position)."""
-  details = interp.get_input_details()
   if len(details) == 1:
     return details
   ordered = []
@@ -101,9 +102,18 @@ def _match_inputs(interp, model: tf.keras.Model) -> list:
 
 def run(content: bytes, model: tf.keras.Model, inputs: Sequence[np.ndarray],
         num_threads: int = 1) -> list:
-  """Runs the .tflite model example by example (batch 1); returns one array per output."""
-  interp = interpreter(content, num_threads)
-  in_details = _match_inputs(interp, model)
+  """Runs the .tflite model example by example (batch 1); returns one array per output.
+
+  Tensors are allocated for the examples' shapes before anything runs: a dynamic dimension
+  (sequence length) is checked at the size the inputs have, never at the placeholder 1.
+  """
+  def example_shapes(details: list) -> list:
+    by_index = {d["index"]: (1,) + np.shape(x)[1:]
+                for d, x in zip(_match_inputs(details, model), inputs)}
+    return [by_index.get(d["index"], d["shape"]) for d in details]
+
+  interp = interpreter(content, num_threads, example_shapes)
+  in_details = _match_inputs(interp.get_input_details(), model)
   out_details = interp.get_output_details()
   batch = len(inputs[0])
   results = [[] for _ in out_details]
@@ -138,19 +148,26 @@ def max_difference(content: bytes, model: tf.keras.Model,
   return diff, scale
 
 
-class Timer:
-  """Batch-1 latency of one .tflite model: `time(n)` returns n invoke() durations in seconds."""
+def _timing_shape(detail: dict, dynamic_size: int) -> list:
+  """Batch 1, and `dynamic_size` for every other dynamic dimension of an input."""
+  signature = detail.get("shape_signature", detail["shape"])
+  return [1] + [dynamic_size if s < 0 else int(s) for s in signature[1:]]
 
-  def __init__(self, content: bytes, num_threads: int, seed: int = 0, warmup: int = 20):
-    self.interp = interpreter(content, num_threads)
+
+class Timer:
+  """Batch-1 latency of one .tflite model: `time(n)` returns n invoke() durations in seconds.
+
+  Dynamic dimensions other than the batch (sequence length, image size) are timed at
+  `dynamic_size` (default `samples.DEFAULT_SIZE`, what the export check uses).
+  """
+
+  def __init__(self, content: bytes, num_threads: int, seed: int = 0, warmup: int = 20,
+               dynamic_size: int = samples.DEFAULT_SIZE):
+    self.interp = interpreter(
+        content, num_threads, lambda details: [_timing_shape(d, dynamic_size) for d in details])
     rng = np.random.default_rng(seed)
     for d in self.interp.get_input_details():
-      shape = [1 if s < 0 else int(s) for s in d["shape"]]
-      if shape[0] != 1:
-        shape[0] = 1
-        self.interp.resize_tensor_input(d["index"], shape)
-        self.interp.allocate_tensors()
-      self.interp.set_tensor(d["index"], samples.random_input(rng, shape, d["dtype"]))
+      self.interp.set_tensor(d["index"], samples.random_input(rng, d["shape"], d["dtype"]))
     for _ in range(warmup):
       self.interp.invoke()
 
@@ -164,13 +181,14 @@ class Timer:
 
 
 def median_latencies(contents: dict, runs: int = 200, num_threads: int = 1,
-                     block: int = 10) -> dict:
+                     block: int = 10, dynamic_size: int = samples.DEFAULT_SIZE) -> dict:
   """Median batch-1 latency in ms of each named .tflite model, timed alternately in blocks.
 
   Interleaving the models in blocks of `block` invokes makes them share whatever else the
   machine is doing, so their ratio is meaningful even on a busy machine.
   """
-  timers = {name: Timer(content, num_threads) for name, content in contents.items()}
+  timers = {name: Timer(content, num_threads, dynamic_size=dynamic_size)
+            for name, content in contents.items()}
   times = {name: [] for name in timers}
   for _ in range(max(1, runs // block)):
     for name, timer in timers.items():

@@ -1,7 +1,9 @@
 """What every LilNetX layer shares: a float latent kernel, decoded through its parameter group.
 
-The latent W̃ of a layer with kernel shape (kh, kw, a, b) is kept as `a·b` slices of `kh·kw`
-values, shape (a, b, kh·kw); a dense kernel (a, b) is (a, b, 1). The forward pass rounds W̃ with a
+The latent W̃ of a layer with kernel shape (k₁, …, k_r, a, b) is kept as `a·b` slices of
+`k₁·…·k_r` values, shape (a, b, k₁·…·k_r); a dense kernel (a, b) is (a, b, 1). A class whose
+Keras kernel stores its channels the other way round, (k…, b, a) as transposed convolutions do,
+says so with `_CHANNELS_SWAPPED`. The forward pass rounds W̃ with a
 straight-through gradient and decodes each slice with the group's linear decoder, so a slice of
 zeros decodes to a slice of zeros. The layer adds its share of the LilNetX objective with
 `add_loss`, every term divided by S, the number of slices in the whole model, so that each
@@ -26,6 +28,9 @@ the factor it sets (the registry's `penalty_scale`).
 
 from typing import Callable, Optional
 
+import math
+
+import numpy as np
 import tensorflow as tf
 
 from lilnetx_tf._compat import base_layer_utils, save_context
@@ -72,6 +77,11 @@ class LatentKernelMixin:
 
   _REPLACED_BY_LATENT = ("kernel_regularizer", "kernel_constraint")
   _is_dense = False
+  # Kernel layout hook: False for Keras kernels (k…, in, out), True for (k…, out, in) (transposed
+  # convolutions). The latent is (in, out, k₁·…·k_r) either way.
+  _CHANNELS_SWAPPED = False
+  # The Keras attribute holding the kernel this latent decodes to (see `kernel_latents`).
+  KERNEL_NAME = "kernel"
 
   def __init__(self, *args,
                rate_weight: float = DEFAULT_RATE_WEIGHT,
@@ -132,32 +142,49 @@ class LatentKernelMixin:
   # Group membership.
 
   def __call__(self, *args, **kwargs):
-    current = registry_lib.registry_of(self)
-    if current is None or self._provisional_registry:
-      found = registry_lib.resolve((args, kwargs))
-      if found is None:
-        found = current or registry_lib.GroupRegistry()
-      if current is None:
-        registry_lib.set_registry(self, found)
-      elif found is not current:
-        self.rebind(found)
-      registry_lib.claim(found)
-      self._provisional_registry = False
+    if self.registry_unsettled:
+      self.settle_registry(registry_lib.resolve((args, kwargs)))
     return super().__call__(*args, **kwargs)
 
   @property
+  def registry_unsettled(self) -> bool:
+    """Whether the layer has yet to find its model's registry (it has none, or a provisional
+    one from being built before it was called)."""
+    return registry_lib.registry_of(self) is None or self._provisional_registry
+
+  def settle_registry(self, found) -> "registry_lib.GroupRegistry":
+    """Joins `found` (the registry resolved from the call's inputs), or keeps the current one
+    (or a new one) when nothing was found; returns the registry joined."""
+    current = registry_lib.registry_of(self)
+    found = found or current or registry_lib.GroupRegistry()
+    if current is None:
+      registry_lib.set_registry(self, found)
+    elif found is not current:
+      self.rebind(found)
+    registry_lib.claim(found)
+    self._provisional_registry = False
+    return found
+
+  @property
   def group_key(self) -> str:
-    """Name of this layer's parameter group, e.g. 'conv3x3' or 'dense'."""
-    kh, kw = self._slice_shape
-    return "dense" if self._is_dense else f"conv{kh}x{kw}"
+    """Name of this layer's parameter group: 'dense', or 'conv' and the slice shape, e.g.
+    'conv3' (1-D), 'conv3x3' (2-D), 'conv3x3x3' (3-D)."""
+    return "dense" if self._is_dense else "conv" + "x".join(map(str, self._slice_shape))
+
+  @property
+  def slice_size(self) -> int:
+    return math.prod(self._slice_shape)
 
   def _build_latent(self, slices_in: int, slices_out: int, slice_shape: tuple, fan: int,
                     output_positions: Optional[int]) -> None:
-    """Creates the latent and joins the group. Called from the layer's `build`."""
+    """Creates the latent and joins the group. Called from the layer's `build`.
+
+    `slice_shape` is the kernel's spatial shape ((kh, kw) for a 2-D conv, () for Dense);
+    `output_positions` the number of positions the kernel is applied at, for MAC counts."""
     self._slice_shape = tuple(int(s) for s in slice_shape)
     self.fan = int(fan)
     self.output_positions = output_positions
-    slice_size = self._slice_shape[0] * self._slice_shape[1]
+    slice_size = self.slice_size
     self.latent_variable = self.add_weight(
         name=LATENT_WEIGHT_NAME, shape=(slices_in, slices_out, slice_size), initializer="zeros",
         trainable=True, dtype="float32", experimental_autocast=False)  # float32 under mixed precision
@@ -167,9 +194,8 @@ class LatentKernelMixin:
     self._join(registry_lib.registry_of(self))
 
   def _join(self, registry) -> None:
-    slice_size = self._slice_shape[0] * self._slice_shape[1]
     self.group = registry.group(
-        self.group_key, slice_size, boundary=self.boundary,
+        self.group_key, self.slice_size, boundary=self.boundary,
         density_learning_rate=self.density_learning_rate)
     self.group.register(self, self.fan)
 
@@ -207,14 +233,26 @@ class LatentKernelMixin:
     """round(W̃): what the compressed file stores."""
     return tf.round(self.latent)
 
+  def _kernel_permutation(self) -> tuple:
+    """Axes of the latent reshaped to (a, b, k…) in the order of the Keras kernel."""
+    spatial = tuple(range(2, 2 + len(self._slice_shape)))
+    return spatial + ((1, 0) if self._CHANNELS_SWAPPED else (0, 1))
+
   def decode_kernel(self, latent: tf.Tensor) -> tf.Tensor:
     """Decodes (integer) latents of shape (a, b, slice_size) to a Keras-layout kernel."""
     decoded = self.group.decode(latent)
-    if self._is_dense:
-      return decoded[..., 0]
     a, b = latent.shape[0], latent.shape[1]
-    kh, kw = self._slice_shape
-    return tf.transpose(tf.reshape(decoded, (a, b, kh, kw)), (2, 3, 0, 1))
+    kernel = tf.reshape(decoded, (a, b) + self._slice_shape)
+    permutation = self._kernel_permutation()
+    if permutation == tuple(range(len(permutation))):   # Dense: (a, b) already
+      return kernel
+    return tf.transpose(kernel, permutation)
+
+  def kernel_to_latent(self, kernel: np.ndarray) -> np.ndarray:
+    """A Keras-layout kernel of this layer rearranged as latent slices (a, b, slice_size)."""
+    inverse = np.argsort(self._kernel_permutation())
+    slices = np.transpose(np.asarray(kernel), inverse)
+    return slices.reshape(slices.shape[0], slices.shape[1], self.slice_size)
 
   def _decoded_kernel(self) -> tf.Tensor:
     return tf.cast(self.decode_kernel(round_st(self.latent)), self.compute_dtype)
@@ -236,9 +274,14 @@ class LatentKernelMixin:
       self._add_group_rate(training, registry.num_slices, add_penalty)
     per_slice = registry.num_slices if self.config_version >= 2 else 1
     if self.slice_weight > 0:
-      add_penalty(self.slice_weight / per_slice * tf.reduce_sum(_safe_norm(self.latent)))
+      add_penalty(self.slice_weight / per_slice * tf.reduce_sum(self._slice_norms(self.latent)))
     if self.l2_weight > 0:
       add_penalty(self.l2_weight / per_slice * tf.reduce_sum(tf.square(self.latent)))
+
+  def _slice_norms(self, latent: tf.Tensor) -> tf.Tensor:
+    """The norms the group lasso sums: one per (out, in) slice. A layer whose structured unit
+    is wider than a slice (an embedding row) overrides it."""
+    return _safe_norm(latent)
 
   def _add_group_rate(self, training: bool, num_slices: int,
                       add_penalty: Callable[[tf.Tensor], None]) -> None:

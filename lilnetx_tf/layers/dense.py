@@ -26,7 +26,7 @@ class Dense(base.LatentKernelMixin, tf.keras.layers.Dense):
       raise errors.InvalidArgumentError(
           f"The last dimension of the inputs to Dense must be known: {input_shape}.")
     inner = input_shape[1:-1].as_list()
-    self._build_latent(last_dim, self.units, (1, 1), fan=last_dim,
+    self._build_latent(last_dim, self.units, (), fan=last_dim,
                        output_positions=None if None in inner else math.prod(inner))
     self.bias = self.add_weight(
         "bias", shape=(self.units,), initializer=self.bias_initializer,
