@@ -28,7 +28,7 @@ def _initializer(layer, path: str) -> Optional[tf.keras.initializers.Initializer
   `kernel_initializer`, 'depthwise_kernel' → `depthwise_initializer`, 'embeddings' →
   `embeddings_initializer`, '_query_dense.kernel' → that sublayer's `kernel_initializer`."""
   owner_path, _, name = path.rpartition(".")
-  name = name[:-len("kernel")] + "initializer" if name.endswith("kernel") else f"{name}_initializer"
+  name = (name.removesuffix("_kernel") if name.endswith("_kernel") else name) + "_initializer"
   try:
     owner = layer_attribute(layer, owner_path)
     config = owner.get_config().get(name)
