@@ -82,8 +82,7 @@ def _noisy_latents(model):
   noisy = {}
   for group, members in group_lib.members_by_group(_lnx_layers(model)):
     rows = [l.num_slices for l in members]
-    seed = tf.constant([group._noise_seed, int(group.step.numpy())], tf.int64)
-    noise = tf.random.stateless_uniform((sum(rows), group.slice_size), seed, -0.5, 0.5)
+    noise = group.noise((sum(rows), group.slice_size))
     assert not np.allclose(noise.numpy(), 0)
     for layer, part in zip(members, tf.split(noise, rows)):
       noisy[id(layer)] = layer.latent + tf.reshape(part, layer.latent.shape)
@@ -102,7 +101,8 @@ def test_rate_term_in_training_uses_noisy_latents():
   # Each group's leader took one density step, which also advanced the noise seed.
   assert [int(l.group.step.numpy()) for l in _lnx_layers(model)] == [1, 1, 1]
   assert train_rate == pytest.approx(expected, rel=1e-5)
-  assert train_rate != pytest.approx(eval_rate, rel=1e-4)
+  # The untrained density is wide, so the noise moves the total little (2.5e-5 here).
+  assert train_rate != pytest.approx(eval_rate, rel=1e-6)
   # A second training call draws new noise (the step moved on).
   model(x, training=True)
   assert float(tf.add_n(model.losses)) != train_rate
@@ -134,7 +134,9 @@ def test_training_rate_gradient_is_the_density_slope():
   grads = tape.gradient(rate, variables, unconnected_gradients="zero")
   assert float(rate) == pytest.approx(float(expected), rel=1e-5)
   for got, want in zip(grads, expected_grads):
-    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-8)
+    # atol: float32 round-off of a stacked vs a per-layer evaluation, ~1e-4 of the largest
+    # gradients, shows in the relative error of near-zero ones.
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-7)
   assert np.abs(grads[0].numpy()).max() > 0 and np.abs(grads[2].numpy()).max() == 0
 
 

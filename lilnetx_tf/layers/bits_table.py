@@ -21,6 +21,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from lilnetx_tf.layers import noise as noise_lib
+
 # Grid points per channel: a static size, so the table also compiles under XLA.
 POINTS = 4096
 # Below this many rows, evaluating each latent costs less than the table's 2 · POINTS points.
@@ -77,16 +79,45 @@ def _flat(position: tf.Tensor, num_channels: int) -> tf.Tensor:
   return tf.reshape(position, (-1,))
 
 
-def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> list:
-  """Σ table[index] over consecutive blocks of `sizes` values of `flat_indices`, one histogram
-  per block: differentiable in `table`, with no per-value work in the backward pass."""
-  flat_table = tf.reshape(table, (-1,))
-  size = int(flat_table.shape[0])
+def _histograms(flat_indices: tf.Tensor, sizes: Sequence[int], size: int) -> list:
+  """Counts of each of `size` indices in consecutive blocks of `sizes` values."""
   parts = tf.split(flat_indices, list(sizes)) if len(sizes) > 1 else [flat_indices]
   # The raw op with a constant size: `tf.math.bincount` derives its output size from the data,
   # which XLA cannot compile. Empty weights count each value once.
-  counts = [tf.raw_ops.DenseBincount(input=part, size=tf.constant(size),
-                                     weights=tf.zeros((0,), tf.float32), binary_output=False)
-            for part in parts]
-  # Grid points no value is near may cost infinitely many bits: they must add 0, not NaN.
-  return [tf.reduce_sum(tf.math.multiply_no_nan(flat_table, count)) for count in counts]
+  return [tf.raw_ops.DenseBincount(input=part, size=tf.constant(size),
+                                   weights=tf.zeros((0,), tf.float32), binary_output=False)
+          for part in parts]
+
+
+def weighted_sum(table: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
+  """Σ table · counts; grid points no value is near may cost infinitely many bits: they add
+  0, not NaN."""
+  return tf.reduce_sum(tf.math.multiply_no_nan(tf.reshape(table, (-1,)), tf.reshape(counts, (-1,))))
+
+
+def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> list:
+  """Σ table[index] over consecutive blocks of `sizes` values of `flat_indices`, one histogram
+  per block: differentiable in `table`, with no per-value work in the backward pass."""
+  counts = _histograms(flat_indices, sizes, int(tf.size(table)))
+  return [weighted_sum(table, count) for count in counts]
+
+
+@tf.function(jit_compile=True)
+def noisy_lookup(rows: Sequence[tf.Tensor], noise_key: tf.Tensor, slope_table: tf.Tensor) -> tuple:
+  """Adds one draw of `noise.uniform` (for `noise_key`) to the stacked `rows` (each (n_i,
+  channels)) and looks them up on the noisy grid: each block's histogram over the grid
+  (POINTS, channels) and each value's slope, read from `slope_table` (POINTS, channels).
+
+  All the per-latent work of a training step's rate, compiled into one XLA loop: outside XLA
+  the same ops (noise, asinh, bincount, gather) cost 7 ms per step on LeNet-300-100's 266 k
+  latents, 2× its whole plain training step.
+  """
+  channels = int(slope_table.shape[-1])
+  stacked = tf.concat(list(rows), 0) if len(rows) > 1 else rows[0]
+  flat = warped_indices(stacked + noise_lib.uniform(tf.shape(stacked), noise_key))
+  sizes = [int(r.shape[0]) * channels for r in rows]
+  counts = [tf.reshape(c, (POINTS, channels))
+            for c in _histograms(flat, sizes, POINTS * channels)]
+  slope = tf.gather(tf.reshape(slope_table, (-1,)), flat)
+  parts = tf.split(slope, sizes) if len(sizes) > 1 else [slope]
+  return counts, [tf.reshape(part, tf.shape(r)) for part, r in zip(parts, rows)]

@@ -31,6 +31,7 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.layers import bits_table
 from lilnetx_tf.layers import density as density_lib
+from lilnetx_tf.layers import noise as noise_lib
 
 _LN2 = math.log(2.0)
 # Written by `save_own_variables` beside the variables (`.keras`, `.weights.h5`) since the decoder
@@ -297,11 +298,13 @@ class ParameterGroup(tf.keras.layers.Layer):
     rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
     return tf.concat(rows, axis=0), [int(r.shape[0]) for r in rows]
 
+  def _noise_key(self) -> tf.Tensor:
+    return noise_lib.key(self._noise_seed, self.step)
+
   def noise(self, shape) -> tf.Tensor:
     """U(−½, ½) of `shape` for this step: seeded by the group's name and step, so every replica
-    draws the same."""
-    seed = tf.stack([tf.constant(self._noise_seed, tf.int64), self.step])
-    return tf.random.stateless_uniform(shape, seed, -0.5, 0.5)
+    draws the same (`noise.uniform`)."""
+    return noise_lib.uniform(shape, self._noise_key())
 
   def _tabulated(self, points: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> tuple:
     """`_exact`'s results for values given by their `flat_indices` into a table of the density at
@@ -332,15 +335,30 @@ class ParameterGroup(tf.keras.layers.Layer):
     *grads, slope = tape.gradient(total, [*variables, values])
     return _split_totals(bits, sizes), slope, grads
 
-  def _priced(self, values: tf.Tensor, sizes: Sequence[int], noisy: bool) -> tuple:
-    """`_exact`, or for a large group `_tabulated` (on the noisy grid, or on the integers when
-    they cover the values). Each branch takes its own gradients: a gradient through `tf.cond`
-    would carry both branches' intermediates, zeros of every latent's size included."""
+  def _tabulated_noisy(self, rows: Sequence[tf.Tensor]) -> tuple:
+    """`_exact`'s results on the noisy `rows` (one per member) from a table of the density on
+    the noisy grid: the density is evaluated on the grid only, and the per-latent work (noise,
+    grid indices, histograms, slopes) is one XLA-compiled loop (`bits_table.noisy_lookup`)."""
+    points = bits_table.warped_grid(self.slice_size)
+    variables = list(self._density_variables)
+    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+      tape.watch(points)
+      tape.watch(variables)
+      table = self.bits(points)
+    slope_table = tape.gradient(table, points)
+    counts, slopes = bits_table.noisy_lookup(rows, self._noise_key(), slope_table)
+    # The totals are Σ table · counts, so the density's gradient is the table's, weighted by
+    # the counts of all members: no per-latent backward pass.
+    grads = tape.gradient(table, variables, output_gradients=tf.add_n(counts))
+    del tape
+    return [bits_table.weighted_sum(table, c) for c in counts], slopes, grads
+
+  def _priced_integers(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
+    """`_exact` on integer `values`, or for a large group `_tabulated` on the integers when they
+    cover the values. Each branch takes its own gradients: a gradient through `tf.cond` would
+    carry both branches' intermediates, zeros of every latent's size included."""
     if not bits_table.worth_it(int(values.shape[0])):
       return self._exact(values, sizes)
-    if noisy:
-      return self._tabulated(bits_table.warped_grid(self.slice_size),
-                             bits_table.warped_indices(values), sizes)
     origin, fits = bits_table.integer_origin_and_fit(values)
     return tf.cond(
         fits,
@@ -352,7 +370,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     """Total bits of each latent in `latents` (one per member, integer-valued), from one
     density evaluation. Exact: a large group reads them off a table at the integers."""
     stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
-    return self._priced(stacked, sizes, noisy=False)[0]
+    return self._priced_integers(stacked, sizes)[0]
 
   def step_density(self, latents: Sequence[tf.Tensor]) -> list:
     """One Adam step of the density on the members' `latents` plus one draw of noise; returns
@@ -367,9 +385,15 @@ class ParameterGroup(tf.keras.layers.Layer):
     latents and the noise, which is seeded by `step`, so every replica of a distributed model
     computes the same update.
     """
-    stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
-    noisy = stacked + self.noise(tf.shape(stacked))
-    totals, slope, grads = self._priced(noisy, sizes, noisy=True)
+    rows = [tf.reshape(tf.cast(tf.stop_gradient(z), tf.float32), (-1, self.slice_size))
+            for z in latents]
+    sizes = [int(r.shape[0]) for r in rows]
+    if bits_table.worth_it(sum(sizes)):
+      totals, slopes, grads = self._tabulated_noisy(rows)
+    else:
+      stacked = tf.concat(rows, 0)
+      totals, slope, grads = self._exact(stacked + self.noise(tf.shape(stacked)), sizes)
+      slopes = tf.split(slope, sizes)
     adam_step(self._density_variables, grads, self._adam_moments, self.step + 1,
               self.density_learning_rate)
     self.step.assign_add(1)
@@ -377,7 +401,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     # is their derivative: bits with this first-order term have the bits' value and gradient
     # without a second backward pass through the density.
     priced = []
-    for latent, bits, member_slope in zip(latents, totals, tf.split(slope, sizes)):
+    for latent, bits, member_slope in zip(latents, totals, slopes):
       rows = tf.reshape(tf.cast(latent, tf.float32), (-1, self.slice_size))
       first_order = tf.reduce_sum(member_slope * rows)
       priced.append(bits + first_order - tf.stop_gradient(first_order))
