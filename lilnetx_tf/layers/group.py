@@ -77,6 +77,17 @@ def _split_totals(values: tf.Tensor, sizes: Sequence[int]) -> list:
   return [tf.reduce_sum(part) for part in tf.split(tf.reduce_sum(values, axis=-1), sizes)]
 
 
+@tf.custom_gradient
+def _first_order(values: tf.Tensor, slope: tf.Tensor) -> tf.Tensor:
+  """Σ slope · values, with the gradient `slope` in `values` written out (automatic
+  differentiation would first tile the upstream scalar to the values' shape); `slope` is a
+  constant, it gets none."""
+  def grad(upstream):
+    return upstream * slope, None
+
+  return tf.reduce_sum(values * slope), grad
+
+
 def latent_bound(scale: float, fan: int) -> float:
   """Half-width B of the U(−B, B) latent init that gives decoded weights variance 2 / fan.
 
@@ -339,7 +350,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     """`_exact`'s results on the noisy `rows` (one per member) from a table of the density on
     the noisy grid: the density is evaluated on the grid only, and the per-latent work (noise,
     grid indices, histograms, slopes) is one XLA-compiled loop (`bits_table.noisy_lookup`)."""
-    points = bits_table.warped_grid(self.slice_size)
+    points = bits_table.noisy_grid(self.slice_size)
     variables = list(self._density_variables)
     with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
       tape.watch(points)
@@ -391,6 +402,8 @@ class ParameterGroup(tf.keras.layers.Layer):
     if bits_table.worth_it(sum(sizes)):
       totals, slopes, grads = self._tabulated_noisy(rows)
     else:
+      # Compiling this with XLA saved 30 % of its time on LeNet5's 25-channel group, but its
+      # compilation took 4.5 s, more than that saves in an MNIST epoch.
       stacked = tf.concat(rows, 0)
       totals, slope, grads = self._exact(stacked + self.noise(tf.shape(stacked)), sizes)
       slopes = tf.split(slope, sizes)
@@ -403,7 +416,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     priced = []
     for latent, bits, member_slope in zip(latents, totals, slopes):
       rows = tf.reshape(tf.cast(latent, tf.float32), (-1, self.slice_size))
-      first_order = tf.reduce_sum(member_slope * rows)
+      first_order = _first_order(rows, tf.stop_gradient(member_slope))
       priced.append(bits + first_order - tf.stop_gradient(first_order))
     return priced
 
