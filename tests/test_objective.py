@@ -182,6 +182,9 @@ def test_large_group_priced_from_the_table_matches_the_exact_density(slice_size,
   np.testing.assert_allclose(
       [float(b) for b in group.member_bits(integers)],
       [float(tf.reduce_sum(group.bits(q))) for q in integers], rtol=1e-5)
+  traced = tf.function(group.member_bits)(integers)  # as in a model's test step
+  np.testing.assert_allclose([float(b) for b in traced],
+                             [float(b) for b in group.member_bits(integers)], rtol=1e-6)
   # Exact bits and slopes on this step's noise, under the density before its step.
   noisy = tf.concat(members, 0) + group.noise((rows, slice_size))
   with tf.GradientTape() as tape:

@@ -105,7 +105,7 @@ def weighted_sum(table: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
 def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> list:
   """Σ table[index] over consecutive blocks of `sizes` values of `flat_indices`, one histogram
   per block: differentiable in `table`, with no per-value work in the backward pass."""
-  counts = _histograms(flat_indices, sizes, int(tf.size(table)))
+  counts = _histograms(flat_indices, sizes, table.shape.num_elements())
   return [weighted_sum(table, count) for count in counts]
 
 
