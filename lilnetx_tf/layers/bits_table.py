@@ -20,6 +20,7 @@ the bits' exact derivative. Two grids:
   a percent of the exact bits (tests/test_objective.py measures it).
 """
 
+import struct
 from typing import Sequence
 
 import tensorflow as tf
@@ -35,7 +36,7 @@ MIN_ROWS = 2 * POINTS
 OFFSET = 4.0
 MANTISSA_BITS = 7
 _SHIFT = 23 - MANTISSA_BITS           # float32 has 23 mantissa bits
-_OFFSET_CODE = 0x40800000 >> _SHIFT   # the bits of 4.0 (OFFSET), cut the same way
+_OFFSET_CODE = struct.unpack("<i", struct.pack("<f", OFFSET))[0] >> _SHIFT  # cut the same way
 _HALF = POINTS // 2
 
 
@@ -99,7 +100,8 @@ def _histograms(flat_indices: tf.Tensor, sizes: Sequence[int], size: int) -> lis
 def weighted_sum(table: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
   """Σ table · counts; grid points no value is near may cost infinitely many bits: they add
   0, not NaN."""
-  return tf.reduce_sum(tf.math.multiply_no_nan(tf.reshape(table, (-1,)), tf.reshape(counts, (-1,))))
+  return tf.reduce_sum(
+      tf.math.multiply_no_nan(tf.reshape(table, (-1,)), tf.reshape(counts, (-1,))))
 
 
 def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> list:

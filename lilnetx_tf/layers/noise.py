@@ -1,4 +1,4 @@
-"""U(−½, ½) noise from a hash of each element's position and a key: the rate's training noise.
+"""U(−½, ½) from a hash of each element's position and a key: the rate's training noise.
 
 A counter-based draw, as stateless random ops are: the same key gives the same noise on every
 device and replica, and a new key (the group's step) gives fresh noise. It is built from
@@ -13,7 +13,7 @@ _GOLDEN = 0x9E3779B1  # 2³² / φ: consecutive counters land far apart before m
 
 
 def _mix(x: tf.Tensor) -> tf.Tensor:
-  """murmur3's finaliser: a bijection of uint32 whose every output bit depends on every input bit."""
+  """murmur3's finaliser: a bijection of uint32, every output bit depending on every input bit."""
   x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
   x = x * tf.constant(0x85EBCA6B, tf.uint32)
   x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(13, tf.uint32)))
@@ -28,7 +28,7 @@ def key(seed: int, step: tf.Tensor) -> tf.Tensor:
 
 
 def uniform(shape, noise_key: tf.Tensor) -> tf.Tensor:
-  """float32 U(−½, ½) of `shape` for `noise_key`, on a grid of 2⁻²⁴ (never exactly ±½)."""
+  """float32 U(−½, ½) of `shape` for `noise_key`, on a grid of 2⁻²⁴ (never ±½ exactly)."""
   count = tf.reduce_prod(shape)
   counter = tf.cast(tf.range(count), tf.uint32) * tf.constant(_GOLDEN, tf.uint32)
   bits = tf.bitwise.right_shift(_mix(tf.bitwise.bitwise_xor(counter, noise_key)),
