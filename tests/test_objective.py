@@ -11,6 +11,7 @@ import lilnetx_tf as lnx
 from lilnetx_tf import errors
 from lilnetx_tf.layers import bits_table
 from lilnetx_tf.layers import group as group_lib
+from lilnetx_tf.layers import noise as noise_lib
 
 LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -546,3 +547,35 @@ def test_model_trained_with_penalty_warmup_saves_as_saved_model(tmp_path):
   model.save(str(tmp_path / "saved"), save_format="tf")
   loaded = tf.keras.models.load_model(str(tmp_path / "saved"), compile=False)
   np.testing.assert_array_equal(loaded(x, training=False), model(x, training=False))
+
+
+def test_rate_noise_is_uniform_fresh_per_step_and_reproducible():
+  """The counter-hash noise: U(−½, ½) moments and histogram, the same for the same key, and
+  uncorrelated across steps (each step draws anew) and across neighbouring elements."""
+  def draw(step):
+    return noise_lib.uniform((200_000,), noise_lib.key(1234, tf.constant(step))).numpy()
+
+  first, again, second = draw(7), draw(7), draw(8)
+  np.testing.assert_array_equal(first, again)
+  assert -0.5 < first.min() and first.max() < 0.5
+  assert abs(first.mean()) < 0.005 and abs(first.var() - 1 / 12) < 0.002
+  counts, _ = np.histogram(first, bins=20, range=(-0.5, 0.5))
+  assert counts.min() > 0.95 * len(first) / 20 and counts.max() < 1.05 * len(first) / 20
+  assert abs(np.corrcoef(first, second)[0, 1]) < 0.01
+  assert abs(np.corrcoef(first[:-1], first[1:])[0, 1]) < 0.01
+
+
+def test_noisy_grid_index_is_the_nearest_point():
+  """Each value's index is its nearest grid point (to float32 round-off at octave edges), the
+  grid is increasing, and values past its ends or not finite take the last point."""
+  grid = bits_table.noisy_grid(1)[:, 0].numpy()
+  assert np.all(np.diff(grid) > 0) and grid[bits_table.POINTS // 2] == 0
+  rng = np.random.default_rng(0)
+  values = (rng.standard_t(1.5, 20_000) * 3).astype(np.float32)
+  index = bits_table.noisy_indices(tf.constant(values[:, None])).numpy()
+  nearest = np.abs(grid[None, :] - values[:, None]).argmin(axis=1)
+  error = np.abs(grid[index] - values)
+  assert np.all(error <= np.abs(grid[nearest] - values) + 1e-3 * (1 + np.abs(values)))
+  extremes = tf.constant([[1e9], [-1e9], [np.inf], [-np.inf], [np.nan]], tf.float32)
+  np.testing.assert_array_equal(bits_table.noisy_indices(extremes).numpy(),
+                                [len(grid) - 1, 0, len(grid) - 1, 0, len(grid) - 1])
