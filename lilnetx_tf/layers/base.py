@@ -26,18 +26,17 @@ While a `callbacks.PenaltySchedule` (such as `PenaltyWarmup`) runs, all three ar
 the factor it sets (the registry's `penalty_scale`).
 """
 
-from typing import Callable, Optional
-
 import math
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from lilnetx_tf._compat import base_layer_utils, save_context
 from lilnetx_tf import errors
-from lilnetx_tf.layers import registry as registry_lib
-from lilnetx_tf.layers.rounding import round_st
 from lilnetx_tf import validation
+from lilnetx_tf._compat import base_layer_utils, save_context
+from lilnetx_tf.layers import registry as registry_lib
+from lilnetx_tf.layers.rounding import divide_and_round_st
 
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
@@ -64,6 +63,31 @@ def _safe_norm(x: tf.Tensor) -> tf.Tensor:
   squared = tf.reduce_sum(tf.square(x), axis=-1)
   positive = squared > 0
   return tf.where(positive, tf.sqrt(tf.where(positive, squared, 1.0)), 0.0)
+
+
+@tf.custom_gradient
+def _penalty_sums(latent_variable: tf.Tensor, latent_step: tf.Tensor) -> tuple:
+  """(Σ slice norms, Σ squares) of the latent W̃ = `latent_variable` / `latent_step`.
+
+  With its gradient written out, the backward pass is two elementwise ops on the latents
+  instead of the eight or so of automatic differentiation (division, |x| or a norm, x²): on
+  LeNet-300-100's 266 k latents, forward and backward took about half the time.
+  """
+  inverse = 1.0 / latent_step
+  norms = _safe_norm(latent_variable)
+  squares = tf.reduce_sum(tf.square(latent_variable))
+
+  def grad(norms_grad, squares_grad):
+    l2_factor = 2.0 * squares_grad * inverse * inverse
+    if latent_variable.shape[-1] == 1:
+      norm_term = tf.sign(latent_variable) * (norms_grad * inverse)
+      return norm_term + latent_variable * l2_factor, None
+    # ∂‖x‖/∂x = x / ‖x‖, and 0 for a zero slice (whose entries are 0 anyway).
+    per_slice = norms_grad * inverse * tf.math.divide_no_nan(1.0, norms) + l2_factor
+    extra_axes = latent_variable.shape.rank - norms.shape.rank
+    return latent_variable * tf.reshape(per_slice, norms.shape + (1,) * extra_axes), None
+
+  return (tf.reduce_sum(norms) * inverse, squares * (inverse * inverse)), grad
 
 
 class LatentKernelMixin:
@@ -255,7 +279,9 @@ class LatentKernelMixin:
     return slices.reshape(slices.shape[0], slices.shape[1], self.slice_size)
 
   def _decoded_kernel(self) -> tf.Tensor:
-    return tf.cast(self.decode_kernel(round_st(self.latent)), self.compute_dtype)
+    rounded = divide_and_round_st(tf.convert_to_tensor(self.latent_variable),
+                                  tf.convert_to_tensor(self.group.latent_step))
+    return tf.cast(self.decode_kernel(rounded), self.compute_dtype)
 
   # ---------------------------------------------------------------------------------------------
   # The LilNetX objective.
@@ -272,16 +298,20 @@ class LatentKernelMixin:
     add_penalty = self.add_loss if scale is None else lambda term: self.add_loss(scale * term)
     if self.group.leader() is self:
       self._add_group_rate(training, registry.num_slices, add_penalty)
-    per_slice = registry.num_slices if self.config_version >= 2 else 1
-    if self.slice_weight > 0:
-      add_penalty(self.slice_weight / per_slice * tf.reduce_sum(self._slice_norms(self.latent)))
-    if self.l2_weight > 0:
-      add_penalty(self.l2_weight / per_slice * tf.reduce_sum(tf.square(self.latent)))
+    if self.slice_weight > 0 or self.l2_weight > 0:
+      norms, squares = _penalty_sums(self._lasso_units(tf.convert_to_tensor(self.latent_variable)),
+                                     tf.convert_to_tensor(self.group.latent_step))
+      per_slice = registry.num_slices if self.config_version >= 2 else 1
+      if self.slice_weight > 0:
+        add_penalty(self.slice_weight / per_slice * norms)
+      if self.l2_weight > 0:
+        add_penalty(self.l2_weight / per_slice * squares)
 
-  def _slice_norms(self, latent: tf.Tensor) -> tf.Tensor:
-    """The norms the group lasso sums: one per (out, in) slice. A layer whose structured unit
-    is wider than a slice (an embedding row) overrides it."""
-    return _safe_norm(latent)
+  def _lasso_units(self, latent: tf.Tensor) -> tf.Tensor:
+    """`latent` (a, b, slice) seen as (…, unit): the group lasso sums one norm per unit, an
+    (in, out) slice here. A layer whose structured unit is wider (an embedding row) overrides
+    it with a reshape."""
+    return latent
 
   def _add_group_rate(self, training: bool, num_slices: int,
                       add_penalty: Callable[[tf.Tensor], None]) -> None:

@@ -46,9 +46,9 @@ class Embedding(base.LatentKernelMixin, tf.keras.layers.Embedding):
                        output_positions=None)
     tf.keras.layers.Layer.build(self, input_shape)  # Records the shape for build_config.
 
-  def _slice_norms(self, latent: tf.Tensor) -> tf.Tensor:
-    """One norm per token row: the row, not each of its values, is the structured unit."""
-    return base._safe_norm(latent[..., 0])  # pylint: disable=protected-access
+  def _lasso_units(self, latent: tf.Tensor) -> tf.Tensor:
+    """One unit per token row: the row, not each of its values, is the structured unit."""
+    return tf.reshape(latent, (latent.shape[0], 1, -1))
 
   @property
   def embeddings(self) -> tf.Tensor:

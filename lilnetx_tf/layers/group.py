@@ -31,6 +31,7 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.layers import bits_table
 from lilnetx_tf.layers import density as density_lib
+from lilnetx_tf.layers import noise as noise_lib
 
 _LN2 = math.log(2.0)
 # Written by `save_own_variables` beside the variables (`.keras`, `.weights.h5`) since the decoder
@@ -50,17 +51,20 @@ def adam_step(variables: Sequence[tf.Variable], grads: Sequence, moments: Sequen
   """One Adam update (β = 0.9, 0.999) of `variables` in place; `step` counts from 1.
 
   The densities are not trained by the user's optimizer (their variables are non-trainable),
-  so they get this small Adam of their own.
+  so they get this small Adam of their own: one fused op per variable (`ResourceApplyAdam`),
+  not the ~16 small ops each of the update written out, whose fixed per-op cost showed in the
+  step of small models. Every replica computes the same update from the same latents and
+  noise, so each updates its own copy.
   """
-  beta1, beta2, epsilon = 0.9, 0.999, 1e-7
+  beta1, beta2 = 0.9, 0.999
   step = tf.cast(step, tf.float32)
-  rate = learning_rate * tf.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
   for variable, grad, (m, v) in zip(variables, grads, moments):
     if grad is None:
       continue
-    m.assign(beta1 * m + (1.0 - beta1) * grad)
-    v.assign(beta2 * v + (1.0 - beta2) * tf.square(grad))
-    variable.assign_sub(rate * m / (tf.sqrt(v) + epsilon))
+    tf.raw_ops.ResourceApplyAdam(
+        var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta1**step,
+        beta2_power=beta2**step, lr=tf.constant(learning_rate, tf.float32), beta1=beta1,
+        beta2=beta2, epsilon=1e-7, grad=grad)
 
 
 def members_by_group(layers: Sequence) -> list:
@@ -74,6 +78,17 @@ def members_by_group(layers: Sequence) -> list:
 def _split_totals(values: tf.Tensor, sizes: Sequence[int]) -> list:
   """Sums of stacked rows `values` over consecutive blocks of `sizes` rows."""
   return [tf.reduce_sum(part) for part in tf.split(tf.reduce_sum(values, axis=-1), sizes)]
+
+
+@tf.custom_gradient
+def _first_order(values: tf.Tensor, slope: tf.Tensor) -> tf.Tensor:
+  """Σ slope · values, with the gradient `slope` in `values` written out (automatic
+  differentiation would first tile the upstream scalar to the values' shape); `slope` is a
+  constant, it gets none."""
+  def grad(upstream):
+    return upstream * slope, None
+
+  return tf.reduce_sum(values * slope), grad
 
 
 def latent_bound(scale: float, fan: int) -> float:
@@ -297,11 +312,13 @@ class ParameterGroup(tf.keras.layers.Layer):
     rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
     return tf.concat(rows, axis=0), [int(r.shape[0]) for r in rows]
 
+  def _noise_key(self) -> tf.Tensor:
+    return noise_lib.key(self._noise_seed, self.step)
+
   def noise(self, shape) -> tf.Tensor:
     """U(−½, ½) of `shape` for this step: seeded by the group's name and step, so every replica
-    draws the same."""
-    seed = tf.stack([tf.constant(self._noise_seed, tf.int64), self.step])
-    return tf.random.stateless_uniform(shape, seed, -0.5, 0.5)
+    draws the same (`noise.uniform`)."""
+    return noise_lib.uniform(shape, self._noise_key())
 
   def _tabulated(self, points: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> tuple:
     """`_exact`'s results for values given by their `flat_indices` into a table of the density at
@@ -332,15 +349,30 @@ class ParameterGroup(tf.keras.layers.Layer):
     *grads, slope = tape.gradient(total, [*variables, values])
     return _split_totals(bits, sizes), slope, grads
 
-  def _priced(self, values: tf.Tensor, sizes: Sequence[int], noisy: bool) -> tuple:
-    """`_exact`, or for a large group `_tabulated` (on the noisy grid, or on the integers when
-    they cover the values). Each branch takes its own gradients: a gradient through `tf.cond`
-    would carry both branches' intermediates, zeros of every latent's size included."""
+  def _tabulated_noisy(self, rows: Sequence[tf.Tensor]) -> tuple:
+    """`_exact`'s results on the noisy `rows` (one per member) from a table of the density on
+    the noisy grid: the density is evaluated on the grid only, and the per-latent work (noise,
+    grid indices, histograms, slopes) is one XLA-compiled loop (`bits_table.noisy_lookup`)."""
+    points = bits_table.noisy_grid(self.slice_size)
+    variables = list(self._density_variables)
+    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+      tape.watch(points)
+      tape.watch(variables)
+      table = self.bits(points)
+    slope_table = tape.gradient(table, points)
+    counts, slopes = bits_table.noisy_lookup(rows, self._noise_key(), slope_table)
+    # The totals are Σ table · counts, so the density's gradient is the table's, weighted by
+    # the counts of all members: no per-latent backward pass.
+    grads = tape.gradient(table, variables, output_gradients=tf.add_n(counts))
+    del tape
+    return [bits_table.weighted_sum(table, c) for c in counts], slopes, grads
+
+  def _priced_integers(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
+    """`_exact` on integer `values`, or for a large group `_tabulated` on the integers when they
+    cover the values. Each branch takes its own gradients: a gradient through `tf.cond` would
+    carry both branches' intermediates, zeros of every latent's size included."""
     if not bits_table.worth_it(int(values.shape[0])):
       return self._exact(values, sizes)
-    if noisy:
-      return self._tabulated(bits_table.warped_grid(self.slice_size),
-                             bits_table.warped_indices(values), sizes)
     origin, fits = bits_table.integer_origin_and_fit(values)
     return tf.cond(
         fits,
@@ -352,7 +384,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     """Total bits of each latent in `latents` (one per member, integer-valued), from one
     density evaluation. Exact: a large group reads them off a table at the integers."""
     stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
-    return self._priced(stacked, sizes, noisy=False)[0]
+    return self._priced_integers(stacked, sizes)[0]
 
   def step_density(self, latents: Sequence[tf.Tensor]) -> list:
     """One Adam step of the density on the members' `latents` plus one draw of noise; returns
@@ -367,9 +399,17 @@ class ParameterGroup(tf.keras.layers.Layer):
     latents and the noise, which is seeded by `step`, so every replica of a distributed model
     computes the same update.
     """
-    stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
-    noisy = stacked + self.noise(tf.shape(stacked))
-    totals, slope, grads = self._priced(noisy, sizes, noisy=True)
+    rows = [tf.reshape(tf.cast(tf.stop_gradient(z), tf.float32), (-1, self.slice_size))
+            for z in latents]
+    sizes = [int(r.shape[0]) for r in rows]
+    if bits_table.worth_it(sum(sizes)):
+      totals, slopes, grads = self._tabulated_noisy(rows)
+    else:
+      # Compiling this with XLA saved 30 % of its time on LeNet5's 25-channel group, but its
+      # compilation took 4.5 s, more than that saves in an MNIST epoch.
+      stacked = tf.concat(rows, 0)
+      totals, slope, grads = self._exact(stacked + self.noise(tf.shape(stacked)), sizes)
+      slopes = tf.split(slope, sizes)
     adam_step(self._density_variables, grads, self._adam_moments, self.step + 1,
               self.density_learning_rate)
     self.step.assign_add(1)
@@ -377,9 +417,9 @@ class ParameterGroup(tf.keras.layers.Layer):
     # is their derivative: bits with this first-order term have the bits' value and gradient
     # without a second backward pass through the density.
     priced = []
-    for latent, bits, member_slope in zip(latents, totals, tf.split(slope, sizes)):
+    for latent, bits, member_slope in zip(latents, totals, slopes):
       rows = tf.reshape(tf.cast(latent, tf.float32), (-1, self.slice_size))
-      first_order = tf.reduce_sum(member_slope * rows)
+      first_order = _first_order(rows, tf.stop_gradient(member_slope))
       priced.append(bits + first_order - tf.stop_gradient(first_order))
     return priced
 
