@@ -10,7 +10,22 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 
-__all__ = ["Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "positions"]
+__all__ = ["Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "input_channels",
+           "positions"]
+
+
+def input_channels(layer, input_shape: tf.TensorShape) -> int:
+  """The channel count of a convolution's `input_shape`, checked: rank `layer.rank` + 2 and a
+  known channel dimension, else `errors.InvalidArgumentError` naming the layer class."""
+  name = type(layer).__name__
+  if input_shape.rank != layer.rank + 2:
+    raise errors.InvalidArgumentError(
+        f"Inputs to {name} must have rank {layer.rank + 2}, got shape {input_shape}.")
+  channels = input_shape[layer._get_channel_axis()]  # pylint: disable=protected-access
+  if channels is None:
+    raise errors.InvalidArgumentError(
+        f"The channel dimension of the inputs to {name} must be known: {input_shape}.")
+  return int(channels)
 
 
 def positions(layer, shape: tf.TensorShape) -> Optional[int]:
@@ -94,14 +109,7 @@ class _LatentDepthwise(base.LatentKernelMixin):
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)
-    name = type(self).__name__
-    if input_shape.rank != self.rank + 2:
-      raise errors.InvalidArgumentError(
-          f"Inputs to {name} must have rank {self.rank + 2}, got shape {input_shape}.")
-    input_dim = input_shape[self._get_channel_axis()]
-    if input_dim is None:
-      raise errors.InvalidArgumentError(
-          f"The channel dimension of the inputs to {name} must be known: {input_shape}.")
+    input_dim = input_channels(self, input_shape)
     size = tuple(self.kernel_size)
     self._build_latent(input_dim, self.depth_multiplier, size, fan=math.prod(size),
                        output_positions=_output_positions(self, input_shape))

@@ -10,7 +10,6 @@ import math
 
 import tensorflow as tf
 
-from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv
 
@@ -30,15 +29,8 @@ class _LatentConvTranspose(base.LatentKernelMixin):
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)
-    name = type(self).__name__
-    if input_shape.rank != self.rank + 2:
-      raise errors.InvalidArgumentError(
-          f"Inputs to {name} must have rank {self.rank + 2}, got shape {input_shape}.")
+    input_dim = conv.input_channels(self, input_shape)
     channel_axis = self._get_channel_axis()
-    input_dim = input_shape[channel_axis]
-    if input_dim is None:
-      raise errors.InvalidArgumentError(
-          f"The channel dimension of the inputs to {name} must be known: {input_shape}.")
     size = tuple(self.kernel_size)
     # MACs: every input position scatters the whole kernel, so the positions are the input's.
     self._build_latent(input_dim, self.filters, size,

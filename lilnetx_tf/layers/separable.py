@@ -69,15 +69,8 @@ class _LatentSeparable:
 
   def build(self, input_shape):
     input_shape = tf.TensorShape(input_shape)
-    name = type(self).__name__
-    if input_shape.rank != self.rank + 2:
-      raise errors.InvalidArgumentError(
-          f"Inputs to {name} must have rank {self.rank + 2}, got shape {input_shape}.")
+    input_dim = conv.input_channels(self, input_shape)
     channel_axis = self._get_channel_axis()
-    input_dim = input_shape[channel_axis]
-    if input_dim is None:
-      raise errors.InvalidArgumentError(
-          f"The channel dimension of the inputs to {name} must be known: {input_shape}.")
     size = tuple(self.kernel_size)
     depth = input_dim * self.depth_multiplier
     positions = conv.positions(self, self.compute_output_shape(input_shape))
