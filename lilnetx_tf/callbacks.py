@@ -11,6 +11,9 @@ from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf import stats as stats_lib
 from lilnetx_tf import validation
 
+__all__ = ["CompressionMetrics", "PenaltyGuard", "PenaltySchedule", "PenaltyWarmup",
+           "warmup_cooldown"]
+
 
 class CompressionMetrics(tf.keras.callbacks.Callback):
   """Adds estimated size, sparsity and MAC figures to each epoch's logs.

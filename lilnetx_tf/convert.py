@@ -50,6 +50,8 @@ from lilnetx_tf import rate_control
 from lilnetx_tf import untrained
 from lilnetx_tf import validation
 
+__all__ = ["MAX_WARM_START_INTEGER", "convert", "original_kernel", "warm_start_step"]
+
 # Exact Keras types converted (a subclass is another layer: Conv2DTranspose has its own row).
 _CONVERTIBLE = {
     tf.keras.layers.Conv1D: lnx_conv.Conv1D,

@@ -4,6 +4,9 @@ import functools
 import os
 import sys
 
+__all__ = ["define_safe_mode_flag", "handles_errors", "load_keras_model", "positional",
+           "start_runtime_quietly"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

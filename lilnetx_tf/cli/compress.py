@@ -15,6 +15,8 @@ from absl import flags
 
 from lilnetx_tf.cli import _common
 
+__all__ = ["main"]
+
 _INPUT = flags.DEFINE_string("input", None, "Saved Keras model (.keras, .h5 or SavedModel dir).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output .lnx file (default: MODEL with .lnx).")
 _FLOAT16 = flags.DEFINE_bool(

@@ -14,6 +14,8 @@ from absl import flags
 
 from lilnetx_tf.cli import _common
 
+__all__ = ["main"]
+
 _INPUT = flags.DEFINE_string("input", None, "The .lnx file.")
 _OUTPUT = flags.DEFINE_string("output", None,
                               "Output model: .keras, .h5, or a SavedModel directory "

@@ -13,6 +13,8 @@ from absl import flags
 
 from lilnetx_tf.cli import _common
 
+__all__ = ["main"]
+
 _MODEL = flags.DEFINE_string("model", None, "A .keras / .h5 file or SavedModel directory.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory to create.")
 _QUANTIZATION = flags.DEFINE_enum("quantization", "none", ["none", "float16", "int8"],

@@ -13,6 +13,8 @@ from absl import flags
 
 from lilnetx_tf.cli import _common
 
+__all__ = ["main"]
+
 _INPUT = flags.DEFINE_string("input", None, "The .lnx file.")
 _ESTIMATE = flags.DEFINE_bool("estimate", True,
                               "Rebuild the model and report estimated latent bytes.")

@@ -23,6 +23,8 @@ import pkgutil
 import sys
 from typing import Optional
 
+__all__ = ["commands", "overview", "run"]
+
 PROG = "lilnetx"
 _NOT_COMMANDS = ("main",)
 

@@ -11,6 +11,8 @@ from absl import flags
 
 from lilnetx_tf.cli import _common
 
+__all__ = ["main"]
+
 _INPUT = flags.DEFINE_string("input", None, "The .keras file written by Keras 2.14.")
 _OUTPUT = flags.DEFINE_string("output", None, "The .keras file to write (must not exist).")
 _SAFE_MODE = _common.define_safe_mode_flag()

@@ -15,6 +15,8 @@ from absl import flags
 
 from lilnetx_tf.cli import _common
 
+__all__ = ["main"]
+
 _INPUT = flags.DEFINE_string("input", None, "The .lnx file to upgrade.")
 _OUTPUT = flags.DEFINE_string("output", None, "The upgraded .lnx file.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")

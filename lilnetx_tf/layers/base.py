@@ -38,6 +38,10 @@ from lilnetx_tf._compat import base_layer_utils, save_context
 from lilnetx_tf.layers import registry as registry_lib
 from lilnetx_tf.layers.rounding import divide_and_round_st
 
+__all__ = ["CONFIG_VERSION", "DEFAULT_BOUNDARY", "DEFAULT_DENSITY_LEARNING_RATE",
+           "DEFAULT_L2_WEIGHT", "DEFAULT_RATE_WEIGHT", "DEFAULT_SLICE_WEIGHT", "LATENT_WEIGHT_NAME",
+           "LatentKernelMixin"]
+
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
 # slice on LeNet5 (406k slices) and 21 and 2.1 on MobileNetV2 (2.1M): there they dominated the

@@ -27,6 +27,9 @@ import tensorflow as tf
 
 from lilnetx_tf.layers import noise as noise_lib
 
+__all__ = ["MIN_ROWS", "POINTS", "integer_grid", "integer_indices", "integer_origin_and_fit",
+           "noisy_grid", "noisy_indices", "noisy_lookup", "totals", "weighted_sum", "worth_it"]
+
 # Grid points per channel: a static size, so the table also compiles under XLA.
 POINTS = 4096
 # Below this many rows, evaluating each latent costs less than the table's 2 · POINTS points.

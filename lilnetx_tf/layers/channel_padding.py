@@ -16,6 +16,8 @@ import tensorflow as tf
 
 from lilnetx_tf import errors
 
+__all__ = ["ChannelPadding"]
+
 
 @tf.keras.utils.register_keras_serializable(package="lilnetx_tf")
 class ChannelPadding(tf.keras.layers.Layer):

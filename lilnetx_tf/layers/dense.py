@@ -7,6 +7,8 @@ import tensorflow as tf
 from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 
+__all__ = ["Dense"]
+
 
 @tf.keras.utils.register_keras_serializable(package="lilnetx_tf")
 class Dense(base.LatentKernelMixin, tf.keras.layers.Dense):

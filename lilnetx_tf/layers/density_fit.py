@@ -13,6 +13,8 @@ from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import model_layers
 from lilnetx_tf import validation
 
+__all__ = ["fit_densities", "fit_group_densities"]
+
 # Tracing the densities costs more than the steps; 50 Adam steps at 1e-2 on 2048 slices per group
 # get within 0.5 % of 200 steps on 8192 (ResNet50 warm start, WORKSPACE_NOTES).
 DEFAULT_STEPS = 50

@@ -33,6 +33,8 @@ from lilnetx_tf.layers import bits_table
 from lilnetx_tf.layers import density as density_lib
 from lilnetx_tf.layers import noise as noise_lib
 
+__all__ = ["ParameterGroup", "adam_step", "decoder_scale", "latent_bound", "members_by_group"]
+
 _LN2 = math.log(2.0)
 # Written by `save_own_variables` beside the variables (`.keras`, `.weights.h5`) since the decoder
 # is stored relative to the latent step; a saved state without it holds the decoder Ψ itself.

@@ -27,6 +27,9 @@ import tensorflow as tf
 from lilnetx_tf._compat import base_layer_utils
 from lilnetx_tf.layers.group import ParameterGroup
 
+__all__ = ["GroupRegistry", "claim", "current_scope", "group_scope", "provisional_registry",
+           "registry_of", "resolve", "set_registry"]
+
 _SCOPES = threading.local()
 _REGISTRY_ATTR = "_lilnetx_group_registry"
 

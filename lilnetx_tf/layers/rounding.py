@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+__all__ = ["divide_and_round_st"]
+
 
 @tf.custom_gradient
 def divide_and_round_st(x: tf.Tensor, step: tf.Tensor) -> tf.Tensor:

@@ -10,6 +10,8 @@ from typing import Any, Iterable, Optional, Sequence
 from lilnetx_tf import errors
 from lilnetx_tf.errors import NoMatchingTrialError
 
+__all__ = ["AXES", "dominates", "pareto_front", "pick"]
+
 # (field, direction): the three axes of the trade-off.
 AXES = (("accuracy", "max"), ("bytes", "min"), ("macs", "min"))
 _MINIMIZE_CHOICES = ("bytes", "macs", "error")

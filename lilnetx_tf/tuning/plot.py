@@ -8,6 +8,8 @@ from typing import Optional, Sequence
 
 from lilnetx_tf import _compat
 
+__all__ = ["plot_front"]
+
 
 def plot_front(trials: Sequence, front: Sequence, path: str, metric: str = "accuracy",
                pick=None, title: Optional[str] = None) -> str:

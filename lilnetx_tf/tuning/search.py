@@ -51,6 +51,8 @@ from lilnetx_tf import text_table
 from lilnetx_tf import validation
 from lilnetx_tf.tuning import pareto
 
+__all__ = ["LilNetXHyperModel", "SearchResult", "TrialRecord", "load", "search"]
+
 kt = _compat.keras_tuner()
 
 DEFAULT_RATE_RANGE = (1e-3, 1.0)
