@@ -153,14 +153,8 @@ def convert(model: tf.keras.Model,
     errors.UnsupportedLayerError: for a subclassed model, or (`strict`) unsupported layers.
     errors.InvalidArgumentError: for bad arguments or names in `layers` not in the model.
   """
-  layer_kwargs = dict(
-      rate_weight=validation.non_negative_float("rate_weight", rate_weight),
-      slice_weight=validation.non_negative_float("slice_weight", slice_weight),
-      l2_weight=validation.non_negative_float("l2_weight", l2_weight),
-      boundary=validation.positive_float("boundary", boundary),
-      density_learning_rate=validation.positive_float(
-          "density_learning_rate", density_learning_rate),
-      config_version=base.CONFIG_VERSION)   # the weights above are in the current units
+  layer_kwargs = base.lilnetx_arguments(   # in the current units (config version)
+      rate_weight, slice_weight, l2_weight, boundary, density_learning_rate)
   resolution = warm_start_resolution
   if not isinstance(resolution, str) or resolution != "auto":
     resolution = validation.positive_float("warm_start_resolution", warm_start_resolution)

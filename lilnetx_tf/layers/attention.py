@@ -22,20 +22,6 @@ __all__ = ["MultiHeadAttention", "PROJECTIONS"]
 PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
 
 
-def _lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
-                       config_version) -> dict:
-  """The LilNetX arguments of the projections, validated (see `base.LatentKernelMixin`)."""
-  return dict(
-      rate_weight=validation.non_negative_float("rate_weight", rate_weight),
-      slice_weight=validation.non_negative_float("slice_weight", slice_weight),
-      l2_weight=validation.non_negative_float("l2_weight", l2_weight),
-      boundary=validation.positive_float("boundary", boundary),
-      density_learning_rate=validation.positive_float(
-          "density_learning_rate", density_learning_rate),
-      config_version=validation.int_in_range("config_version", config_version, 1,
-                                             base.CONFIG_VERSION))
-
-
 @tf.keras.utils.register_keras_serializable(package="lilnetx_tf")
 class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
   """`tf.keras.layers.MultiHeadAttention` whose four projections are `lnx.EinsumDense` layers.
@@ -59,8 +45,8 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
                **kwargs):
     validation.positive_int("num_heads", num_heads)
     validation.positive_int("key_dim", key_dim)
-    self._lilnetx_kwargs = _lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary,
-                                              density_learning_rate, config_version)
+    self._lilnetx_kwargs = base.lilnetx_arguments(
+        rate_weight, slice_weight, l2_weight, boundary, density_learning_rate, config_version)
     super().__init__(num_heads, key_dim, *args, **kwargs)
     for argument in ("kernel_regularizer", "kernel_constraint"):
       value = getattr(self, f"_{argument}")

@@ -40,7 +40,7 @@ from lilnetx_tf.layers.rounding import divide_and_round_st
 
 __all__ = ["CONFIG_VERSION", "DEFAULT_BOUNDARY", "DEFAULT_DENSITY_LEARNING_RATE",
            "DEFAULT_L2_WEIGHT", "DEFAULT_RATE_WEIGHT", "DEFAULT_SLICE_WEIGHT", "LATENT_WEIGHT_NAME",
-           "LatentKernelMixin"]
+           "LatentKernelMixin", "lilnetx_arguments"]
 
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
@@ -94,6 +94,21 @@ def _penalty_sums(latent_variable: tf.Tensor, latent_step: tf.Tensor) -> tuple:
   return (tf.reduce_sum(norms) * inverse, squares * (inverse * inverse)), grad
 
 
+def lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
+                      config_version=CONFIG_VERSION) -> dict:
+  """The LilNetX arguments of a layer, validated: what every LilNetX layer, `convert` and the
+  layers made of LilNetX sublayers (attention) take."""
+  return dict(
+      rate_weight=validation.non_negative_float("rate_weight", rate_weight),
+      slice_weight=validation.non_negative_float("slice_weight", slice_weight),
+      l2_weight=validation.non_negative_float("l2_weight", l2_weight),
+      boundary=validation.positive_float("boundary", boundary),
+      density_learning_rate=validation.positive_float(
+          "density_learning_rate", density_learning_rate),
+      config_version=validation.int_in_range("config_version", config_version, 1,
+                                             CONFIG_VERSION))
+
+
 class LatentKernelMixin:
   """Turns a Keras layer's kernel into a LilNetX latent. Mixed in before the Keras class.
 
@@ -126,14 +141,14 @@ class LatentKernelMixin:
         raise errors.UnsupportedLayerError(
             f"{type(self).__name__} does not support `{argument}`={value!r}: the kernel is a "
             "LilNetX latent, regularized by `slice_weight`, `l2_weight` and `rate_weight`.")
-    self.rate_weight = validation.non_negative_float("rate_weight", rate_weight)
-    self.slice_weight = validation.non_negative_float("slice_weight", slice_weight)
-    self.l2_weight = validation.non_negative_float("l2_weight", l2_weight)
-    self.boundary = validation.positive_float("boundary", boundary)
-    self.density_learning_rate = validation.positive_float(
-        "density_learning_rate", density_learning_rate)
-    self.config_version = validation.int_in_range("config_version", config_version, 1,
-                                                  CONFIG_VERSION)
+    arguments = lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary,
+                                  density_learning_rate, config_version)
+    self.rate_weight = arguments["rate_weight"]
+    self.slice_weight = arguments["slice_weight"]
+    self.l2_weight = arguments["l2_weight"]
+    self.boundary = arguments["boundary"]
+    self.density_learning_rate = arguments["density_learning_rate"]
+    self.config_version = arguments["config_version"]
     self._provisional_registry = False
     scope = registry_lib.current_scope()
     if scope is not None:
