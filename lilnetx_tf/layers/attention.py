@@ -10,7 +10,6 @@ output latent, so the group lasso can kill a head as a unit (`lnx.slim` then rem
 
 import tensorflow as tf
 
-from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import einsum_dense
 from lilnetx_tf.layers import registry as registry_lib
@@ -48,13 +47,7 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
     self._lilnetx_kwargs = base.lilnetx_arguments(
         rate_weight, slice_weight, l2_weight, boundary, density_learning_rate, config_version)
     super().__init__(num_heads, key_dim, *args, **kwargs)
-    for argument in ("kernel_regularizer", "kernel_constraint"):
-      value = getattr(self, f"_{argument}")
-      if value is not None:
-        raise errors.UnsupportedLayerError(
-            f"lilnetx_tf.MultiHeadAttention does not support `{argument}`={value!r}: the "
-            "projection kernels are LilNetX latents, regularized by `slice_weight`, "
-            "`l2_weight` and `rate_weight`.")
+    base.refuse_replaced_arguments(self, ("kernel_regularizer", "kernel_constraint"), prefix="_")
     scope = registry_lib.current_scope()
     if scope is not None:
       registry_lib.set_registry(self, scope)

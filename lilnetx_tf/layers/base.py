@@ -40,7 +40,7 @@ from lilnetx_tf.layers.rounding import divide_and_round_st
 
 __all__ = ["CONFIG_VERSION", "DEFAULT_BOUNDARY", "DEFAULT_DENSITY_LEARNING_RATE",
            "DEFAULT_L2_WEIGHT", "DEFAULT_RATE_WEIGHT", "DEFAULT_SLICE_WEIGHT", "LATENT_WEIGHT_NAME",
-           "LatentKernelMixin", "lilnetx_arguments"]
+           "LatentKernelMixin", "lilnetx_arguments", "refuse_replaced_arguments"]
 
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
@@ -94,6 +94,17 @@ def _penalty_sums(latent_variable: tf.Tensor, latent_step: tf.Tensor) -> tuple:
   return (tf.reduce_sum(norms) * inverse, squares * (inverse * inverse)), grad
 
 
+def refuse_replaced_arguments(layer, names: tuple, prefix: str = "") -> None:
+  """Raises `errors.UnsupportedLayerError` if `layer` was given one of `names` (the Keras
+  regularizers and constraints of kernels that are LilNetX latents, stored as `prefix` + name)."""
+  for argument in names:
+    value = getattr(layer, prefix + argument)
+    if value is not None:
+      raise errors.UnsupportedLayerError(
+          f"{type(layer).__name__} does not support `{argument}`={value!r}: its kernels are "
+          "LilNetX latents, regularized by `slice_weight`, `l2_weight` and `rate_weight`.")
+
+
 def lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
                       config_version=CONFIG_VERSION) -> dict:
   """The LilNetX arguments of a layer, validated: what every LilNetX layer, `convert` and the
@@ -135,12 +146,7 @@ class LatentKernelMixin:
                config_version: int = CONFIG_VERSION,
                **kwargs):
     super().__init__(*args, **kwargs)
-    for argument in self._REPLACED_BY_LATENT:
-      value = getattr(self, argument)
-      if value is not None:
-        raise errors.UnsupportedLayerError(
-            f"{type(self).__name__} does not support `{argument}`={value!r}: the kernel is a "
-            "LilNetX latent, regularized by `slice_weight`, `l2_weight` and `rate_weight`.")
+    refuse_replaced_arguments(self, self._REPLACED_BY_LATENT)
     arguments = lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary,
                                   density_learning_rate, config_version)
     self.rate_weight = arguments["rate_weight"]

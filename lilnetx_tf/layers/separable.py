@@ -11,7 +11,6 @@ import math
 
 import tensorflow as tf
 
-from lilnetx_tf import errors
 from lilnetx_tf.layers import base
 from lilnetx_tf.layers import conv
 from lilnetx_tf.layers import registry as registry_lib
@@ -41,12 +40,7 @@ class _LatentSeparable:
                config_version: int = base.CONFIG_VERSION,
                **kwargs):
     super().__init__(*args, **kwargs)
-    for argument in self._REPLACED_BY_LATENT:
-      value = getattr(self, argument)
-      if value is not None:
-        raise errors.UnsupportedLayerError(
-            f"{type(self).__name__} does not support `{argument}`={value!r}: its kernels are "
-            "LilNetX latents, regularized by `slice_weight`, `l2_weight` and `rate_weight`.")
+    base.refuse_replaced_arguments(self, self._REPLACED_BY_LATENT)
     lilnetx = dict(rate_weight=rate_weight, slice_weight=slice_weight, l2_weight=l2_weight,
                    boundary=boundary, density_learning_rate=density_learning_rate,
                    config_version=config_version)
