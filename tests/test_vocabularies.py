@@ -206,3 +206,17 @@ def test_text_model_exports_or_fails_typed(tmp_path):
   np.testing.assert_allclose(restored(queries[0]), model(queries[0]), atol=1e-6)
   with pytest.raises(errors.ExportCheckError, match="TFLite cannot convert"):
     lnx.export(model, str(tmp_path / "lite"), inputs=queries)   # string ops TFLite lacks
+
+
+@pytest.mark.parametrize("output_mode", ["count", "multi_hot", "tf_idf"])
+def test_vocabulary_wide_output_is_refused_before_writing(output_mode, tmp_path):
+  """A lookup whose width is its adapted vocabulary's cannot be rebuilt from its config (not
+  by Keras either): compress says so, naming the layer and the fix, and writes nothing."""
+  vectorize = tf.keras.layers.TextVectorization(max_tokens=12, output_mode=output_mode,
+                                                name="vectorize")
+  vectorize.adapt(TEXTS)
+  inputs = tf.keras.Input((), dtype=tf.string)
+  model = tf.keras.Model(inputs, lnx.Dense(3)(vectorize(inputs)))
+  with pytest.raises(errors.UnsupportedLayerError, match="'vectorize'.*pad_to_max_tokens"):
+    lnx.compress(model, str(tmp_path / "m.lnx"))
+  assert not list(tmp_path.iterdir())

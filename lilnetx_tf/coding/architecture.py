@@ -103,8 +103,26 @@ def _restore_names(model_config: dict) -> None:
       entry["config"]["name"] = entry["name"]
 
 
+def _check_rebuildable_lookups(model: tf.keras.Model) -> None:
+  """Refuses a lookup layer whose output width is its vocabulary's size (`output_mode` other
+  than "int" without `pad_to_max_tokens`, vocabulary adapted rather than given): Keras cannot
+  rebuild it from its config, so neither a `.keras` file nor a `.lnx` file could restore it."""
+  for layer in model._flatten_layers(include_self=False):
+    if not model_state.holds_vocabularies(layer):
+      continue
+    config = layer.get_config()
+    if (config.get("output_mode", "int") != "int" and not config.get("pad_to_max_tokens", True)
+        and config.get("vocabulary") is None):
+      raise errors.UnsupportedLayerError(
+          f"Layer {layer.name!r} ({type(layer).__name__}, output_mode="
+          f"{config['output_mode']!r}) has an output as wide as its adapted vocabulary, which "
+          "Keras cannot rebuild from the layer's config: construct it with "
+          "pad_to_max_tokens=True (a fixed width of max_tokens) or with vocabulary=...")
+
+
 def encode(model: tf.keras.Model) -> bytes:
   """The ARCH section's bytes: {"format", "lilnetx_tf" version, "model": lean Keras config}."""
+  _check_rebuildable_lookups(model)
   try:
     expected_json = model.to_json()
   except (NotImplementedError, TypeError, ValueError) as e:

@@ -88,8 +88,9 @@ def state_tensors(model: tf.keras.Model, weights: Optional[list] = None,
   return [t for w in weights for t in _tensors_of(w, names.get(id(w), "the model"))]
 
 
-def holds_vocabularies(model: tf.keras.Model) -> bool:
-  """Whether `model.weights` has a weight handler (a lookup layer's vocabulary)."""
+def holds_vocabularies(model: tf.keras.layers.Layer) -> bool:
+  """Whether `model.weights` (of a model or a layer) has a weight handler (a lookup layer's
+  vocabulary)."""
   return any(isinstance(w, _Handler) for w in model.weights)
 
 
