@@ -115,19 +115,23 @@ def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> l
 
 
 @tf.function(jit_compile=True)
-def noisy_lookup(rows: Sequence[tf.Tensor], noise_key: tf.Tensor, slope_table: tf.Tensor) -> tuple:
-  """Adds one draw of `noise.uniform` (for `noise_key`) to the stacked `rows` (each (n_i,
-  channels)) and looks them up on the noisy grid: each block's histogram over the grid
+def noisy_lookup(rows: Sequence[tf.Tensor], latent_step: tf.Tensor, noise_key: tf.Tensor,
+                 slope_table: tf.Tensor) -> tuple:
+  """Looks up the noisy values rows / `latent_step` + one draw of `noise.uniform` (for
+  `noise_key`, over the rows in order) on the noisy grid: each block's histogram over the grid
   (POINTS, channels) and each value's slope, read from `slope_table` (POINTS, channels).
 
-  All the per-latent work of a training step's rate, compiled by XLA.
+  All the per-latent work of a training step's rate, compiled by XLA: one loop per block
+  (`rows` are e.g. the members' latent variables, each (n_i, channels)), with no stacked copy.
   """
   channels = int(slope_table.shape[-1])
-  stacked = tf.concat(list(rows), 0) if len(rows) > 1 else rows[0]
-  flat = noisy_indices(stacked + noise_lib.uniform(tf.shape(stacked), noise_key))
-  sizes = [int(r.shape[0]) * channels for r in rows]
-  counts = [tf.reshape(c, (POINTS, channels))
-            for c in _histograms(flat, sizes, POINTS * channels)]
-  slope = tf.gather(tf.reshape(slope_table, (-1,)), flat)
-  parts = tf.split(slope, sizes) if len(sizes) > 1 else [slope]
-  return counts, [tf.reshape(part, tf.shape(r)) for part, r in zip(parts, rows)]
+  flat_table = tf.reshape(slope_table, (-1,))
+  counts, slopes, offset = [], [], 0
+  for block in rows:
+    size = block.shape.num_elements()
+    noise = noise_lib.uniform(tf.shape(block), noise_key, offset=offset)
+    flat = noisy_indices(block / latent_step + noise)
+    counts.append(tf.reshape(_histograms(flat, [size], POINTS * channels)[0], (POINTS, channels)))
+    slopes.append(tf.reshape(tf.gather(flat_table, flat), tf.shape(block)))
+    offset += size
+  return counts, slopes
