@@ -114,7 +114,7 @@ def totals(table: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> l
   return [weighted_sum(table, count) for count in counts]
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)  # plain Python loops: nothing to convert
 def noisy_lookup(rows: Sequence[tf.Tensor], latent_step: tf.Tensor, noise_key: tf.Tensor,
                  slope_table: tf.Tensor) -> tuple:
   """Looks up the noisy values rows / `latent_step` + one draw of `noise.uniform` (for
