@@ -60,12 +60,13 @@ def adam_step(variables: Sequence[tf.Variable], grads: Sequence, moments: Sequen
   """
   beta1, beta2 = 0.9, 0.999
   step = tf.cast(step, tf.float32)
+  beta1_power, beta2_power = beta1**step, beta2**step   # once, not per variable
   for variable, grad, (m, v) in zip(variables, grads, moments):
     if grad is None:
       continue
     tf.raw_ops.ResourceApplyAdam(
-        var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta1**step,
-        beta2_power=beta2**step, lr=tf.constant(learning_rate, tf.float32), beta1=beta1,
+        var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta1_power,
+        beta2_power=beta2_power, lr=tf.constant(learning_rate, tf.float32), beta1=beta1,
         beta2=beta2, epsilon=1e-7, grad=grad)
 
 
@@ -356,20 +357,25 @@ class ParameterGroup(tf.keras.layers.Layer):
   def _tabulated_noisy(self, rows: Sequence[tf.Tensor], latent_step: tf.Tensor) -> tuple:
     """`_exact`'s results on the noisy latents `rows` / `latent_step` (one block per member) from
     a table of the density on the noisy grid: the density is evaluated on the grid only, and
-    the per-latent work (division, noise, grid indices, histograms, slopes) is one XLA-compiled
-    loop per member (`bits_table.noisy_lookup`)."""
+    the per-latent work (division, noise, grid indices, histograms) is one XLA-compiled loop per
+    member (`bits_table.noisy_histograms`), the slopes one gather."""
     points = bits_table.noisy_grid(self.slice_size)
     variables = list(self._density_variables)
-    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(points)
       tape.watch(variables)
       table = self.bits(points)
-    slope_table = tape.gradient(table, points)
-    counts, slopes = bits_table.noisy_lookup(rows, latent_step, self._noise_key(), slope_table)
-    # The totals are Σ table · counts, so the density's gradient is the table's, weighted by
-    # the counts of all members: no per-latent backward pass.
-    grads = tape.gradient(table, variables, output_gradients=tf.add_n(counts))
-    del tape
+    counts, indices = bits_table.noisy_histograms(rows, latent_step, self._noise_key())
+    all_counts = tf.add_n(counts)
+    # The totals are Σ table · counts: one backward pass of the table, weighted by the counts of
+    # all members, gives the density's gradient (no per-latent backward pass) and, as each
+    # point's bits depend on that point alone, counts · slope at every point: the slope
+    # wherever a latent is, without a second backward pass for the slopes.
+    *grads, weighted_slope = tape.gradient(table, [*variables, points],
+                                           output_gradients=all_counts)
+    slope_table = tf.math.divide_no_nan(weighted_slope, all_counts)
+    slopes = [tf.reshape(s, tf.shape(r))
+              for s, r in zip(bits_table.gather(slope_table, indices), rows)]
     return [bits_table.weighted_sum(table, c) for c in counts], slopes, grads
 
   def _priced_integers(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
