@@ -325,24 +325,9 @@ class ParameterGroup(tf.keras.layers.Layer):
     draws the same (`noise.uniform`)."""
     return noise_lib.uniform(shape, self._noise_key())
 
-  def _tabulated(self, points: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> tuple:
-    """`_exact`'s results for values given by their `flat_indices` into a table of the density at
-    `points` (`bits_table`): a density evaluation on the grid instead of at every value."""
-    variables = list(self._density_variables)  # a list: Keras wraps the tuple for tracking
-    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-      tape.watch(points)
-      tape.watch(variables)
-      table = self.bits(points)
-      block_totals = bits_table.totals(table, flat_indices, [n * self.slice_size for n in sizes])
-      total = tf.add_n(block_totals)
-    slope_table = tape.gradient(table, points)
-    grads = tape.gradient(total, variables)
-    del tape
-    slope = tf.gather(tf.reshape(slope_table, (-1,)), flat_indices)
-    return block_totals, tf.reshape(slope, (-1, self.slice_size)), grads
-
   def _exact(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
-    """`_tabulated`'s results, evaluating the density at every value."""
+    """The total bits of each block of `sizes` rows of `values`, each value's slope (d bits /
+    d value) and the density's gradient of the total, evaluating the density at every value."""
     variables = list(self._density_variables)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(values)
@@ -378,24 +363,21 @@ class ParameterGroup(tf.keras.layers.Layer):
               for s, r in zip(bits_table.gather(slope_table, indices), rows)]
     return [bits_table.weighted_sum(table, c) for c in counts], slopes, grads
 
-  def _priced_integers(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
-    """`_exact` on integer `values`, or for a large group `_tabulated` on the integers when they
-    cover the values. Each branch takes its own gradients: a gradient through `tf.cond` would
-    carry both branches' intermediates, zeros of every latent's size included."""
-    if not bits_table.worth_it(int(values.shape[0])):
-      return self._exact(values, sizes)
-    origin, fits = bits_table.integer_origin_and_fit(values)
-    return tf.cond(
-        fits,
-        lambda: self._tabulated(bits_table.integer_grid(origin, self.slice_size),
-                                bits_table.integer_indices(values, origin), sizes),
-        lambda: self._exact(values, sizes))
-
   def member_bits(self, latents: Sequence[tf.Tensor]) -> list:
     """Total bits of each latent in `latents` (one per member, integer-valued), from one
-    density evaluation. Exact: a large group reads them off a table at the integers."""
+    density evaluation. Exact: a large group reads them off a table at the integers when the
+    table covers them. Totals only, no slopes or density gradients: the rate controller calls
+    this eagerly, where nothing unused is pruned."""
     stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
-    return self._priced_integers(stacked, sizes)[0]
+    if not bits_table.worth_it(int(stacked.shape[0])):
+      return _split_totals(self.bits(stacked), sizes)
+    origin, fits = bits_table.integer_origin_and_fit(stacked)
+    return tf.cond(
+        fits,
+        lambda: bits_table.totals(self.bits(bits_table.integer_grid(origin, self.slice_size)),
+                                  bits_table.integer_indices(stacked, origin),
+                                  [n * self.slice_size for n in sizes]),
+        lambda: _split_totals(self.bits(stacked), sizes))
 
   def step_density(self, latents: Sequence[tf.Tensor], latent_step=None) -> list:
     """One Adam step of the density on the members' `latents` plus one draw of noise; returns
