@@ -36,7 +36,7 @@ from lilnetx_tf import errors
 from lilnetx_tf import validation
 from lilnetx_tf._compat import base_layer_utils, save_context
 from lilnetx_tf.layers import registry as registry_lib
-from lilnetx_tf.layers.rounding import divide_and_round_st
+from lilnetx_tf.layers.rounding import round_and_decode_st
 
 __all__ = ["CONFIG_VERSION", "DEFAULT_BOUNDARY", "DEFAULT_DENSITY_LEARNING_RATE",
            "DEFAULT_L2_WEIGHT", "DEFAULT_RATE_WEIGHT", "DEFAULT_SLICE_WEIGHT", "LATENT_WEIGHT_NAME",
@@ -289,8 +289,12 @@ class LatentKernelMixin:
 
   def decode_kernel(self, latent: tf.Tensor) -> tf.Tensor:
     """Decodes (integer) latents of shape (a, b, slice_size) to a Keras-layout kernel."""
-    decoded = self.group.decode(latent)
-    a, b = latent.shape[0], latent.shape[1]
+    return self._kernel_layout(self.group.decode(latent))
+
+  def _kernel_layout(self, decoded: tf.Tensor) -> tf.Tensor:
+    """Decoded slices (a, b, slice_size) as a Keras-layout kernel (a layer with another kernel
+    layout overrides this)."""
+    a, b = decoded.shape[0], decoded.shape[1]
     kernel = tf.reshape(decoded, (a, b) + self._slice_shape)
     permutation = self._kernel_permutation()
     if permutation == tuple(range(len(permutation))):   # Dense: (a, b) already
@@ -304,13 +308,18 @@ class LatentKernelMixin:
     return slices.reshape(slices.shape[0], slices.shape[1], self.slice_size)
 
   def _decoded_kernel(self) -> tf.Tensor:
-    rounded = divide_and_round_st(tf.convert_to_tensor(self.latent_variable),
-                                  tf.convert_to_tensor(self.group.latent_step))
-    return tf.cast(self.decode_kernel(rounded), self.compute_dtype)
+    decoded = round_and_decode_st(tf.convert_to_tensor(self.latent_variable),
+                                  tf.convert_to_tensor(self.group.latent_step),
+                                  self.group.decoder_matrix())
+    return tf.cast(self._kernel_layout(decoded), self.compute_dtype)
 
   # ---------------------------------------------------------------------------------------------
   # The LilNetX objective.
 
+  # Plain Python, called while tracing: autograph's conversion of this code and all it calls
+  # (group, density, table, noise: about 25 functions) took most of a first training step's
+  # tracing (3 of 3.5 s on an MLP); none of it branches on tensor values.
+  @tf.autograph.experimental.do_not_convert
   def _add_penalties(self, training) -> None:
     if base_layer_utils.call_context().in_keras_graph:
       return  # Functional construction: nothing to add, and tracing the rate here is slow.
@@ -347,7 +356,9 @@ class LatentKernelMixin:
     """
     members = self.group.members()
     if training:
-      bits = self.group.step_density([m.latent for m in members])  # adds the noise
+      bits = self.group.step_density(   # adds the noise; divides by the step in its loop
+          [tf.convert_to_tensor(m.latent_variable) for m in members],
+          tf.convert_to_tensor(self.group.latent_step))
     elif any(m.rate_weight > 0 for m in members):
       bits = self.group.member_bits([tf.round(m.latent) for m in members])
     else:

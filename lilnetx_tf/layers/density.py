@@ -67,7 +67,12 @@ class DeepFactorized(tf.Module):
     """f(values) for values of shape (n, channels): the logits of each channel's CDF."""
     logits = tf.transpose(values)[:, None, :]                       # (channels, 1, n)
     for i, matrix in enumerate(self._matrices):
-      logits = tf.linalg.matmul(tf.nn.softplus(matrix), logits) + self._biases[i]
+      weights = tf.nn.softplus(matrix)                               # (channels, out, in)
+      # A width-1 input (the first layer) makes the product an outer product: a broadcast
+      # multiply gives the same numbers without a batched matmul's fixed cost (a quarter of
+      # a 1-channel table's evaluation with its gradients).
+      product = weights * logits if weights.shape[-1] == 1 else tf.linalg.matmul(weights, logits)
+      logits = product + self._biases[i]
       if i < len(self._factors):
         logits += tf.math.tanh(self._factors[i]) * tf.math.tanh(logits)
     return tf.transpose(logits[:, 0, :])

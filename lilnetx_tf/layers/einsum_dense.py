@@ -89,9 +89,9 @@ class EinsumDense(base.LatentKernelMixin, tf.keras.layers.EinsumDense):
   def _grouped_shape(self) -> list:
     return [self._kernel_shape[i] for i in self._input_axes + self._output_axes]
 
-  def decode_kernel(self, latent: tf.Tensor) -> tf.Tensor:
-    """Decodes latents (inputs, outputs, 1) to the Keras kernel, in the equation's axis order."""
-    grouped = tf.reshape(self.group.decode(latent), self._grouped_shape)
+  def _kernel_layout(self, decoded: tf.Tensor) -> tf.Tensor:
+    """Decoded latents (inputs, outputs, 1) as the Keras kernel, in the equation's axis order."""
+    grouped = tf.reshape(decoded, self._grouped_shape)
     return tf.transpose(grouped, np.argsort(self._input_axes + self._output_axes))
 
   def kernel_to_latent(self, kernel: np.ndarray) -> np.ndarray:

@@ -60,12 +60,13 @@ def adam_step(variables: Sequence[tf.Variable], grads: Sequence, moments: Sequen
   """
   beta1, beta2 = 0.9, 0.999
   step = tf.cast(step, tf.float32)
+  beta1_power, beta2_power = beta1**step, beta2**step   # once, not per variable
   for variable, grad, (m, v) in zip(variables, grads, moments):
     if grad is None:
       continue
     tf.raw_ops.ResourceApplyAdam(
-        var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta1**step,
-        beta2_power=beta2**step, lr=tf.constant(learning_rate, tf.float32), beta1=beta1,
+        var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta1_power,
+        beta2_power=beta2_power, lr=tf.constant(learning_rate, tf.float32), beta1=beta1,
         beta2=beta2, epsilon=1e-7, grad=grad)
 
 
@@ -83,14 +84,16 @@ def _split_totals(values: tf.Tensor, sizes: Sequence[int]) -> list:
 
 
 @tf.custom_gradient
-def _first_order(values: tf.Tensor, slope: tf.Tensor) -> tf.Tensor:
-  """Σ slope · values, with the gradient `slope` in `values` written out (automatic
-  differentiation would first tile the upstream scalar to the values' shape); `slope` is a
-  constant, it gets none."""
-  def grad(upstream):
-    return upstream * slope, None
+def _slope_term(values: tf.Tensor, slope: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+  """Zero, with the gradient `slope` · `scale` in `values` (`slope` and `scale` are constants).
 
-  return tf.reduce_sum(values * slope), grad
+  Added to bits priced without a gradient, it gives them their first-order gradient in the
+  values: one multiply in the backward pass and nothing in the forward pass, where
+  `Σ slope · values` with its value subtracted again took a division, a multiply and a sum."""
+  def grad(upstream):
+    return slope * (upstream * scale), None, None
+
+  return tf.zeros((), values.dtype), grad
 
 
 def latent_bound(scale: float, fan: int) -> float:
@@ -322,24 +325,9 @@ class ParameterGroup(tf.keras.layers.Layer):
     draws the same (`noise.uniform`)."""
     return noise_lib.uniform(shape, self._noise_key())
 
-  def _tabulated(self, points: tf.Tensor, flat_indices: tf.Tensor, sizes: Sequence[int]) -> tuple:
-    """`_exact`'s results for values given by their `flat_indices` into a table of the density at
-    `points` (`bits_table`): a density evaluation on the grid instead of at every value."""
-    variables = list(self._density_variables)  # a list: Keras wraps the tuple for tracking
-    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-      tape.watch(points)
-      tape.watch(variables)
-      table = self.bits(points)
-      block_totals = bits_table.totals(table, flat_indices, [n * self.slice_size for n in sizes])
-      total = tf.add_n(block_totals)
-    slope_table = tape.gradient(table, points)
-    grads = tape.gradient(total, variables)
-    del tape
-    slope = tf.gather(tf.reshape(slope_table, (-1,)), flat_indices)
-    return block_totals, tf.reshape(slope, (-1, self.slice_size)), grads
-
   def _exact(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
-    """`_tabulated`'s results, evaluating the density at every value."""
+    """The total bits of each block of `sizes` rows of `values`, each value's slope (d bits /
+    d value) and the density's gradient of the total, evaluating the density at every value."""
     variables = list(self._density_variables)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(values)
@@ -351,79 +339,82 @@ class ParameterGroup(tf.keras.layers.Layer):
     *grads, slope = tape.gradient(total, [*variables, values])
     return _split_totals(bits, sizes), slope, grads
 
-  def _tabulated_noisy(self, rows: Sequence[tf.Tensor]) -> tuple:
-    """`_exact`'s results on the noisy `rows` (one per member) from a table of the density on
-    the noisy grid: the density is evaluated on the grid only, and the per-latent work (noise,
-    grid indices, histograms, slopes) is one XLA-compiled loop (`bits_table.noisy_lookup`)."""
+  def _tabulated_noisy(self, rows: Sequence[tf.Tensor], latent_step: tf.Tensor) -> tuple:
+    """`_exact`'s results on the noisy latents `rows` / `latent_step` (one block per member) from
+    a table of the density on the noisy grid: the density is evaluated on the grid only, and
+    the per-latent work (division, noise, grid indices, histograms) is one XLA-compiled loop per
+    member (`bits_table.noisy_histograms`), the slopes one gather."""
     points = bits_table.noisy_grid(self.slice_size)
     variables = list(self._density_variables)
-    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(points)
       tape.watch(variables)
       table = self.bits(points)
-    slope_table = tape.gradient(table, points)
-    counts, slopes = bits_table.noisy_lookup(rows, self._noise_key(), slope_table)
-    # The totals are Σ table · counts, so the density's gradient is the table's, weighted by
-    # the counts of all members: no per-latent backward pass.
-    grads = tape.gradient(table, variables, output_gradients=tf.add_n(counts))
-    del tape
+    counts, indices = bits_table.noisy_histograms(rows, latent_step, self._noise_key())
+    all_counts = tf.add_n(counts)
+    # The totals are Σ table · counts: one backward pass of the table, weighted by the counts of
+    # all members, gives the density's gradient (no per-latent backward pass) and, as each
+    # point's bits depend on that point alone, counts · slope at every point: the slope
+    # wherever a latent is, without a second backward pass for the slopes.
+    *grads, weighted_slope = tape.gradient(table, [*variables, points],
+                                           output_gradients=all_counts)
+    slope_table = tf.math.divide_no_nan(weighted_slope, all_counts)
+    slopes = [tf.reshape(s, tf.shape(r))
+              for s, r in zip(bits_table.gather(slope_table, indices), rows)]
     return [bits_table.weighted_sum(table, c) for c in counts], slopes, grads
-
-  def _priced_integers(self, values: tf.Tensor, sizes: Sequence[int]) -> tuple:
-    """`_exact` on integer `values`, or for a large group `_tabulated` on the integers when they
-    cover the values. Each branch takes its own gradients: a gradient through `tf.cond` would
-    carry both branches' intermediates, zeros of every latent's size included."""
-    if not bits_table.worth_it(int(values.shape[0])):
-      return self._exact(values, sizes)
-    origin, fits = bits_table.integer_origin_and_fit(values)
-    return tf.cond(
-        fits,
-        lambda: self._tabulated(bits_table.integer_grid(origin, self.slice_size),
-                                bits_table.integer_indices(values, origin), sizes),
-        lambda: self._exact(values, sizes))
 
   def member_bits(self, latents: Sequence[tf.Tensor]) -> list:
     """Total bits of each latent in `latents` (one per member, integer-valued), from one
-    density evaluation. Exact: a large group reads them off a table at the integers."""
+    density evaluation. Exact: a large group reads them off a table at the integers when the
+    table covers them. Totals only, no slopes or density gradients: the rate controller calls
+    this eagerly, where nothing unused is pruned."""
     stacked, sizes = self._stack([tf.stop_gradient(z) for z in latents])
-    return self._priced_integers(stacked, sizes)[0]
+    if not bits_table.worth_it(int(stacked.shape[0])):
+      return _split_totals(self.bits(stacked), sizes)
+    origin, fits = bits_table.integer_origin_and_fit(stacked)
+    return tf.cond(
+        fits,
+        lambda: bits_table.totals(self.bits(bits_table.integer_grid(origin, self.slice_size)),
+                                  bits_table.integer_indices(stacked, origin),
+                                  [n * self.slice_size for n in sizes]),
+        lambda: _split_totals(self.bits(stacked), sizes))
 
-  def step_density(self, latents: Sequence[tf.Tensor]) -> list:
+  def step_density(self, latents: Sequence[tf.Tensor], latent_step=None) -> list:
     """One Adam step of the density on the members' `latents` plus one draw of noise; returns
     each member's total bits on its noisy latent, under the density as it was before the step.
+    With `latent_step`, `latents` are the members' latent variables, the latents times the step
+    (the division is then part of the per-latent loop).
 
-    The returned totals are differentiable in the latents, so they are the members' rate
-    terms: one forward and one backward pass of the density serve both the density step and
-    the rate gradient (the reference steps its density and its weights on the same loss too).
+    The returned totals are differentiable in `latents`, so they are the members' rate terms:
+    one forward and one backward pass of the density serve both the density step and the rate
+    gradient (the reference steps its density and its weights on the same loss too).
     A large group prices its noisy latents from a table of the density on a grid
     (`bits_table`): every latent is still priced each step, with the slope of the bits at the
     grid point nearest its noisy value (within 0.02 near zero). The step depends only on the
     latents and the noise, which is seeded by `step`, so every replica of a distributed model
     computes the same update.
     """
-    rows = [tf.reshape(tf.cast(tf.stop_gradient(z), tf.float32), (-1, self.slice_size))
-            for z in latents]
+    rows = [tf.reshape(tf.cast(z, tf.float32), (-1, self.slice_size)) for z in latents]
+    step = tf.constant(1.0) if latent_step is None else tf.cast(latent_step, tf.float32)
+    frozen = [tf.stop_gradient(r) for r in rows]
     sizes = [int(r.shape[0]) for r in rows]
     if bits_table.worth_it(sum(sizes)):
-      totals, slopes, grads = self._tabulated_noisy(rows)
+      totals, slopes, grads = self._tabulated_noisy(frozen, step)
     else:
       # Compiling this with XLA saved 30 % of its time on LeNet5's 25-channel group, but its
       # compilation took 4.5 s, more than that saves in an MNIST epoch.
-      stacked = tf.concat(rows, 0)
+      stacked = tf.concat(frozen, 0) / step
       totals, slope, grads = self._exact(stacked + self.noise(tf.shape(stacked)), sizes)
       slopes = tf.split(slope, sizes)
     adam_step(self._density_variables, grads, self._adam_moments, self.step + 1,
               self.density_learning_rate)
     self.step.assign_add(1)
     # The density is factorized, so each latent's bits depend on that latent alone and `slope`
-    # is their derivative: bits with this first-order term have the bits' value and gradient
-    # without a second backward pass through the density.
-    priced = []
-    for latent, bits, member_slope in zip(latents, totals, slopes):
-      rows = tf.reshape(tf.cast(latent, tf.float32), (-1, self.slice_size))
-      first_order = _first_order(rows, tf.stop_gradient(member_slope))
-      priced.append(bits + first_order - tf.stop_gradient(first_order))
-    return priced
+    # is their derivative: the bits with this first-order term have the bits' value and
+    # gradient without a second backward pass through the density.
+    inverse_step = tf.stop_gradient(1.0 / step)
+    return [bits + _slope_term(r, tf.stop_gradient(member_slope), inverse_step)
+            for r, bits, member_slope in zip(rows, totals, slopes)]
 
   def call(self, inputs):
     raise errors.UnsupportedLayerError(

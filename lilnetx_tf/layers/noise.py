@@ -29,10 +29,13 @@ def key(seed: int, step: tf.Tensor) -> tf.Tensor:
   return _mix(tf.bitwise.bitwise_xor(_mix(step), tf.constant(seed & 0xFFFFFFFF, tf.uint32)))
 
 
-def uniform(shape, noise_key: tf.Tensor) -> tf.Tensor:
-  """float32 U(−½, ½) of `shape` for `noise_key`, on a grid of 2⁻²⁴ (never ±½ exactly)."""
+def uniform(shape, noise_key: tf.Tensor, offset: int = 0) -> tf.Tensor:
+  """float32 U(−½, ½) of `shape` for `noise_key`, on a grid of 2⁻²⁴ (never ±½ exactly).
+
+  The draw is that of elements `offset`, `offset` + 1, … of one long sequence, so blocks drawn
+  with consecutive offsets are the same numbers as one draw of their concatenation."""
   count = tf.reduce_prod(shape)
-  counter = tf.cast(tf.range(count), tf.uint32) * tf.constant(_GOLDEN, tf.uint32)
+  counter = tf.cast(tf.range(offset, offset + count), tf.uint32) * tf.constant(_GOLDEN, tf.uint32)
   bits = tf.bitwise.right_shift(_mix(tf.bitwise.bitwise_xor(counter, noise_key)),
                               tf.constant(8, tf.uint32))
   values = (tf.cast(bits, tf.float32) + 0.5) * 2.0**-24 - 0.5
