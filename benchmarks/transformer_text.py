@@ -20,16 +20,14 @@ embedding rows left, and the batch-1 TFLite latency of the plain and slim float3
 """
 
 import argparse
-import os
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 import lilnetx_tf as lnx
-from lilnetx_tf import text_table
-from lilnetx_tf.export import slimming
-from lilnetx_tf.export import tflite as tflite_lib
+
+import twin_rows
 
 L = tf.keras.layers
 POSITIVE, NEGATIVE, FIRST_FILLER = range(1, 21), range(21, 41), 41
@@ -106,7 +104,7 @@ def main():
   tf.keras.utils.set_random_seed(args.seed)
   plain = build()
   plain_accuracy = train(plain, data, args.epochs)
-  int8 = len(tflite_lib.convert(plain, "int8", representative))
+  int8 = twin_rows.int8_bytes(plain, representative)
 
   tf.keras.utils.set_random_seed(args.seed)
   if args.compression is None:
@@ -116,23 +114,12 @@ def main():
   else:
     model, callbacks = lnx.convert(build(), compression=args.compression), []
   accuracy = train(model, data, args.epochs, callbacks, args.latent_lr_multiplier)
-  report = lnx.compress(model, os.path.join(out, "model.lnx"), float16=True, mantissa_bits=5)
-  print(report)
-  lnx_bytes = os.path.getsize(os.path.join(out, "model.lnx"))
-  small = lnx.slim(model)
-  rows_left = int(np.any(small.get_layer("embedding").get_weights()[0] != 0, axis=1).sum())
-  dense = slimming.slim(model, check=False, fold_batchnorm=False, remove_channels=False)
-  latency = tflite_lib.median_latencies(
-      {"plain": tflite_lib.convert(dense), "slim": tflite_lib.convert(small)}, runs=200)
-  rows = [("", "accuracy", "bytes", "int8 tflite / bytes"),
-          ("plain int8 TFLite", f"{plain_accuracy:.4f}", f"{int8:,}", "1.0"),
-          (".lnx (lnx.convert)", f"{accuracy:.4f}", f"{lnx_bytes:,}", f"{int8 / lnx_bytes:.1f}")]
-  print("\n".join(text_table.format_table(rows)))
-  print(f"heads left per block: {live_heads(small)} of {args.heads}; embedding rows left: "
+  twin = twin_rows.compress_and_slim(model, out)
+  rows_left = int(np.any(twin.small.get_layer("embedding").get_weights()[0] != 0, axis=1).sum())
+  print(twin_rows.table(plain_accuracy, int8, accuracy, twin.lnx_bytes))
+  print(f"heads left per block: {live_heads(twin.small)} of {args.heads}; embedding rows left: "
         f"{rows_left} of {args.vocab} ({args.used} ids occur)")
-  print(f"batch-1 float32 TFLite latency (ms, length {args.length}): plain "
-        f"{latency['plain']:.3f}, slim {latency['slim']:.3f}; load average "
-        f"{os.getloadavg()[0]:.2f}")
+  print(twin_rows.latency_line(twin.latency, f"length {args.length}"))
 
 
 if __name__ == "__main__":
