@@ -124,12 +124,17 @@ class RateController(callbacks.PenaltySchedule):
     interval: Steps between two measurements and updates of the factor.
     gain: Change of log(factor) per update per unit of log(bits / target).
     min_scale, max_scale: Bounds of the factor.
+    refresh_batches: After `fit` (of a model `lnx.convert` or `lnx.monitor` returned), the
+      BatchNormalization statistics are set to the final weights' on this many batches of
+      the inputs `fit` was given (arrays or a tf.data.Dataset; `batchnorm.refresh_batchnorm`):
+      the factor moves the weights to the last step, beyond what the moving averages follow.
+      0: keep the moving averages.
   """
 
   def __init__(self, compression: float = DEFAULT_COMPRESSION, interval: int = 10,
                gain: float = 0.3, proportional: float = 1.0, ramp: float = 0.25,
                initial_scale: float = 1.0, max_penalty_ratio: float = 3.0,
-               min_scale: float = 1e-3, max_scale: float = 1e6):
+               min_scale: float = 1e-3, max_scale: float = 1e6, refresh_batches: int = 32):
     self.compression = validation.positive_float("compression", compression)
     if self.compression < 1:
       raise errors.InvalidArgumentError(
@@ -147,6 +152,7 @@ class RateController(callbacks.PenaltySchedule):
           f"Need min_scale <= 1 <= max_scale, got {min_scale!r} and {max_scale!r}.")
     self.initial_scale = validation.positive_float("initial_scale", initial_scale)
     self.max_penalty_ratio = validation.positive_float("max_penalty_ratio", max_penalty_ratio)
+    self.refresh_batches = validation.non_negative_int("refresh_batches", refresh_batches)
     self.scale = self.initial_scale
     self._integral = math.log(self.initial_scale)    # log of the factor's slow part
     self._start = None      # (optimizer step, latent bits) when the controller first ran
@@ -159,7 +165,8 @@ class RateController(callbacks.PenaltySchedule):
     return dict(compression=self.compression, interval=self.interval, gain=self.gain,
                 proportional=self.proportional, ramp=self.ramp,
                 initial_scale=self.initial_scale, max_penalty_ratio=self.max_penalty_ratio,
-                min_scale=self.min_scale, max_scale=self.max_scale)
+                min_scale=self.min_scale, max_scale=self.max_scale,
+                refresh_batches=self.refresh_batches)
 
   @classmethod
   def from_config(cls, config: dict) -> "RateController":
