@@ -173,3 +173,23 @@ def test_guard_still_warns_when_even_the_lowest_factor_dominates_a_tiny_loss():
   controller = model._lilnetx_rate_controller
   assert controller.scale < 0.1       # the controller backed off ...
   assert any("penalties" in m and "compression" in m for m in messages), messages   # ... not enough
+
+
+def test_penalty_cap_follows_the_task_loss_down_to_a_tenth_of_its_first_value():
+  controller = rate_control.RateController(max_penalty_ratio=3)
+  assert controller.excess(None, 1.0) is None and controller.excess(0.1, 0.0) is None
+  assert controller.excess(6.0, 1.0) == pytest.approx(2.0)      # first: the loss's scale
+  assert controller.excess(0.3, 0.5) == pytest.approx(0.2)      # follows the task loss ...
+  # ... but a solved task (loss ~0) does not forbid the penalties the size target needs.
+  assert controller.excess(0.15, 1e-6) == pytest.approx(0.5)
+  assert controller.excess(0.6, 1e-6) > 1
+
+
+def test_controller_compresses_a_solved_task_toward_the_target():
+  x, y = _data()
+  model = lnx.convert(_plain(), compression=None)
+  model.compile(tf.keras.optimizers.Adam(1e-2), LOSS)
+  model.fit(x, y, batch_size=32, epochs=6, verbose=0)        # solve it first: task loss ~0
+  controller = rate_control.RateController(compression=30, ramp=0.0)
+  model.fit(x, y, batch_size=32, epochs=6, verbose=0, callbacks=[controller])
+  assert controller.scale > 1.0        # the cap did not drive the factor to its floor
