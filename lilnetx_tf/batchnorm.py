@@ -48,7 +48,9 @@ def _batches(x, batch_size: int, count: int) -> list:
         f"tf.data.Dataset, got {type(x).__name__}.")
   size = int(flat[0].shape[0])
   order = np.random.default_rng(0).permutation(size)[:batch_size * count]
-  return [tf.nest.map_structure(lambda a, i=np.sort(order[s:s + batch_size]): tf.gather(a, i), x)
+  def take(a, rows):   # NumPy indexing: converting a large array whole per batch would copy it
+    return a[rows] if isinstance(a, np.ndarray) else tf.gather(a, rows)
+  return [tf.nest.map_structure(lambda a, rows=np.sort(order[s:s + batch_size]): take(a, rows), x)
           for s in range(0, len(order), batch_size)]
 
 
