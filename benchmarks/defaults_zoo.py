@@ -16,8 +16,11 @@ test set is imbalanced), Δ = lnx − plain in points, bytes, int8-TFLite / .lnx
 wall-time ratio of `fit` (lnx / plain); a line under each row says whether it meets issue 27's
 bars (defaults: Δ ≥ −0.5 and ≥ 10× smaller; knob: Δ ≥ −1.5 and ≥ 30×) and, when more than a
 fifth of the parameters sit in layers LilNetX does not convert, says so; the per-seed lines
-give the rate controller's final factor (`*_scale`). `--penalties` overrides the convert
-defaults for a sweep (e.g. `--penalties=compression=none,warm_start_resolution=0.1`).
+give the rate controller's final factor (`*_scale`). For a model with BatchNormalization,
+`plain_bn_acc` is the plain model's accuracy with its statistics set to its final weights
+(`lnx.batchnorm.refresh_batchnorm`, what the converted model's `fit` does at its end), and the
+verdict also gives Δ against it. `--penalties` overrides the convert defaults for a sweep
+(e.g. `--penalties=compression=none,warm_start_resolution=0.1`).
 """
 
 import argparse
@@ -224,6 +227,12 @@ def _verdict(mean: dict) -> str:
     misses = ([f"ratio {ratio:.1f} < {ratio_bar}"] if ratio < ratio_bar else []) + (
         [f"Δ {delta:+.2f} < {delta_bar}"] if delta < delta_bar else [])
     parts.append(f"{variant}: " + ("meets the bar" if not misses else "misses: " + ", ".join(misses)))
+  if "plain_bn_acc" in mean:
+    parts.append(f"plain with BatchNorm statistics at its final weights "
+                 f"{100 * mean['plain_bn_acc']:.2f}: Δ lnx "
+                 f"{100 * (mean['lnx_acc'] - mean['plain_bn_acc']):+.2f}" + (
+                     f", knob {100 * (mean['knob_acc'] - mean['plain_bn_acc']):+.2f}"
+                     if "knob_acc" in mean else ""))
   if mean["unconverted"] > 0.2:
     parts.append(f"{100 * mean['unconverted']:.0f} % of the parameters are outside the latents "
                  "(unconverted layers, biases: stored as floats)")
@@ -260,6 +269,8 @@ def run(name: str, seed: int, args) -> dict:
     plain = build()
     row["plain_time"] = _train(plain, name, args, x, y, seed)
     row["plain_acc"] = _accuracy(plain, xt, yt, balanced)
+    if lnx.batchnorm.refresh_batchnorm(plain, x, args.batch_size):   # what `fit` of lnx does
+      row["plain_bn_acc"] = _accuracy(plain, xt, yt, balanced)
     row["tflite_bytes"] = _tflite_int8_bytes(build, plain.get_weights())
     variants = [("lnx", {**args.penalties})]
     if args.knob_compression > 0:

@@ -12,6 +12,7 @@ Importing lilnetx_tf selects Keras 2 for `tf.keras` where TensorFlow defaults to
 import importlib
 
 from lilnetx_tf import _compat  # first: it must run before anything touches tf.keras
+from lilnetx_tf import batchnorm
 from lilnetx_tf import callbacks
 from lilnetx_tf import errors
 from lilnetx_tf import keras_files
@@ -34,9 +35,9 @@ __all__ = ["Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Conv3D",
            "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "Dense", "EinsumDense",
            "Embedding", "GroupRegistry", "MultiHeadAttention", "ParameterGroup",
            "SeparableConv1D", "SeparableConv2D",
-           "callbacks", "compress", "convert", "decompress", "errors", "export", "fit_densities",
-           "group_scope", "is_lilnetx_layer", "keras_files", "optimizers", "rate_control", "slim",
-           "stats", "tuning"]
+           "batchnorm", "callbacks", "compress", "convert", "decompress", "errors", "export",
+           "fit_densities", "group_scope", "is_lilnetx_layer", "keras_files", "optimizers",
+           "rate_control", "slim", "stats", "tuning"]
 
 
 def __getattr__(name: str):

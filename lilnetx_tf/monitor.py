@@ -90,6 +90,18 @@ def _add_controller(model, callbacks: list) -> None:
   callbacks.append(controller)
 
 
+def _refresh_batchnorm(model, callbacks: list, args: tuple, kwargs: dict) -> None:
+  """After a `fit` with a `RateController`, which moves the weights to the last step, sets the
+  BatchNormalization statistics to the final weights' (`batchnorm.refresh_batchnorm`) on the
+  inputs `fit` was given, when they can be read again."""
+  from lilnetx_tf import batchnorm, rate_control   # rate_control imports this module's names
+  batches = max((c.refresh_batches for c in callbacks
+                 if isinstance(c, rate_control.RateController)), default=0)
+  inputs, batch_size = batchnorm.fit_inputs(args, kwargs) if batches else (None, 0)
+  if inputs is not None:
+    batchnorm.refresh_batchnorm(model, inputs, batch_size, batches)
+
+
 def monitor(model: tf.keras.Model) -> tf.keras.Model:
   """Adds the task-loss, penalty and class-share metrics and the guard to `model` (in place).
 
@@ -129,7 +141,9 @@ def monitor(model: tf.keras.Model) -> tf.keras.Model:
     if not any(isinstance(c, PenaltyGuard) for c in callbacks):
       callbacks.append(PenaltyGuard())
     _add_controller(model, callbacks)
-    return keras_fit(*args, callbacks=callbacks, **kwargs)
+    history = keras_fit(*args, callbacks=callbacks, **kwargs)
+    _refresh_batchnorm(model, callbacks, args, kwargs)
+    return history
 
   object.__setattr__(model, "compute_loss", compute_loss)
   object.__setattr__(model, "fit", fit)

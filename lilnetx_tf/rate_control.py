@@ -26,8 +26,11 @@ trained model warm-started on a fine grid is not crushed in a few steps). Two sa
 the factor starts at `initial_scale` (1: the weights as given, gentle while the task has not
 started learning; measured: a text model on its ln 2 plateau died at a start of 30), and
 it may not grow, and is cut, while the penalties exceed `max_penalty_ratio` × the task loss
-(the monitor's running means): a target the task cannot afford in the budget is approached
-slowly rather than by collapsing the model; the `PenaltyGuard` still warns past 10×.
+(the monitor's running means; the loss taken as at least a tenth of its first value, so that a
+solved task, loss -> 0, does not forbid every penalty): a target the task cannot afford in the
+budget is approached slowly rather than by collapsing the model; the `PenaltyGuard` still warns
+past 10×. After `fit`, BatchNormalization statistics are set to the final weights
+(`refresh_batches`, `batchnorm.refresh_batchnorm`).
 Being relative to the model's own size, the same default means the same on every model.
 """
 
@@ -54,6 +57,11 @@ __all__ = ["RateController", "DEFAULT_COMPRESSION", "SizeBudget", "size_budget",
 DEFAULT_COMPRESSION = 12.0
 _FLOAT_BYTES = 2   # `compress(float16=True)`
 _UNKNOWN_LENGTH = 2000   # steps assumed for the ramp when `fit` does not know its length
+# The penalty cap compares with the task loss, but with at least this share of its first value:
+# a task the model has solved (loss -> 0, e.g. the zoo's text model at 100 %) leaves room for
+# the size target (measured: its factor fell to 0.19 and the file stayed at 19× instead of 32×),
+# while a loss still on its first plateau keeps the cap.
+_TASK_FLOOR = 0.1
 
 
 class SizeBudget:
@@ -124,12 +132,17 @@ class RateController(callbacks.PenaltySchedule):
     interval: Steps between two measurements and updates of the factor.
     gain: Change of log(factor) per update per unit of log(bits / target).
     min_scale, max_scale: Bounds of the factor.
+    refresh_batches: After `fit` (of a model `lnx.convert` or `lnx.monitor` returned), the
+      BatchNormalization statistics are set to the final weights' on this many batches of
+      the inputs `fit` was given (arrays or a tf.data.Dataset; `batchnorm.refresh_batchnorm`):
+      the factor moves the weights to the last step, beyond what the moving averages follow.
+      0: keep the moving averages.
   """
 
   def __init__(self, compression: float = DEFAULT_COMPRESSION, interval: int = 10,
                gain: float = 0.3, proportional: float = 1.0, ramp: float = 0.25,
                initial_scale: float = 1.0, max_penalty_ratio: float = 3.0,
-               min_scale: float = 1e-3, max_scale: float = 1e6):
+               min_scale: float = 1e-3, max_scale: float = 1e6, refresh_batches: int = 32):
     self.compression = validation.positive_float("compression", compression)
     if self.compression < 1:
       raise errors.InvalidArgumentError(
@@ -147,9 +160,11 @@ class RateController(callbacks.PenaltySchedule):
           f"Need min_scale <= 1 <= max_scale, got {min_scale!r} and {max_scale!r}.")
     self.initial_scale = validation.positive_float("initial_scale", initial_scale)
     self.max_penalty_ratio = validation.positive_float("max_penalty_ratio", max_penalty_ratio)
+    self.refresh_batches = validation.non_negative_int("refresh_batches", refresh_batches)
     self.scale = self.initial_scale
     self._integral = math.log(self.initial_scale)    # log of the factor's slow part
     self._start = None      # (optimizer step, latent bits) when the controller first ran
+    self._first_task = None     # the task loss of the first measurement (the loss's scale)
     self._ramp_steps = 0
     self.budget: Optional[SizeBudget] = None
     self.last_bits: Optional[float] = None
@@ -159,7 +174,8 @@ class RateController(callbacks.PenaltySchedule):
     return dict(compression=self.compression, interval=self.interval, gain=self.gain,
                 proportional=self.proportional, ramp=self.ramp,
                 initial_scale=self.initial_scale, max_penalty_ratio=self.max_penalty_ratio,
-                min_scale=self.min_scale, max_scale=self.max_scale)
+                min_scale=self.min_scale, max_scale=self.max_scale,
+                refresh_batches=self.refresh_batches)
 
   @classmethod
   def from_config(cls, config: dict) -> "RateController":
@@ -187,11 +203,17 @@ class RateController(callbacks.PenaltySchedule):
     if step % self.interval:
       return
     logs = logs or {}
-    penalty, task = logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS)
-    excess = None
-    if penalty is not None and task is not None and task > 0:
-      excess = penalty / (self.max_penalty_ratio * task)
+    excess = self.excess(logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS))
     self.update(latent_bits(self.model), step, excess)
+
+  def excess(self, penalty: Optional[float], task: Optional[float]) -> Optional[float]:
+    """The penalties over their cap, `max_penalty_ratio` × the task loss (but at least
+    `_TASK_FLOOR` × the first task loss measured); None without both running means."""
+    if penalty is None or task is None or task <= 0:
+      return None
+    if self._first_task is None:
+      self._first_task = task
+    return penalty / (self.max_penalty_ratio * max(task, _TASK_FLOOR * self._first_task))
 
   def target_bits(self, step: int) -> float:
     """The latent bits aimed at after `step`: from the start down to the budget's target,

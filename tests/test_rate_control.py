@@ -173,3 +173,27 @@ def test_guard_still_warns_when_even_the_lowest_factor_dominates_a_tiny_loss():
   controller = model._lilnetx_rate_controller
   assert controller.scale < 0.1       # the controller backed off ...
   assert any("penalties" in m and "compression" in m for m in messages), messages   # ... not enough
+
+
+def test_penalty_cap_follows_the_task_loss_down_to_a_tenth_of_its_first_value():
+  controller = rate_control.RateController(max_penalty_ratio=3)
+  assert controller.excess(None, 1.0) is None and controller.excess(0.1, 0.0) is None
+  assert controller.excess(6.0, 1.0) == pytest.approx(2.0)      # first: the loss's scale
+  assert controller.excess(0.3, 0.5) == pytest.approx(0.2)      # follows the task loss ...
+  # ... but a solved task (loss ~0) does not forbid the penalties the size target needs.
+  assert controller.excess(0.15, 1e-6) == pytest.approx(0.5)
+  assert controller.excess(0.6, 1e-6) > 1
+
+
+def test_controller_reaches_the_target_on_a_task_it_solves():
+  x, _ = _data()
+  x[:, 0] += 2 * np.sign(x[:, 0])     # a wide margin: the task loss falls to ~1e-4
+  y = (x[:, 0] > 0).astype(np.int64)
+  model = lnx.convert(_plain(), compression=30)
+  model.compile(tf.keras.optimizers.Adam(1e-2), LOSS)
+  history = model.fit(x, y, batch_size=32, epochs=8, verbose=0)
+  assert history.history["task_loss"][-1] < 1e-3
+  # Measured: with the cap at 3 x the task loss alone, the factor fell to 0.04 and the latents
+  # stayed at 1.5x the target.
+  target = model._lilnetx_rate_controller.budget.target_bits
+  assert rate_control.latent_bits(model) < target
