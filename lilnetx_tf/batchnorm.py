@@ -35,14 +35,20 @@ def batchnorm_layers(model: tf.keras.Model) -> list:
           if isinstance(layer, _BATCHNORM) and layer.trainable and layer.built]
 
 
+def _arrays(x) -> list:
+  """The arrays of `x` (an array or tensor, or a list or dict of them); [] for anything else."""
+  flat = tf.nest.flatten(x) if x is not None else []
+  return flat if flat and all(isinstance(a, (np.ndarray, tf.Tensor)) for a in flat) else []
+
+
 def _batches(x, batch_size: int, count: int) -> list:
   """Up to `count` input batches of `x`: arrays or tensors (or a list/dict of them), or a
   tf.data.Dataset of inputs or of (inputs, targets[, weights]) tuples."""
   if isinstance(x, tf.data.Dataset):
     return [element[0] if isinstance(element, tuple) else element
             for element in x.take(count)]
-  flat = tf.nest.flatten(x)
-  if not flat or not all(isinstance(a, (np.ndarray, tf.Tensor)) for a in flat):
+  flat = _arrays(x)
+  if not flat:
     raise errors.InvalidArgumentError(
         "refresh_batchnorm takes arrays or tensors (or a list or dict of them) or a "
         f"tf.data.Dataset, got {type(x).__name__}.")
@@ -103,8 +109,8 @@ def fit_inputs(args: tuple, kwargs: dict) -> tuple:
   x, batch_size = argument("x", 0), argument("batch_size", 2) or 32
   if isinstance(x, tf.data.Dataset):
     return x, batch_size
-  flat = tf.nest.flatten(x) if x is not None else []
-  if not flat or not all(isinstance(a, (np.ndarray, tf.Tensor)) for a in flat):
+  flat = _arrays(x)
+  if not flat:
     return None, batch_size
   size = int(flat[0].shape[0])
   keep = int(size * (1.0 - (argument("validation_split", 6) or 0.0)))   # split: the end
