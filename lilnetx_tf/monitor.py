@@ -41,9 +41,11 @@ _CONTROLLER = "_lilnetx_rate_controller"
 
 
 def _majority_share(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
-  """Share of the most frequent value in the int vector `classes` (values in [0, num_classes))."""
-  counts = tf.math.bincount(classes, minlength=num_classes, maxlength=num_classes,
-                            dtype=tf.float32)
+  """Share of the most frequent value in the int vector `classes` (values in [0, num_classes)).
+
+  A segment sum of static length, not `tf.math.bincount`, whose output length is computed from
+  the data: XLA (`compile(jit_compile=True)`) cannot compile that."""
+  counts = tf.math.unsorted_segment_sum(tf.ones_like(classes, tf.float32), classes, num_classes)
   return tf.reduce_max(counts) / tf.maximum(tf.reduce_sum(counts), 1.0)
 
 

@@ -70,6 +70,23 @@ def test_one_sigmoid_unit_with_integer_or_float_labels(labels):
       max(np.mean(y), 1 - np.mean(y)), abs=0.1)
 
 
+def test_monitored_model_trains_under_xla_with_the_same_metrics():
+  """The class-share metrics compile under `jit_compile=True` (a data-sized `bincount` did not:
+  XLA needs a static output length) and give what the model computes without XLA."""
+  x, y = _data()
+  logs = {}
+  for jit in (False, True):
+    model = _converted()
+    model.compile(tf.keras.optimizers.Adam(1e-2), LOSS, jit_compile=jit)
+    logs[jit] = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    history, _ = _fit(model, x, y, epochs=1)
+    assert np.isfinite(history.history["loss"][0])
+  for name in ("lnx_pred_majority", "lnx_label_majority"):
+    assert logs[True][name] == pytest.approx(logs[False][name], abs=1e-6)
+  assert logs[True]["lnx_label_majority"] == pytest.approx(
+      np.mean([max(np.mean(y[i:i + 64]), 1 - np.mean(y[i:i + 64])) for i in range(0, 256, 64)]))
+
+
 def test_guard_warns_when_penalties_dominate_and_names_the_knob():
   x, y = _data()
   model = _converted(rate_weight=50.0)
