@@ -24,6 +24,7 @@ verdict also gives Δ against it. `--penalties` overrides the convert defaults f
 """
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -154,12 +155,15 @@ def small_cnn(shape, classes):
 
 
 def mixed_cnn(shape, classes):
+  """The mixed-precision row's CNN: float16 compute everywhere but the float32 output (Keras's
+  mixed-precision guide). Narrow on purpose: on CPU, TF's float16 convolution gradients run
+  ~100× slower than float32 (oneDNN's filter gradient of a 3×3 conv 32 → 64 on 13×13: 1.8 s
+  instead of 10 ms per batch of 128), so the zoo's former CNN (convs 32 and 64) needed over an
+  hour; one strided 8-filter conv and a Dense head run at ~2× their float32 step."""
   inputs = tf.keras.Input(shape)
-  x = L.Conv2D(32, 3, activation="relu")(inputs)
-  x = L.MaxPooling2D()(x)
-  x = L.Conv2D(64, 3, activation="relu")(x)
-  x = L.GlobalAveragePooling2D()(x)
-  x = L.Dense(64, activation="relu")(x)
+  x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
+  x = L.Flatten()(x)
+  x = L.Dense(128, activation="relu")(x)
   return tf.keras.Model(inputs, L.Activation("linear", dtype="float32")(L.Dense(classes)(x)))
 
 
@@ -252,15 +256,32 @@ def _train(model, name, args, x, y, seed):
   return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def _precision(mixed: bool):
+  """The `mixed_float16` policy if `mixed`, and then without Grappler's MatMul + BiasAdd fusion,
+  which has no fast float16 CPU kernel (a Dense 1,568 → 128 took 500 ms instead of 1 ms per
+  batch of 128): plain and LilNetX models alike, for this row only."""
+  if not mixed:
+    yield
+    return
+  policy = tf.keras.mixed_precision.global_policy()
+  remapping = tf.config.optimizer.get_experimental_options().get("remapping", True)
+  tf.keras.mixed_precision.set_global_policy("mixed_float16")
+  tf.config.optimizer.set_experimental_options({"remapping": False})
+  try:
+    yield
+  finally:
+    tf.keras.mixed_precision.set_global_policy(policy)
+    tf.config.optimizer.set_experimental_options({"remapping": remapping})
+
+
 def run(name: str, seed: int, args) -> dict:
   builder, dataset, _, _, options = MODELS[name]
   x, y, xt, yt = data(dataset, args)
   if options.get("class_weight"):   # "is it a 0?": an imbalanced binary task (~10 % positive)
     y, yt = (y == 0).astype(np.int64), (yt == 0).astype(np.int64)
   classes = 1 if dataset == "tokens" else int(max(y.max(), yt.max()) + 1)
-  if options.get("mixed"):
-    tf.keras.mixed_precision.set_global_policy("mixed_float16")
-  try:
+  with _precision(bool(options.get("mixed"))):
     def build():
       tf.keras.utils.set_random_seed(seed)
       return builder(x.shape[1:], classes)
@@ -288,8 +309,6 @@ def run(name: str, seed: int, args) -> dict:
         row[f"{variant}_bytes"] = os.path.getsize(path)
         row[f"{variant}_acc"] = _accuracy(lnx.decompress(path), xt, yt, balanced)
     return row
-  finally:
-    tf.keras.mixed_precision.set_global_policy("float32")
 
 
 def main():
