@@ -72,6 +72,27 @@ def test_build_configs_are_left_out_only_when_the_model_rebuilds_the_same():
   assert any("build_config" in e for e in entries["layers"])
 
 
+def test_a_dtype_policy_is_kept_whatever_the_global_policy_where_it_is_read():
+  """A layer's left-out `dtype` is filled in from the global policy where the file is read: a
+  mixed-precision model's policy stays in the file, and only float32 layers lose theirs."""
+  tf.keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    inputs = tf.keras.Input((8,))
+    x = lnx.Dense(6, name="hidden")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Activation("linear", dtype="float32",
+                                                              name="out")(x))
+    lean = architecture.encode(model)
+  finally:
+    tf.keras.mixed_precision.set_global_policy("float32")
+  entries = {e["name"]: e["config"] for e in json.loads(lean)["model"]["config"]["layers"]}
+  assert "dtype" in entries["hidden"]
+  rebuilt = architecture.rebuild(lean, None, True, architecture.parameter_count(model))
+  assert rebuilt.get_layer("hidden").compute_dtype == "float16"
+  assert rebuilt.get_layer("out").compute_dtype == "float32"
+  float32_entries = json.loads(architecture.encode(lenet5()))["model"]["config"]["layers"]
+  assert not any("dtype" in e["config"] for e in float32_entries)
+
+
 def test_custom_layers_are_kept_whole_and_need_custom_objects(tmp_path):
   model = _nested_with_custom_layer()
   lean = json.loads(architecture.encode(model))

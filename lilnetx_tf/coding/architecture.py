@@ -4,10 +4,12 @@
 (initializers, regularizers, constraints, dtype, LilNetX hyperparameters, ...): most of the
 bytes of a small model's architecture. `encode` leaves out each argument whose removal
 rebuilds the layer with the same config, checked layer by layer, so Keras fills in the same
-values on loading. The layers' build configs (input shapes) are left out too when the model
-rebuilds to the same `to_json()` without them, as a graph model whose layers are built by
-being called does. A layer's config name is left out where it repeats its graph entry's name
-(format "keras-json/2"); `rebuild` puts it back, then calls `tf.keras.models.model_from_json`.
+values on loading; a `dtype` other than float32 stays (a mixed-precision model read where the
+global policy is float32 would otherwise compute in float32). The layers' build configs (input
+shapes) are left out too when the model rebuilds to the same `to_json()` without them, as a
+graph model whose layers are built by being called does. A layer's config name is left out
+where it repeats its graph entry's name (format "keras-json/2"); `rebuild` puts it back, then
+calls `tf.keras.models.model_from_json`.
 """
 
 import copy
@@ -28,6 +30,9 @@ __all__ = ["MAX_BYTES", "encode", "rebuild", "creation_limit", "parameter_count"
 _NESTED = ("Functional", "Sequential", "Model")
 _FORMAT = "keras-json/2"
 _FORMATS = ("keras-json", _FORMAT)  # "keras-json": every layer config has its name.
+# A layer's `dtype` left out is filled in from the global policy where the file is read: only
+# Keras's own default may go, a mixed-precision (or float64) policy is kept.
+_DEFAULT_DTYPE = "float32"
 MAX_BYTES = 1 << 24   # 16 MiB of config JSON: far above any real model's (ResNet-50: ~0.1 MiB)
 
 
@@ -48,7 +53,7 @@ def _lean_layer(entry: dict, cache: dict) -> None:
     return
   lean = dict(config)
   for key, value in config.items():
-    if key == "name":
+    if key == "name" or (key == "dtype" and value != _DEFAULT_DTYPE):
       continue
     signature = (entry.get("class_name"), entry.get("module"), key,
                  json.dumps(value, sort_keys=True))
