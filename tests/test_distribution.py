@@ -185,6 +185,59 @@ def test_mirrored_strategy_matches_single_device(tmp_path, reference):
   _assert_matches(_result(run.stdout), expected)
 
 
+_MIRRORED_CONVERT = r'''
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import common
+import lilnetx_tf as lnx
+
+
+def converted():
+  """A plain Keras model converted with the defaults (warm start: densities fitted)."""
+  tf.keras.utils.set_random_seed(0)
+  inputs = tf.keras.Input((8, 8, 3))
+  x = tf.keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+  x = tf.keras.layers.GlobalAveragePooling2D()(x)
+  return lnx.convert(tf.keras.Model(inputs, tf.keras.layers.Dense(2)(x)))
+
+
+def densities(model):
+  return [v for l in model.layers if lnx.is_lilnetx_layer(l) for v in l.group.density_variables]
+
+
+single = [v.numpy() for v in densities(converted())]
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+  model = converted()
+  model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+replicas = [[r.numpy() for r in v.values] for v in densities(model)]
+x, y = common.data()
+history = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(common.BATCH), verbose=0)
+print("RESULT " + json.dumps(dict(
+    gap=max(float(np.max(np.abs(c - s))) for copies, s in zip(replicas, single) for c in copies),
+    moved=max(float(np.max(np.abs(v.numpy() - s))) for v, s in zip(densities(model), single)),
+    loss=history.history["loss"])), flush=True)
+'''
+
+
+def test_convert_in_a_mirrored_strategy_scope_fits_every_replicas_density(tmp_path):
+  """`lnx.convert` (warm start: it fits the densities) inside a MirroredStrategy scope: every
+  replica's density copy is the single-device fit, and the model then trains there."""
+  (tmp_path / "common.py").write_text(_COMMON)
+  script = tmp_path / "convert.py"
+  script.write_text(_MIRRORED_CONVERT)
+  run = subprocess.run([sys.executable, str(script)], env=_env(tmp_path), capture_output=True,
+                       text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-4000:]
+  result = _result(run.stdout)
+  assert result["gap"] < 1e-6, result
+  assert result["moved"] > 0, result   # training stepped the densities after the fit
+  assert np.isfinite(result["loss"]).all(), result
+
 def _free_ports(n):
   sockets = [socket.socket() for _ in range(n)]
   try:

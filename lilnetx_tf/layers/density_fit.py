@@ -72,5 +72,11 @@ def fit_group_densities(groups_and_members: list, steps: int = DEFAULT_STEPS,
         group_lib.adam_step(variables, tape.gradient(loss, variables), moments, t + 1,
                             learning_rate)
 
-  if problems and steps:
+  if not (problems and steps):
+    return
+  if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
+    # In a strategy's scope (a model converted there): every replica fits its own copy from the
+    # same sample and noise, as the density step does in `fit`.
+    tf.distribute.get_strategy().run(fit)
+  else:
     fit()
