@@ -63,10 +63,16 @@ def _batches(x, batch_size: int, count: int) -> list:
 def _forward(model: tf.keras.Model):
   """`model(inputs, training=True)`, traced once as `fit`'s step is (one eager call of a deep
   model costs more than a traced forward pass: 32 eager batches of a converted MobileNetV2 took
-  longer than its 50 first training steps), or eager if the model was compiled to run eagerly."""
-  if model.run_eagerly:
-    return lambda inputs: model(inputs, training=True)
-  return tf.function(lambda inputs: model(inputs, training=True), reduce_retracing=True)
+  longer than its 50 first training steps), or eager if the model was compiled to run eagerly.
+  In a distribution strategy's scope the model runs in replica context, as in `fit` (the
+  LilNetX density step reads its variables there)."""
+  def forward(inputs):
+    if tf.distribute.in_cross_replica_context() and tf.distribute.has_strategy():
+      # Under a strategy's scope: every replica runs the whole batch (the same statistics).
+      return tf.distribute.get_strategy().run(model, (inputs,), {"training": True})
+    return model(inputs, training=True)
+
+  return forward if model.run_eagerly else tf.function(forward, reduce_retracing=True)
 
 
 def refresh_batchnorm(model: tf.keras.Model, x, batch_size: int = 128,
