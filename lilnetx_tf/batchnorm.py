@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from lilnetx_tf import errors
 from lilnetx_tf import validation
+from lilnetx_tf.layers import base as layers_base
 
 __all__ = ["refresh_batchnorm", "batchnorm_layers", "fit_inputs"]
 
@@ -108,7 +109,8 @@ def refresh_batchnorm(model: tf.keras.Model, x, batch_size: int = 128,
     for layer in layers:   # momentum 0: each batch leaves its own statistics, summed here
       layer.momentum = 0.0
     for inputs in data:
-      forward(inputs)
+      with layers_base.without_penalties():   # the statistics need no rate or density step
+        forward(inputs)
       for total, variable in zip(sums, moving):
         total += variable.numpy()
     if data:

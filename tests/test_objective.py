@@ -62,6 +62,25 @@ def _expected_rate(model, rate_weight, latents):
   return rate_weight * bits / total_slices
 
 
+def test_without_penalties_adds_no_terms_and_takes_no_density_step():
+  """A forward pass for another purpose (BatchNorm statistics): eager and traced, no losses
+  and no density step; outside the context, both again."""
+  from lilnetx_tf.layers import base
+  x, _ = _data(2)
+  model = _model()
+  model(x, training=True)
+  group = _lnx_layers(model)[0].group
+  steps = int(group.step.numpy())
+  with base.without_penalties():
+    model(x, training=True)
+    assert not model.losses
+    traced = tf.function(lambda inputs: (model(inputs, training=True), model.losses)[1])
+    assert not traced(x)
+  assert int(group.step.numpy()) == steps
+  model(x, training=True)
+  assert len(model.losses) == 2 + 3 + 3 and int(group.step.numpy()) == steps + 1
+
+
 def test_rate_term_in_evaluation_uses_rounded_latents():
   x, _ = _data(2)
   model = _model(rate_weight=0.3, slice_weight=0.0, l2_weight=0.0)
