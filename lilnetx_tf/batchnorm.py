@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from lilnetx_tf import errors
 from lilnetx_tf import validation
+from lilnetx_tf.layers import base as layers_base
 
 __all__ = ["refresh_batchnorm", "batchnorm_layers", "fit_inputs"]
 
@@ -60,6 +61,21 @@ def _batches(x, batch_size: int, count: int) -> list:
           for s in range(0, len(order), batch_size)]
 
 
+def _forward(model: tf.keras.Model):
+  """`model(inputs, training=True)`, traced once as `fit`'s step is (one eager call of a deep
+  model costs more than a traced forward pass: 32 eager batches of a converted MobileNetV2 took
+  longer than its 50 first training steps), or eager if the model was compiled to run eagerly.
+  In a distribution strategy's scope the model runs in replica context, as in `fit` (the
+  LilNetX density step reads its variables there)."""
+  def forward(inputs):
+    if tf.distribute.in_cross_replica_context() and tf.distribute.has_strategy():
+      # Under a strategy's scope: every replica runs the whole batch (the same statistics).
+      return tf.distribute.get_strategy().run(model, (inputs,), {"training": True})
+    return model(inputs, training=True)
+
+  return forward if model.run_eagerly else tf.function(forward, reduce_retracing=True)
+
+
 def refresh_batchnorm(model: tf.keras.Model, x, batch_size: int = 128,
                       batches: int = 32) -> int:
   """Sets the moving mean and variance of `model`'s trainable BatchNormalization layers to
@@ -82,15 +98,24 @@ def refresh_batchnorm(model: tf.keras.Model, x, batch_size: int = 128,
   if not layers:
     return 0
   data = _batches(x, batch_size, batches)
-  moving = {id(v) for layer in layers for v in (layer.moving_mean, layer.moving_variance)}
-  others = [v for v in model.variables if id(v) not in moving]
+  moving = [v for layer in layers for v in (layer.moving_mean, layer.moving_variance)]
+  moving_ids = {id(v) for v in moving}
+  others = [v for v in model.variables if id(v) not in moving_ids]
   saved = [v.numpy() for v in others]
   momenta = [layer.momentum for layer in layers]
+  sums = [np.zeros(v.shape, np.float64) for v in moving]
+  forward = _forward(model)
   try:
-    for count, inputs in enumerate(data):
-      for layer in layers:   # the running mean of the batches' statistics
-        layer.momentum = count / (count + 1.0)
-      model(inputs, training=True)
+    for layer in layers:   # momentum 0: each batch leaves its own statistics, summed here
+      layer.momentum = 0.0
+    for inputs in data:
+      with layers_base.without_penalties():   # the statistics need no rate or density step
+        forward(inputs)
+      for total, variable in zip(sums, moving):
+        total += variable.numpy()
+    if data:
+      for total, variable in zip(sums, moving):
+        variable.assign((total / len(data)).astype(variable.dtype.as_numpy_dtype))
   finally:
     for layer, momentum in zip(layers, momenta):
       layer.momentum = momentum

@@ -2,6 +2,11 @@
 the converted model's `fit` that calls it at its end (the size target moves the weights to the
 last step)."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -109,3 +114,43 @@ def test_converted_models_fit_ends_with_the_final_weights_statistics(refresh_bat
     assert gap < 0.01, gap
   else:        # 16 steps of momentum 0.99: the moving mean is still near its start, 0
     assert gap > 0.5, gap
+
+
+_MIRRORED_REFRESH = r'''
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import lilnetx_tf as lnx
+from lilnetx_tf import batchnorm
+sys.path.insert(0, sys.argv[1])
+import test_batchnorm as t
+
+x, _ = t._data()
+def refreshed():   # the same model (seed 0) refreshed on the same batches
+  model = lnx.convert(t._model(), compression=None, warm_start=False)
+  assert batchnorm.refresh_batchnorm(model, x, batch_size=64, batches=8) == 8
+  norm = [l for l in model.layers if isinstance(l, tf.keras.layers.BatchNormalization)][0]
+  return norm.moving_mean.numpy()
+single = refreshed()
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+  mirrored = refreshed()
+print("GAP", np.abs(mirrored - single).max() / np.abs(single).max())
+'''
+
+
+def test_refresh_runs_in_a_distribution_strategy_scope(tmp_path):
+  """In a MirroredStrategy's scope (two logical CPUs, in a subprocess: they must be set before
+  TF starts) the LilNetX layers run in replica context, as in `fit`, and the statistics are
+  the same exact average as on one device."""
+  script = tmp_path / "refresh.py"
+  script.write_text(_MIRRORED_REFRESH)
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(pathlib.Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+  result = subprocess.run([sys.executable, str(script), str(pathlib.Path(__file__).parent)],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  gap = float(result.stdout.split("GAP")[-1])
+  assert gap < 1e-5, gap

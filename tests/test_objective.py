@@ -62,6 +62,25 @@ def _expected_rate(model, rate_weight, latents):
   return rate_weight * bits / total_slices
 
 
+def test_without_penalties_adds_no_terms_and_takes_no_density_step():
+  """A forward pass for another purpose (BatchNorm statistics): eager and traced, no losses
+  and no density step; outside the context, both again."""
+  from lilnetx_tf.layers import base
+  x, _ = _data(2)
+  model = _model()
+  model(x, training=True)
+  group = _lnx_layers(model)[0].group
+  steps = int(group.step.numpy())
+  with base.without_penalties():
+    model(x, training=True)
+    assert not model.losses
+    traced = tf.function(lambda inputs: (model(inputs, training=True), model.losses)[1])
+    assert not traced(x)
+  assert int(group.step.numpy()) == steps
+  model(x, training=True)
+  assert len(model.losses) == 2 + 3 + 3 and int(group.step.numpy()) == steps + 1
+
+
 def test_rate_term_in_evaluation_uses_rounded_latents():
   x, _ = _data(2)
   model = _model(rate_weight=0.3, slice_weight=0.0, l2_weight=0.0)
@@ -579,3 +598,40 @@ def test_noisy_grid_index_is_the_nearest_point():
   extremes = tf.constant([[1e9], [-1e9], [np.inf], [-np.inf], [np.nan]], tf.float32)
   np.testing.assert_array_equal(bits_table.noisy_indices(extremes).numpy(),
                                 [len(grid) - 1, 0, len(grid) - 1, 0, len(grid) - 1])
+
+
+@pytest.mark.parametrize("num_blocks", [2, bits_table.LOOPS + 3])
+def test_noisy_lookup_of_many_blocks_matches_each_block_on_its_own(num_blocks):
+  """The XLA lookup groups more than `LOOPS` blocks (a group's members) into runs of one
+  histogram each: every block's counts, total and slopes are still its own, each priced at
+  its noisy value's grid point, with the noise of one draw over all blocks in order."""
+  channels, rng = 3, np.random.default_rng(0)
+  sizes = [int(n) for n in rng.integers(1, 400, num_blocks)]
+  rows = [tf.constant(rng.normal(0, 20, (n, channels)).astype(np.float32)) for n in sizes]
+  step, key = tf.constant(0.5), noise_lib.key(5, tf.constant(2))
+  counts, all_counts, indices = bits_table.noisy_histograms(rows, step, key)
+  stacked = tf.concat(rows, 0) / step
+  expected = np.split(bits_table.noisy_indices(
+      stacked + noise_lib.uniform(tf.shape(stacked), key)).numpy(), np.cumsum(sizes)[:-1] * channels)
+  block_counts = np.concatenate([c.numpy() for c in counts])
+  width = bits_table.POINTS * channels
+  assert block_counts.shape == (num_blocks, width) and len(counts) <= bits_table.LOOPS
+  for got, index in zip(block_counts, expected):
+    np.testing.assert_array_equal(got, np.bincount(index, minlength=width))
+  np.testing.assert_array_equal(all_counts.numpy().reshape(-1), block_counts.sum(0))
+  table = tf.constant(rng.uniform(0, 9, (bits_table.POINTS, channels)).astype(np.float32))
+  slope_table = tf.constant(rng.normal(size=(bits_table.POINTS, channels)).astype(np.float32))
+  totals, slopes = bits_table.totals_and_slopes(table, slope_table, counts, indices)
+  slopes = bits_table.by_block(slopes, [n * channels for n in sizes])
+  for total, slope, index in zip(totals.numpy(), slopes, expected):
+    assert total == pytest.approx(table.numpy().reshape(-1)[index].sum(), rel=1e-5)
+    np.testing.assert_array_equal(slope.numpy(), slope_table.numpy().reshape(-1)[index])
+
+
+def test_runs_are_consecutive_balanced_and_at_most_loops():
+  assert bits_table.runs([5, 1, 7]) == [[0], [1], [2]]
+  sizes = [100, 1, 1, 1, 50, 50, 1, 1, 400, 3]
+  runs = bits_table.runs(sizes, 4)
+  assert len(runs) <= 4 and sum(runs, []) == list(range(len(sizes)))
+  assert all(run for run in runs)
+  assert max(sum(sizes[i] for i in run) for run in runs) == 400   # the largest block alone

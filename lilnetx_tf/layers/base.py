@@ -26,6 +26,7 @@ While a `callbacks.PenaltySchedule` (such as `PenaltyWarmup`) runs, all three ar
 the factor it sets (the registry's `penalty_scale`).
 """
 
+import contextlib
 import math
 from typing import Callable, Optional
 
@@ -40,7 +41,8 @@ from lilnetx_tf.layers.rounding import round_and_decode_st
 
 __all__ = ["CONFIG_VERSION", "DEFAULT_BOUNDARY", "DEFAULT_DENSITY_LEARNING_RATE",
            "DEFAULT_L2_WEIGHT", "DEFAULT_RATE_WEIGHT", "DEFAULT_SLICE_WEIGHT", "LATENT_WEIGHT_NAME",
-           "LatentKernelMixin", "lilnetx_arguments", "refuse_replaced_arguments"]
+           "LatentKernelMixin", "lilnetx_arguments", "refuse_replaced_arguments",
+           "without_penalties"]
 
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
@@ -58,6 +60,24 @@ DEFAULT_BOUNDARY = 3.0
 DEFAULT_DENSITY_LEARNING_RATE = 1e-2
 # The name of every LilNetX layer's latent weight (`lilnetx_tf.optimizers` finds latents by it).
 LATENT_WEIGHT_NAME = "kernel_latent"
+
+
+# Set by `without_penalties`; module-wide, not per thread: a strategy traces its replicas'
+# functions in threads of its own.
+_PENALTIES_OFF = [False]
+
+
+@contextlib.contextmanager
+def without_penalties():
+  """LilNetX layers called (or traced) inside add no penalties and take no density step: for a
+  forward pass with another purpose, such as `batchnorm.refresh_batchnorm`'s (whose traced
+  rate graph was most of its tracing, and whose density steps it undid)."""
+  previous = _PENALTIES_OFF[0]
+  _PENALTIES_OFF[0] = True
+  try:
+    yield
+  finally:
+    _PENALTIES_OFF[0] = previous
 
 
 def _safe_norm(x: tf.Tensor) -> tf.Tensor:
@@ -321,8 +341,8 @@ class LatentKernelMixin:
   # tracing (3 of 3.5 s on an MLP); none of it branches on tensor values.
   @tf.autograph.experimental.do_not_convert
   def _add_penalties(self, training) -> None:
-    if base_layer_utils.call_context().in_keras_graph:
-      return  # Functional construction: nothing to add, and tracing the rate here is slow.
+    if base_layer_utils.call_context().in_keras_graph or _PENALTIES_OFF[0]:
+      return  # Functional construction (nothing to add; tracing the rate is slow) or told so.
     training = tf.get_static_value(training) if training is not None else False
     training = bool(training) if training is not None else False
     registry = registry_lib.registry_of(self)

@@ -342,26 +342,29 @@ class ParameterGroup(tf.keras.layers.Layer):
   def _tabulated_noisy(self, rows: Sequence[tf.Tensor], latent_step: tf.Tensor) -> tuple:
     """`_exact`'s results on the noisy latents `rows` / `latent_step` (one block per member) from
     a table of the density on the noisy grid: the density is evaluated on the grid only, and
-    the per-latent work (division, noise, grid indices, histograms) is one XLA-compiled loop per
-    member (`bits_table.noisy_histograms`), the slopes one gather."""
+    the per-latent work (division, noise, grid indices, histograms, slopes) is compiled by XLA
+    in a few loops (`bits_table.noisy_histograms`, `totals_and_slopes`)."""
     points = bits_table.noisy_grid(self.slice_size)
     variables = list(self._density_variables)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(points)
       tape.watch(variables)
       table = self.bits(points)
-    counts, indices = bits_table.noisy_histograms(rows, latent_step, self._noise_key())
-    all_counts = tf.add_n(counts)
+    counts, all_counts, indices = bits_table.noisy_histograms(rows, latent_step,
+                                                             self._noise_key())
     # The totals are Σ table · counts: one backward pass of the table, weighted by the counts of
     # all members, gives the density's gradient (no per-latent backward pass) and, as each
     # point's bits depend on that point alone, counts · slope at every point: the slope
     # wherever a latent is, without a second backward pass for the slopes.
     *grads, weighted_slope = tape.gradient(table, [*variables, points],
                                            output_gradients=all_counts)
-    slope_table = tf.math.divide_no_nan(weighted_slope, all_counts)
-    slopes = [tf.reshape(s, tf.shape(r))
-              for s, r in zip(bits_table.gather(slope_table, indices), rows)]
-    return [bits_table.weighted_sum(table, c) for c in counts], slopes, grads
+    totals, slopes = bits_table.totals_and_slopes(
+        tf.stop_gradient(table), tf.math.divide_no_nan(weighted_slope, all_counts), counts,
+        indices)
+    sizes = [r.shape.num_elements() for r in rows]
+    return (tf.unstack(totals),
+            [tf.reshape(s, tf.shape(r)) for s, r in zip(bits_table.by_block(slopes, sizes), rows)],
+            grads)
 
   def member_bits(self, latents: Sequence[tf.Tensor]) -> list:
     """Total bits of each latent in `latents` (one per member, integer-valued), from one
