@@ -127,8 +127,11 @@ def monitor(model: tf.keras.Model) -> tf.keras.Model:
     terms = [t for layer in lilnetx_layers(model) for t in layer.losses]
     penalty = tf.add_n(terms) if terms else tf.zeros(())
     penalty = tf.cast(penalty, total.dtype)
+    # Under a strategy of n replicas Keras returns each replica's share, (task + penalty) / n
+    # (`scale_loss_for_distribution`), and logs the unscaled loss: so do these metrics.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
     trackers[PENALTY].update_state(penalty)
-    trackers[TASK_LOSS].update_state(total - penalty)
+    trackers[TASK_LOSS].update_state(total * replicas - penalty)
     classes = _classes(y_pred, y) if y is not None else None
     if classes is not None:
       predicted, true, width = classes

@@ -220,13 +220,15 @@ history = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(common.BATC
 print("RESULT " + json.dumps(dict(
     gap=max(float(np.max(np.abs(c - s))) for copies, s in zip(replicas, single) for c in copies),
     moved=max(float(np.max(np.abs(v.numpy() - s))) for v, s in zip(densities(model), single)),
-    loss=history.history["loss"])), flush=True)
+    loss=history.history["loss"], task_loss=history.history["task_loss"],
+    penalty=history.history["lnx_penalty"])), flush=True)
 '''
 
 
 def test_convert_in_a_mirrored_strategy_scope_fits_every_replicas_density(tmp_path):
   """`lnx.convert` (warm start: it fits the densities) inside a MirroredStrategy scope: every
-  replica's density copy is the single-device fit, and the model then trains there."""
+  replica's density copy is the single-device fit, and the model then trains there, logging
+  its task loss and penalty as on one device."""
   (tmp_path / "common.py").write_text(_COMMON)
   script = tmp_path / "convert.py"
   script.write_text(_MIRRORED_CONVERT)
@@ -237,6 +239,10 @@ def test_convert_in_a_mirrored_strategy_scope_fits_every_replicas_density(tmp_pa
   assert result["gap"] < 1e-6, result
   assert result["moved"] > 0, result   # training stepped the densities after the fit
   assert np.isfinite(result["loss"]).all(), result
+  # The logged split adds up to Keras's (unscaled) loss, not to one replica's share of it.
+  np.testing.assert_allclose(np.add(result["task_loss"], result["penalty"]), result["loss"],
+                             rtol=1e-4)
+  assert min(result["task_loss"]) > 0, result
 
 def _free_ports(n):
   sockets = [socket.socket() for _ in range(n)]
