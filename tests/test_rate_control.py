@@ -197,3 +197,19 @@ def test_controller_reaches_the_target_on_a_task_it_solves():
   # stayed at 1.5x the target.
   target = model._lilnetx_rate_controller.budget.target_bits
   assert rate_control.latent_bits(model) < target
+
+
+def test_penalty_cap_acts_from_the_first_step_on_a_tiny_task_loss():
+  x, y = _data(256)
+  model = lnx.convert(_plain())
+  model.compile(tf.keras.optimizers.Adam(1e-3),
+                lambda y_true, y_pred: 1e-4 * LOSS(y_true, y_pred))   # e.g. 1/count weights
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model.fit(x[:160], y[:160], batch_size=32, epochs=1, verbose=0)   # 5 steps < interval
+  controller = model._lilnetx_rate_controller
+  assert controller.interval > 5
+  # The penalties at factor 1 dwarf this loss: the cap cuts the factor at once, before the
+  # first measurement of the bits (which comes only after `interval` steps).
+  assert controller.scale < 0.01, controller.scale
+  assert controller.last_bits is None
