@@ -186,9 +186,10 @@ def rebuild(data: bytes, custom_objects: Optional[dict], safe_mode: bool,
     raise errors.ModelFileError(
         f"The ARCH section describes a {type(model).__name__}, not a Keras model.")
   actual = parameter_count(model)
-  # A vocabulary's size is the WGTS section's: the reader checks the count after loading it.
+  # A vocabulary's or dynamic variable's size is the WGTS section's: the reader checks the
+  # count after loading it.
   if actual > parameters or (exact and actual != parameters
-                             and not model_state.holds_vocabularies(model)):
+                             and not model_state.holds_data_sized_state(model)):
     raise errors.ModelFileError(
         f"The architecture has {actual:,} parameters, the file declares {parameters:,}.")
   return model

@@ -108,7 +108,7 @@ def read(path: str, custom_objects: Optional[dict], safe_mode: bool,
   _load_weights(model, by_tag["WGTS"].data, layers, densities, contents.parameters,
                 decoder_class)
   if exact and architecture.parameter_count(model) != contents.parameters:
-    raise errors.ModelFileError(   # only vocabularies, whose size the WGTS section gives
+    raise errors.ModelFileError(   # only data-sized state, whose size the WGTS section gives
         f"The model holds {architecture.parameter_count(model):,} parameters, the file "
         f"declares {contents.parameters:,}.")
   decoded = groups_section.decode(layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data,
