@@ -12,7 +12,8 @@ model it returns) adds, to every `fit` and `evaluate` of `model`, the metrics
   lnx_label_majority   share of the labels in the batch's most frequent class
 
 (the last two for a single classification output: softmax/logits over ≥ 2 classes, or one
-sigmoid unit), while the LilNetX layers add `lnx_bits_<group>` (each group's estimated bits,
+sigmoid unit; not under Keras's regression losses, nor a binary loss on several units, a
+multi-label output), while the LilNetX layers add `lnx_bits_<group>` (each group's estimated bits,
 noisy in training, at the rounded latents in evaluation). `fit` also gets a
 `callbacks.PenaltyGuard` unless one is passed, which warns when the penalties dominate the task
 loss or the predictions collapse onto one class.
@@ -49,12 +50,36 @@ def _majority_share(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
   return tf.reduce_max(counts) / tf.maximum(tf.reduce_sum(counts), 1.0)
 
 
-def _classes(y_pred: tf.Tensor, y: tf.Tensor):
-  """(predicted, true) class ids and the number of classes, or None if not a classifier."""
+# Keras losses of outputs that are no classes (a count's Poisson loss on a softplus unit took
+# every prediction for "class 1" and warned of a collapse), and the binary ones, which on several
+# units are a multi-label output. Other losses, custom ones included, are judged by the shape.
+_REGRESSION_LOSSES = frozenset({
+    "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error", "huber", "log_cosh", "poisson", "cosine_similarity"})
+_BINARY_LOSSES = frozenset({"binary_crossentropy", "binary_focal_crossentropy"})
+
+
+def _loss_name(loss) -> str:
+  """The function name of a compiled (single-output) Keras loss, "" if unknown."""
+  if isinstance(loss, (list, tuple)) and len(loss) == 1:
+    loss = loss[0]
+  if isinstance(loss, dict) and len(loss) == 1:
+    loss = next(iter(loss.values()))
+  try:
+    loss = tf.keras.losses.get(loss)
+  except (ValueError, TypeError):
+    return ""
+  return str(getattr(getattr(loss, "fn", loss), "__name__", ""))
+
+
+def _classes(y_pred: tf.Tensor, y: tf.Tensor, loss=None):
+  """(predicted, true) class ids and the number of classes, or None if not a classifier
+  (judged from the output's shape and the compiled `loss`)."""
   if not isinstance(y_pred, tf.Tensor) or y_pred.shape.rank is None or y_pred.shape.rank < 2:
     return None
   width = y_pred.shape[-1]
-  if width is None:
+  name = _loss_name(loss)
+  if width is None or name in _REGRESSION_LOSSES or (width > 1 and name in _BINARY_LOSSES):
     return None
   y = tf.convert_to_tensor(y)
   if width == 1:        # one sigmoid unit (or logit): the class is which side of 0.5 (or 0)
@@ -132,7 +157,7 @@ def monitor(model: tf.keras.Model) -> tf.keras.Model:
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     trackers[PENALTY].update_state(penalty)
     trackers[TASK_LOSS].update_state(total * replicas - penalty)
-    classes = _classes(y_pred, y) if y is not None else None
+    classes = _classes(y_pred, y, getattr(model, "loss", None)) if y is not None else None
     if classes is not None:
       predicted, true, width = classes
       trackers[PRED_MAJORITY].update_state(_majority_share(predicted, width))

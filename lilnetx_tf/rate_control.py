@@ -91,8 +91,12 @@ def size_budget(model: tf.keras.Model, compression: float) -> SizeBudget:
   for layer in model._flatten_layers(include_self=False):
     if isinstance(layer, (tf.keras.Model, ParameterGroup)):
       continue      # a nested model's layers are visited; a group's decoder is counted below
-    own = layer._trainable_weights + layer._non_trainable_weights   # not its sublayers'
-    floats += sum(int(np.prod(w.shape)) for w in own if id(w) not in latent_ids)
+    # Its own variables (not its sublayers'), at their value's size: a TF-IDF layer's idf
+    # weights have a dynamic shape, and a lookup layer's vocabulary is a weight handler, no
+    # variable (as `macs.model_parameters` counts them).
+    own = layer._trainable_weights + layer._non_trainable_weights
+    floats += sum(int(tf.size(w)) for w in own
+                  if isinstance(w, tf.Variable) and id(w) not in latent_ids)
   groups = {id(layer.group): layer.group for layer in layers}
   decoders = sum(g.slice_size ** 2 + 1 for g in groups.values())
   try:

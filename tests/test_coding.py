@@ -139,6 +139,32 @@ def test_sequential_round_trip(tmp_path):
   np.testing.assert_array_equal(model(x).numpy(), restored(x).numpy())
 
 
+def _groups(model) -> int:
+  return len({id(layer.group) for layer in lilnetx_layers(model)})
+
+
+def test_branches_meeting_after_their_last_lilnetx_layers_round_trip(tmp_path):
+  """Two towers added at the output: `convert` puts them in one registry (one dense group);
+  Keras rebuilds the config with a registry per tower, whose extra group failed the file's
+  parameter count (ModelFileError). A hand-built model with a group per tower keeps them."""
+  left, right = tf.keras.Input((6,)), tf.keras.Input((5,))
+  towers = tf.keras.layers.Add()([tf.keras.layers.Dense(3)(left), tf.keras.layers.Dense(3)(right)])
+  x = [np.ones((4, 6), np.float32), np.linspace(-1, 1, 20, dtype=np.float32).reshape(4, 5)]
+  converted = lnx.convert(tf.keras.Model([left, right], towers), compression=None)
+  with lnx.group_scope():
+    first = lnx.Dense(3)(left)
+  with lnx.group_scope():
+    second = lnx.Dense(3)(right)
+  by_hand = tf.keras.Model([left, right], tf.keras.layers.Add()([first, second]))
+  for model, groups in ((converted, 1), (by_hand, 2)):
+    assert _groups(model) == groups
+    path = str(tmp_path / f"towers{groups}.lnx")
+    lnx.compress(model, path)
+    restored = lnx.decompress(path)
+    assert _groups(restored) == groups
+    np.testing.assert_array_equal(model(x).numpy(), restored(x).numpy())
+
+
 def _set_integers(layer, q):
   layer.latent_variable.assign(np.asarray(q, np.float32) * layer.group.latent_step.numpy())
   np.testing.assert_array_equal(layer.integer_latent.numpy(), q)

@@ -152,6 +152,45 @@ def test_nested_model_and_shared_layer(image_data):
   _train(converted, image_data, epochs=1)
 
 
+def _kernels(layer) -> list:
+  return [np.array(lnx.layers.layer_attribute(layer, path))
+          for _, path in lnx.layers.kernel_latents(layer)]
+
+
+@pytest.mark.parametrize("freeze", ["before_convert", "after_convert"])
+def test_frozen_layers_keep_their_kernels(freeze):
+  """Transfer learning: a frozen base whose kernels share parameter groups (decoders) with a
+  trainable head. The head trained the shared decoders, which moved the frozen kernels."""
+  base_input = tf.keras.Input((6, 6, 2))
+  x = L.SeparableConv2D(4, 3, name="separable")(base_input)
+  x = L.Reshape((16, 4))(L.Conv2D(4, 3, padding="same", name="conv")(x))
+  x = L.MultiHeadAttention(2, 4, name="attention")(x, x)
+  base = tf.keras.Model(base_input, L.GlobalAveragePooling1D()(x), name="base")
+  inputs = tf.keras.Input((6, 6, 2))
+  head = L.Conv2D(3, 3, name="head_conv")(inputs)          # conv3x3, as the base's conv
+  head = L.SeparableConv2D(4, 3, name="head_separable")(head)   # both separable groups
+  features = L.Concatenate()([base(inputs), L.GlobalAveragePooling2D()(head)])
+  model = tf.keras.Model(inputs, L.Dense(3, name="head_dense")(features))
+  if freeze == "before_convert":
+    base.trainable = False
+  converted = lnx.convert(model)
+  if freeze == "after_convert":
+    converted.get_layer("base").trainable = False
+  frozen = [converted.get_layer("base").get_layer(n) for n in ("separable", "conv", "attention")]
+  trained = [converted.get_layer(n) for n in ("head_conv", "head_separable", "head_dense")]
+  before = [_kernels(layer) for layer in frozen + trained]
+  converted.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  rng = np.random.default_rng(0)
+  converted.fit(rng.normal(size=(32, 6, 6, 2)), rng.integers(0, 3, 32), batch_size=8,
+                verbose=0)
+  after = [_kernels(layer) for layer in frozen + trained]
+  for kernels_before, kernels_after in zip(before[:3], after[:3]):
+    for k0, k1 in zip(kernels_before, kernels_after):
+      np.testing.assert_array_equal(k0, k1)
+  for kernels_before, kernels_after in zip(before[3:], after[3:]):
+    assert any(np.abs(k0 - k1).max() > 0 for k0, k1 in zip(kernels_before, kernels_after))
+
+
 def test_subset_by_name_and_predicate():
   model = _small_functional()
   by_name = lnx.convert(model, layers=["c1", "head"])

@@ -105,6 +105,22 @@ def test_guard_warns_when_predictions_collapse():
   assert any("collapsed" in m for m in messages), messages
 
 
+@pytest.mark.parametrize("loss", ["poisson", tf.keras.losses.MeanSquaredError()])
+def test_guard_is_quiet_on_a_count_regression(loss):
+  """A softplus unit predicting counts is positive everywhere: taken as a one-unit classifier,
+  every prediction was "class 1" against ~60 % of the labels, and the guard warned of a
+  collapse. Keras's regression losses have no classes."""
+  x, _ = _data()
+  counts = np.random.default_rng(1).poisson(1.0, len(x)).astype(np.float32)
+  tf.keras.utils.set_random_seed(0)
+  model = lnx.convert(tf.keras.Sequential([
+      tf.keras.Input((12,)), tf.keras.layers.Dense(8, activation="relu"),
+      tf.keras.layers.Dense(1, activation="softplus")]), compression=None)
+  model.compile("adam", loss)
+  _, messages = _fit(model, x, counts, epochs=1)
+  assert not [m for m in messages if "collapsed" in m], messages
+
+
 def test_guard_is_quiet_on_healthy_training():
   x, y = _data()
   model = _converted()

@@ -90,10 +90,40 @@ def test_normalization_and_discretization_state_round_trip(tmp_path):
   data = np.random.default_rng(0).normal(3, 2, (64, 3)).astype(np.float32)
   normalize = tf.keras.layers.Normalization(name="normalize")
   normalize.adapt(data)
+  # An adapted Discretization keeps the adapt data's summary in a variable of dynamic shape
+  # (2, None): the rebuilt model holds it empty until the file's values are loaded.
+  discretize = tf.keras.layers.Discretization(num_bins=4, name="discretize")
+  discretize.adapt(data)
   inputs = tf.keras.Input((3,))
-  model = tf.keras.Model(inputs, lnx.Dense(2, name="head")(normalize(inputs)))
+  bins = tf.keras.layers.CategoryEncoding(4, output_mode="multi_hot")(discretize(inputs))
+  merged = tf.keras.layers.Concatenate()([normalize(inputs), bins])
+  model = tf.keras.Model(inputs, lnx.Dense(2, name="head")(merged))
   restored = _round_trip(model, tmp_path)
   np.testing.assert_array_equal(restored(data), model(data))
+  np.testing.assert_array_equal(restored.get_layer("discretize").summary.numpy(),
+                                discretize.summary.numpy())
+
+
+def test_convert_with_lookups_trains_and_round_trips(tmp_path):
+  """`lnx.convert` with its size target (which counts the model's stored floats) on a model
+  with a vocabulary and dynamic-shape state, as a user would write it."""
+  vectorize = tf.keras.layers.TextVectorization(max_tokens=12, output_sequence_length=6,
+                                                name="vectorize")
+  vectorize.adapt(TEXTS)
+  discretize = tf.keras.layers.Discretization(num_bins=3, name="discretize")
+  lengths = np.array([[len(t)] for t in TEXTS], np.float32)
+  discretize.adapt(lengths)
+  text = tf.keras.Input((), dtype=tf.string)
+  length = tf.keras.Input((1,))
+  x = tf.keras.layers.GlobalAveragePooling1D()(tf.keras.layers.Embedding(12, 4)(vectorize(text)))
+  x = tf.keras.layers.Concatenate()(
+      [x, tf.keras.layers.CategoryEncoding(3, output_mode="one_hot")(discretize(length))])
+  plain = tf.keras.Model([text, length], tf.keras.layers.Dense(2)(x))
+  model = lnx.convert(plain)
+  model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit([TEXTS, lengths], np.arange(len(TEXTS)) % 2, epochs=1, verbose=0)
+  restored = _round_trip(model, tmp_path)
+  np.testing.assert_array_equal(restored([TEXTS, lengths]), model([TEXTS, lengths]))
 
 
 def test_vocabulary_file_is_refused_in_safe_mode(tmp_path):
@@ -206,6 +236,8 @@ def test_text_model_exports_or_fails_typed(tmp_path):
   np.testing.assert_allclose(restored(queries[0]), model(queries[0]), atol=1e-6)
   with pytest.raises(errors.ExportCheckError, match="TFLite cannot convert"):
     lnx.export(model, str(tmp_path / "lite"), inputs=queries)   # string ops TFLite lacks
+  # Without `inputs=`, the sample inputs of a string input are words.
+  lnx.export(model, str(tmp_path / "sampled"), formats=("saved_model",))
 
 
 @pytest.mark.parametrize("output_mode", ["count", "multi_hot", "tf_idf"])

@@ -24,6 +24,8 @@ from lilnetx_tf.coding import architecture_guard
 from lilnetx_tf.coding import model_state
 from lilnetx_tf.coding.model_state import parameter_count
 from lilnetx_tf.coding import variable_budget
+from lilnetx_tf.layers import lilnetx_layers
+from lilnetx_tf.layers import registry as registry_lib
 
 __all__ = ["MAX_BYTES", "encode", "rebuild", "creation_limit", "parameter_count"]
 
@@ -144,9 +146,12 @@ def encode(model: tf.keras.Model) -> bytes:
 
 
 def rebuild(data: bytes, custom_objects: Optional[dict], safe_mode: bool,
-            parameters: int, exact: bool = True) -> tf.keras.Model:
+            parameters: int, exact: bool = True, one_registry: bool = False) -> tf.keras.Model:
   """The Keras model of an ARCH section, whose variables must have `parameters` elements in
-  all, or at most that many if not `exact` (raises `ModelFileError`).
+  all, or at most that many if not `exact` (raises `ModelFileError`). `one_registry`: the
+  LilNetX layers share one registry (`registry.unify`), as in a model `convert` made; Keras
+  shares them by the graph, which keeps a registry per branch where branches meet after their
+  last LilNetX layers (two towers added at the output).
 
   The config is checked first (`architecture_guard`: no code but Keras built-ins, this library
   and `custom_objects`, unless `safe_mode=False`; a graph Keras can rebuild), and its variables
@@ -185,10 +190,13 @@ def rebuild(data: bytes, custom_objects: Optional[dict], safe_mode: bool,
   if not isinstance(model, tf.keras.Model):  # A config of another Keras object, e.g. a string.
     raise errors.ModelFileError(
         f"The ARCH section describes a {type(model).__name__}, not a Keras model.")
+  if one_registry:
+    registry_lib.unify(lilnetx_layers(model))
   actual = parameter_count(model)
-  # A vocabulary's size is the WGTS section's: the reader checks the count after loading it.
+  # A vocabulary's or dynamic variable's size is the WGTS section's: the reader checks the
+  # count after loading it.
   if actual > parameters or (exact and actual != parameters
-                             and not model_state.holds_vocabularies(model)):
+                             and not model_state.holds_data_sized_state(model)):
     raise errors.ModelFileError(
         f"The architecture has {actual:,} parameters, the file declares {parameters:,}.")
   return model

@@ -18,7 +18,8 @@ import tensorflow as tf
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
 
-__all__ = ["StateTensor", "state_tensors", "owners", "holds_vocabularies", "parameter_count", "restore"]
+__all__ = ["StateTensor", "state_tensors", "owners", "holds_vocabularies", "holds_data_sized_state",
+           "parameter_count", "restore"]
 
 _Handler = _compat.base_layer_utils.TrackableWeightHandler
 
@@ -92,6 +93,14 @@ def holds_vocabularies(model: tf.keras.layers.Layer) -> bool:
   """Whether `model.weights` (of a model or a layer) has a weight handler (a lookup layer's
   vocabulary)."""
   return any(isinstance(w, _Handler) for w in model.weights)
+
+
+def holds_data_sized_state(model: tf.keras.layers.Layer) -> bool:
+  """Whether some of `model`'s state has a size only the data gives: a vocabulary, or a
+  variable of a dynamic shape (a `Discretization`'s adapt summary, TF-IDF weights). A model
+  rebuilt from its config holds such state at another size until its values are loaded."""
+  return holds_vocabularies(model) or any(
+      isinstance(w, tf.Variable) and not w.shape.is_fully_defined() for w in model.weights)
 
 
 def parameter_count(model: tf.keras.Model) -> int:

@@ -101,14 +101,18 @@ def read(path: str, custom_objects: Optional[dict], safe_mode: bool,
   # The architecture first: it confirms the declared parameters that bound the other sections
   # (files of format 5 declare none: `max_parameters` bounds them).
   exact = contents.declares_parameters
-  model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode,
-                               contents.parameters, exact=exact)
   densities, manifest = groups_section.parse(by_tag["GRPS"])
+  # One group per kernel shape (every model `convert` made): the file's groups are those of
+  # one registry, whatever the graph says.
+  keys = [entry["key"] for entry in manifest]
+  model = architecture.rebuild(by_tag["ARCH"].data, custom_objects, safe_mode,
+                               contents.parameters, exact=exact,
+                               one_registry=len(set(keys)) == len(keys))
   layers = lilnetx_layers(model)
   _load_weights(model, by_tag["WGTS"].data, layers, densities, contents.parameters,
                 decoder_class)
   if exact and architecture.parameter_count(model) != contents.parameters:
-    raise errors.ModelFileError(   # only vocabularies, whose size the WGTS section gives
+    raise errors.ModelFileError(   # only data-sized state, whose size the WGTS section gives
         f"The model holds {architecture.parameter_count(model):,} parameters, the file "
         f"declares {contents.parameters:,}.")
   decoded = groups_section.decode(layers, manifest, by_tag["CDFT"].data, by_tag["LATS"].data,

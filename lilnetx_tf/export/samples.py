@@ -14,8 +14,12 @@ DEFAULT_SIZE = 32
 
 def random_input(rng: np.random.Generator, shape: Sequence[int], dtype) -> np.ndarray:
   """Random normal values for a float input; 0s and 1s for any other (ids, masks), which every
-  embedding table and mask accepts."""
-  dtype = np.dtype(tf.as_dtype(dtype).as_numpy_dtype)
+  embedding table and mask accepts, as the words b"0" and b"1" for a string input (text that
+  a `TextVectorization` or `StringLookup` reads)."""
+  dtype = tf.as_dtype(dtype)
+  if dtype == tf.string:
+    return rng.integers(0, 2, shape).astype(np.bytes_).astype(object)
+  dtype = np.dtype(dtype.as_numpy_dtype)
   if np.issubdtype(dtype, np.floating):
     return rng.standard_normal(shape).astype(dtype)
   return rng.integers(0, 2, shape).astype(dtype)

@@ -67,8 +67,9 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
       stock = getattr(self, name)
       # Named after this layer, as a separable's `LatentKernel`s: unique in the model, so that
       # `lnx.stats` and messages tell the blocks of a transformer apart.
+      # Frozen with this layer (Keras's projections do not inherit `trainable`).
       config = {**stock.get_config(), **self._lilnetx_kwargs,
-                "name": f"{self.name}_{stock.name}"}
+                "name": f"{self.name}_{stock.name}", "trainable": self.trainable}
       setattr(self, name, einsum_dense.EinsumDense.from_config(config))
 
   def get_config(self) -> dict:

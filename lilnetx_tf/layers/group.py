@@ -213,6 +213,18 @@ class ParameterGroup(tf.keras.layers.Layer):
       for member in members:
         member.upgrade_config()
 
+  # `trainable` is its own flag and its members': a frozen member (`trainable=False`, or in a
+  # frozen model) keeps its kernel only if the decoder it shares stays put, so the decoder is a
+  # trainable weight only while every member is trainable. The other members still train their
+  # latents; the density, which changes no kernel, keeps its own step.
+  @property
+  def trainable(self) -> bool:
+    return self._trainable and all(member.trainable for member in self.members())
+
+  @trainable.setter
+  def trainable(self, value: bool) -> None:
+    tf.keras.layers.Layer.trainable.fset(self, value)
+
   # ---------------------------------------------------------------------------------------------
   # Members and initialization.
 

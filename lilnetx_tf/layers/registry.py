@@ -28,7 +28,7 @@ from lilnetx_tf._compat import base_layer_utils
 from lilnetx_tf.layers.group import ParameterGroup
 
 __all__ = ["GroupRegistry", "claim", "current_scope", "group_scope", "provisional_registry",
-           "registry_of", "resolve", "set_registry"]
+           "registry_of", "resolve", "set_registry", "unify"]
 
 _SCOPES = threading.local()
 _REGISTRY_ATTR = "_lilnetx_group_registry"
@@ -169,3 +169,17 @@ def set_registry(layer, registry: GroupRegistry) -> None:
   # Not a tracked attribute: the registry is bookkeeping, the groups it hands out are tracked
   # by each member layer.
   object.__setattr__(layer, _REGISTRY_ATTR, registry)
+
+
+def unify(layers) -> None:
+  """Puts the LilNetX `layers` of one model in one registry (the first one's), as `convert`'s
+  `group_scope` does. The graph (`resolve`) joins branches only where a LilNetX layer reads
+  both, so a model rebuilt from its config whose branches meet after their last LilNetX layers
+  (two towers added at the output) would get a registry, and groups, per branch."""
+  registries: list = []
+  for layer in layers:
+    registry = registry_of(layer)
+    if registry is not None and all(registry is not r for r in registries):
+      registries.append(registry)
+  for other in registries[1:]:
+    registries[0].absorb(other)

@@ -44,10 +44,13 @@ class _LatentSeparable:
     lilnetx = dict(rate_weight=rate_weight, slice_weight=slice_weight, l2_weight=l2_weight,
                    boundary=boundary, density_learning_rate=density_learning_rate,
                    config_version=config_version)
+    # Frozen with their owner (the group reads its members' flags).
     self.depthwise_latent = LatentKernel(channels_tied=True, name=f"{self.name}_depthwise",
-                                         dtype=self.dtype_policy, **lilnetx)
+                                         dtype=self.dtype_policy, trainable=self.trainable,
+                                         **lilnetx)
     self.pointwise_latent = LatentKernel(name=f"{self.name}_pointwise",
-                                         dtype=self.dtype_policy, **lilnetx)
+                                         dtype=self.dtype_policy, trainable=self.trainable,
+                                         **lilnetx)
 
   def latent_kernels(self) -> tuple:
     """(depthwise, pointwise) `LatentKernel`s. A method: Keras' saver walks properties."""
