@@ -28,9 +28,8 @@ started learning; measured: a text model on its ln 2 plateau died at a start of 
 it may not grow, and is cut (checked after every step), while the penalties exceed
 `max_penalty_ratio` × the task loss (the monitor's running means; the loss taken as at
 least a tenth of its first value, so that a solved task, loss -> 0, does not forbid every
-penalty): a target the task cannot afford in the
-budget is approached slowly rather than by collapsing the model; the `PenaltyGuard` still warns
-past 10×. After `fit`, BatchNormalization statistics are set to the final weights
+penalty): a target the task cannot afford in the budget is approached slowly rather than by
+collapsing the model; the `PenaltyGuard` still warns past 10×. After `fit`, BatchNormalization statistics are set to the final weights
 (`refresh_batches`, `batchnorm.refresh_batchnorm`).
 Being relative to the model's own size, the same default means the same on every model.
 """
