@@ -29,8 +29,9 @@ it may not grow, and is cut (checked after every step), while the penalties exce
 `max_penalty_ratio` × the task loss (the monitor's running means; the loss taken as at
 least a tenth of its first value, so that a solved task, loss -> 0, does not forbid every
 penalty): a target the task cannot afford in the budget is approached slowly rather than by
-collapsing the model; the `PenaltyGuard` still warns past 10×. After `fit`, BatchNormalization statistics are set to the final weights
-(`refresh_batches`, `batchnorm.refresh_batchnorm`).
+collapsing the model; the `PenaltyGuard` still warns past 10×. After `fit`,
+BatchNormalization statistics are set to the final weights (`refresh_batches`,
+`batchnorm.refresh_batchnorm`).
 Being relative to the model's own size, the same default means the same on every model.
 """
 
@@ -205,10 +206,9 @@ class RateController(callbacks.PenaltySchedule):
 
   def on_train_batch_end(self, batch, logs=None):
     # The cap is checked after every step (it reads the logs only); the bits, measured every
-    # `interval` steps, steer the factor. A task whose loss is far smaller than the penalties
-    # at factor 1 (e.g. 1/count class weights) had them dominate its first `interval` steps,
-    # which shrank the latents below the target for good (class_weight MLP of the zoo: 25.7×
-    # at -0.64 point; checked every step: 13.0× at -0.28).
+    # `interval` steps, steer the factor. Checked only with the bits, penalties far above a
+    # tiny task loss (e.g. 1/count class weights) dominated the first `interval` steps and
+    # shrank the latents below the target for good.
     step = int(self.model.optimizer.iterations.numpy())
     logs = logs or {}
     excess = self.excess(logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS))

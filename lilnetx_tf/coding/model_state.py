@@ -18,8 +18,8 @@ import tensorflow as tf
 from lilnetx_tf import _compat
 from lilnetx_tf import errors
 
-__all__ = ["StateTensor", "state_tensors", "owners", "holds_vocabularies", "holds_data_sized_state",
-           "parameter_count", "restore"]
+__all__ = ["StateTensor", "state_tensors", "owners", "holds_vocabularies",
+           "holds_data_sized_state", "parameter_count", "restore"]
 
 _Handler = _compat.base_layer_utils.TrackableWeightHandler
 
