@@ -50,7 +50,7 @@ from lilnetx_tf import rate_control
 from lilnetx_tf import untrained
 from lilnetx_tf import validation
 
-__all__ = ["MAX_WARM_START_INTEGER", "convert", "original_kernel", "warm_start_step"]
+__all__ = ["MAX_WARM_START_INTEGER", "convert", "latent_pace", "original_kernel", "warm_start_step"]
 
 # Exact Keras types converted (a subclass is another layer: Conv2DTranspose has its own row).
 _CONVERTIBLE = {
@@ -437,6 +437,14 @@ def warm_start_step(kernels: Iterable[np.ndarray], resolution: float) -> float:
   return step
 
 
+def latent_pace(resolution: float) -> float:
+  """How much faster than their variables' optimizer steps a group's latents cross a grid of
+  `resolution` × their RMS (`ParameterGroup.set_grid`): `resolution` on a grid coarser than the
+  RMS, so that a latent crosses grid steps at the pace a plain weight crosses its RMS; 1 on
+  finer grids (a trained model's warm start keeps the user's learning rate)."""
+  return max(1.0, float(resolution))
+
+
 def _group_resolution(resolution, members: list, bits_per_value: Optional[float]) -> float:
   """`resolution`, or for "auto" the trained or untrained grid of the group (module doc)."""
   if resolution != "auto":
@@ -461,10 +469,10 @@ def _warm_start(registry, converted: list, resolution, fit_steps: int,
   for group, members in by_group.values():
     group_resolution = _group_resolution(resolution, members, bits_per_value)
     slices = [latent.kernel_to_latent(kernel) for _, latent, kernel in members]
-    group.latent_step.assign(warm_start_step(slices, group_resolution))
-    group.reset_decoder()
+    pace = latent_pace(group_resolution)
+    group.set_grid(warm_start_step(slices, group_resolution), pace)
     for (_, latent, _), member_slices in zip(members, slices):
-      latent.latent_variable.assign(member_slices)
+      latent.latent_variable.assign(member_slices / pace)
   density_fit.fit_group_densities(
       [(group, [latent for _, latent, _ in members]) for group, members in by_group.values()],
       fit_steps)

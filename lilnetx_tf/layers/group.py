@@ -251,9 +251,25 @@ class ParameterGroup(tf.keras.layers.Layer):
       scale = float(self.latent_step.numpy())
       member.initialize_latent(latent_bound(scale, fan), scale)
 
-  def reset_decoder(self) -> None:
-    """Sets Ψ = s·I (s for a scalar decoder): decoded weights are the latents times the step."""
-    self.decoder.assign(tf.zeros(()) if self.slice_size == 1 else tf.eye(self.slice_size))
+  def reset_decoder(self, pace: float = 1.0) -> None:
+    """Sets Ψ = pace·s·I (a scalar for a scalar decoder): decoded weights are the latents times
+    `pace` steps (see `set_grid`)."""
+    if self.slice_size == 1:
+      self.decoder.assign(tf.fill((), math.log(pace)))
+    else:
+      self.decoder.assign(pace * tf.eye(self.slice_size))
+
+  def set_grid(self, step: float, pace: float = 1.0) -> None:
+    """Rounding grid `step` (weight units), with the latent variables in units of step / `pace`.
+
+    A latent variable v then decodes to round(v·pace / step)·step at the start (the decoder is
+    pace·I), and an optimizer whose steps are ~lr in v whatever its gradient's scale (Adam and
+    its kind) moves the latents `pace` times faster across the grid: what a coarse grid needs
+    to learn as fast as the plain weights (`convert`'s warm start). The caller stores its latent
+    variables divided by `pace`.
+    """
+    self.latent_step.assign(step / pace)
+    self.reset_decoder(pace)
 
   def unregister(self, member) -> None:
     self._member_refs = [r for r in self._member_refs if r() is not None and r() is not member]
