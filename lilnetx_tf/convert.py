@@ -21,13 +21,14 @@ uses for trained layers; kernels still their initializer's draw get the coarse g
 target instead, see `untrained`),
 unless the group's layers differ so much in scale that this would put the largest weight beyond
 ±4096 steps: then the step is raised to keep it there, with a warning.
-On a grid coarser than the RMS (resolution ρ > 1, the untrained start) the latent variables
-are stored in units of s/ρ and the decoder starts at ρ·s·I (`latent_pace`,
-`ParameterGroup.set_grid`): the start is the same, but an optimizer that steps ~lr per variable (Adam and its kind) then moves
-a latent across the grid as fast as it moves a plain weight across its RMS. Measured on a
-BatchNorm CIFAR-10 CNN (benchmarks/defaults_zoo.py's, 470 Adam steps, every penalty off): at
-ρ = 3 with the latents in weight units it reached 52.2 % against 54.2 % plain; at this pace 55.7 %.
-(With SGD the pace is ρ² instead: the gradient grows with the variable's unit too.)
+On a grid coarser than the RMS (resolution ρ > 1, the untrained start) the latent variables are
+stored in units of s/ρ and the decoder starts at ρ·s·I (`latent_pace`,
+`ParameterGroup.set_grid`): the start is the same, but an optimizer that steps ~lr per variable
+(Adam and its kind) then moves a latent across the grid as fast as it moves a plain weight
+across its RMS. Measured on a BatchNorm CIFAR-10 CNN (benchmarks/defaults_zoo.py's, 470 Adam
+steps, every penalty off): at ρ = 3 with the latents in weight units it reached 52.2 % against
+54.2 % plain; at this pace 55.7 %. (With SGD the pace is ρ² instead: the gradient grows with the
+variable's unit too.)
 The group's density is then fitted to the new latents (`density_fit_steps`), so the rate term
 and `lnx.stats` are meaningful from the first step.
 """
