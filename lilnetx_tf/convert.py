@@ -27,8 +27,9 @@ stored in units of s/ρ and the decoder starts at ρ·s·I (`latent_pace`,
 (Adam and its kind) then moves a latent across the grid as fast as it moves a plain weight
 across its RMS. Measured on a BatchNorm CIFAR-10 CNN (benchmarks/defaults_zoo.py's, 470 Adam
 steps, every penalty off): at ρ = 3 with the latents in weight units it reached 52.2 % against
-54.2 % plain; at this pace 55.7 %. (With SGD the pace is ρ² instead: the gradient grows with the
-variable's unit too.)
+54.2 % plain; at this pace 55.7 %. SGD's step grows with the variable's unit too (the pace
+would be ρ²), so before a fresh SGD optimizer's first step `fit` puts the latents back at pace 1
+(`monitor`, `ParameterGroup.set_pace`).
 The group's density is then fitted to the new latents (`density_fit_steps`), so the rate term
 and `lnx.stats` are meaningful from the first step.
 """

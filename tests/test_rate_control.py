@@ -186,6 +186,34 @@ def test_coarse_warm_start_grid_moves_its_latents_at_the_pace_of_plain_weights()
   assert float(fine.layers[0].group.decoder.numpy()) == 0.0   # step: Ψ = s·exp(0)
 
 
+def test_sgd_moves_coarse_grid_latents_at_pace_one():
+  """SGD's step grows with the variable's unit, so paced latents would move pace² times faster:
+  its first fit re-expresses them at pace 1, leaving the decoded weights as they are."""
+  model = lnx.convert(_plain())
+  layer = model.layers[0]
+  group = layer.group
+  grid = float(group.decoder_matrix().numpy())
+  decoded = layer.decode_kernel(layer.integer_latent).numpy()
+  assert group.pace > 2.0 and float(group.latent_step.numpy()) < grid / 2
+  group.set_pace(1.0)
+  assert float(group.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
+  assert float(group.decoder.numpy()) == pytest.approx(0.0, abs=1e-6)
+  np.testing.assert_allclose(layer.decode_kernel(layer.integer_latent).numpy(), decoded,
+                             atol=1e-6)
+  paced = lnx.convert(_plain())
+  x, y = _data(64)
+  paced.compile(tf.keras.optimizers.SGD(1e-3, momentum=0.9), LOSS)
+  paced.fit(x, y, batch_size=64, epochs=1, verbose=0)
+  assert paced.layers[0].group.pace == 1.0
+  assert float(paced.layers[0].group.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
+  adam = lnx.convert(_plain())          # Adam keeps the pace (the test above measures it)
+  adam.compile(tf.keras.optimizers.Adam(1e-3), LOSS)
+  adam.fit(x, y, batch_size=64, epochs=1, verbose=0)
+  kept = adam.layers[0].group
+  assert kept.pace > 2.0
+  assert kept.pace * float(kept.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
+
+
 def test_guard_still_warns_when_even_the_lowest_factor_dominates_a_tiny_loss():
   x, y = _data(512)
   model = lnx.convert(_plain())

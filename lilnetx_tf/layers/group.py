@@ -138,6 +138,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     self.density_filters = tuple(int(f) for f in density_filters)
     self._member_refs: list = []
     self._max_fan = 0
+    self.pace = 1.0     # units of the latent variables: latent step × pace (`set_grid`)
     self._noise_seed = zlib.crc32(self.name.encode()) & 0x7FFFFFFF
 
   # ---------------------------------------------------------------------------------------------
@@ -270,6 +271,22 @@ class ParameterGroup(tf.keras.layers.Layer):
     """
     self.latent_step.assign(step / pace)
     self.reset_decoder(pace)
+    self.pace = float(pace)
+
+  def set_pace(self, pace: float) -> None:
+    """Re-expresses the members' latent variables at another `pace` (`set_grid`): variables,
+    latent step and decoder change together; the integer latents, the decoded weights and the
+    density (in integer units) do not. (SGD, whose step grows with the variable's unit too,
+    would move paced latents pace² times faster: `monitor` keeps them at pace 1 there.)"""
+    ratio = self.pace / pace
+    for member in self.members():
+      member.latent_variable.assign(member.latent_variable * ratio)
+    self.latent_step.assign(self.latent_step * ratio)
+    if self.slice_size == 1:
+      self.decoder.assign_sub(math.log(ratio))
+    else:
+      self.decoder.assign(self.decoder / ratio)
+    self.pace = float(pace)
 
   def unregister(self, member) -> None:
     self._member_refs = [r for r in self._member_refs if r() is not None and r() is not member]
