@@ -130,10 +130,7 @@ class RateController(callbacks.PenaltySchedule):
     compression: Target: the file this many times smaller than the model's parameter count
       in bytes (int8 weights). See the module docstring for how the floats are budgeted.
     interval: Steps between two measurements and updates of the factor.
-    gain: Change of log(factor) per update per unit of log(bits / target). 0.15: with the
-      latents' pace on coarse warm-start grids (`convert.latent_pace`) a BatchNorm CIFAR-10
-      CNN (benchmarks/defaults_zoo.py, 4 seeds) lost 1.5 points at 10.4× against 3.2 at 11.2×
-      with 0.3; a faster factor also makes the penalties act faster on the faster latents.
+    gain: Change of log(factor) per update per unit of log(bits / target).
     min_scale, max_scale: Bounds of the factor.
     refresh_batches: After `fit` (of a model `lnx.convert` or `lnx.monitor` returned), the
       BatchNormalization statistics are set to the final weights' on this many batches of
@@ -143,7 +140,7 @@ class RateController(callbacks.PenaltySchedule):
   """
 
   def __init__(self, compression: float = DEFAULT_COMPRESSION, interval: int = 10,
-               gain: float = 0.15, proportional: float = 1.0, ramp: float = 0.25,
+               gain: float = 0.3, proportional: float = 1.0, ramp: float = 0.25,
                initial_scale: float = 1.0, max_penalty_ratio: float = 3.0,
                min_scale: float = 1e-3, max_scale: float = 1e6, refresh_batches: int = 32):
     self.compression = validation.positive_float("compression", compression)
