@@ -16,7 +16,8 @@ sigmoid unit; not under Keras's regression losses, nor a binary loss on several 
 multi-label output), while the LilNetX layers add `lnx_bits_<group>` (each group's estimated bits,
 noisy in training, at the rounded latents in evaluation). `fit` also gets a
 `callbacks.PenaltyGuard` unless one is passed, which warns when the penalties dominate the task
-loss or the predictions collapse onto one class.
+loss or the predictions collapse onto one class. Before a fresh SGD optimizer's first step,
+`fit` puts latents `convert` paced on a coarse grid back at pace 1 (`_match_pace`).
 
 Hand-built models (`lnx.Dense`, ... without `convert`) get the same with `lnx.monitor(model)`.
 The overrides are instance attributes (`compute_loss`, `fit`): they are not saved with the
@@ -39,6 +40,8 @@ PRED_MAJORITY = "lnx_pred_majority"
 LABEL_MAJORITY = "lnx_label_majority"
 _ATTACHED = "_lilnetx_monitor"
 _CONTROLLER = "_lilnetx_rate_controller"
+# Optimizers whose step is lr × the gradient (no per-variable normalization).
+_GRADIENT_STEP = (tf.keras.optimizers.SGD, tf.keras.optimizers.legacy.SGD)
 
 
 def _majority_share(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -129,6 +132,20 @@ def _refresh_batchnorm(model, callbacks: list, args: tuple, kwargs: dict) -> Non
     batchnorm.refresh_batchnorm(model, inputs, batch_size, batches)
 
 
+def _match_pace(model) -> None:
+  """Before a fresh SGD optimizer's first step, puts paced latents (`ParameterGroup.set_grid`,
+  `convert`'s coarse warm start) back at pace 1: the pace matches the plain weights' speed for
+  optimizers whose step is ~lr whatever the gradient's scale (Adam and its kind), but SGD's step
+  grows with the unit of the variable too, so it would move them pace² times faster."""
+  optimizer = getattr(model, "optimizer", None)
+  inner = getattr(optimizer, "inner_optimizer", optimizer)     # LossScaleOptimizer
+  if not isinstance(inner, _GRADIENT_STEP) or int(optimizer.iterations.numpy()):
+    return
+  for group in {id(l.group): l.group for l in lilnetx_layers(model)}.values():
+    if group.pace != 1.0:
+      group.set_pace(1.0)
+
+
 def monitor(model: tf.keras.Model) -> tf.keras.Model:
   """Adds the task-loss, penalty and class-share metrics and the guard to `model` (in place).
 
@@ -171,6 +188,7 @@ def monitor(model: tf.keras.Model) -> tf.keras.Model:
     if not any(isinstance(c, PenaltyGuard) for c in callbacks):
       callbacks.append(PenaltyGuard())
     _add_controller(model, callbacks)
+    _match_pace(model)
     history = keras_fit(*args, callbacks=callbacks, **kwargs)
     _refresh_batchnorm(model, callbacks, args, kwargs)
     return history

@@ -11,6 +11,7 @@ import lilnetx_tf as lnx
 from lilnetx_tf import errors
 from lilnetx_tf import rate_control
 from lilnetx_tf import untrained
+from lilnetx_tf.convert import latent_pace
 
 L = tf.keras.layers
 LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -163,7 +164,7 @@ def test_auto_warm_start_is_coarse_for_untrained_and_fine_for_trained_models():
   x, y = _data()
   fresh = _plain()
   coarse = lnx.convert(fresh)
-  step = float(coarse.layers[0].group.latent_step.numpy())
+  step = float(coarse.layers[0].group.decoder_matrix().numpy())   # the grid, weight units
   rms = float(np.sqrt(np.mean(np.square(fresh.layers[0].kernel.numpy()))))
   assert step > 1.0 * rms       # the untrained grid
   trained = _plain()
@@ -175,6 +176,58 @@ def test_auto_warm_start_is_coarse_for_untrained_and_fine_for_trained_models():
       untrained.TRAINED_RESOLUTION * rms, rel=1e-4)
   expected, actual = trained(x[:64]).numpy(), fine(x[:64]).numpy()
   assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_coarse_warm_start_grid_moves_its_latents_at_the_pace_of_plain_weights():
+  fresh = _plain()
+  kernel = fresh.layers[0].kernel.numpy()
+  model = lnx.convert(fresh)
+  layer = model.layers[0]
+  rms = float(np.sqrt(np.mean(np.square(kernel))))
+  grid = float(layer.group.decoder_matrix().numpy())      # Ψ: the rounding step in weight units
+  assert grid > 2.0 * rms                                   # the untrained grid
+  assert latent_pace(grid / rms) == pytest.approx(grid / rms) and latent_pace(0.1) == 1.0
+  # The start is the kernel on the grid, whatever the units of the latent variable.
+  np.testing.assert_allclose(layer.decode_kernel(layer.integer_latent).numpy(),
+                             grid * np.round(kernel / grid), atol=1e-6)
+  # One Adam step (~lr in each variable) moves a latent by lr / RMS grid steps, as it moves a
+  # plain weight by lr / RMS of its RMS (with the latent in weight units: lr / grid, 3× less).
+  before = layer.latent.numpy()
+  x, y = _data(64)
+  model.compile(tf.keras.optimizers.Adam(1e-3), LOSS)
+  model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+  moved = np.abs(layer.latent.numpy() - before)
+  assert np.median(moved[moved > 0]) == pytest.approx(1e-3 / rms, rel=0.02)
+  fine = lnx.convert(fresh, warm_start_resolution=0.1)   # a fine grid keeps the optimizer's
+  assert float(fine.layers[0].group.decoder.numpy()) == 0.0   # step: Ψ = s·exp(0)
+
+
+def test_sgd_moves_coarse_grid_latents_at_pace_one():
+  """SGD's step grows with the variable's unit, so paced latents would move pace² times faster:
+  its first fit re-expresses them at pace 1, leaving the decoded weights as they are."""
+  model = lnx.convert(_plain())
+  layer = model.layers[0]
+  group = layer.group
+  grid = float(group.decoder_matrix().numpy())
+  decoded = layer.decode_kernel(layer.integer_latent).numpy()
+  assert group.pace > 2.0 and float(group.latent_step.numpy()) < grid / 2
+  group.set_pace(1.0)
+  assert float(group.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
+  assert float(group.decoder.numpy()) == pytest.approx(0.0, abs=1e-6)
+  np.testing.assert_allclose(layer.decode_kernel(layer.integer_latent).numpy(), decoded,
+                             atol=1e-6)
+  paced = lnx.convert(_plain())
+  x, y = _data(64)
+  paced.compile(tf.keras.optimizers.SGD(1e-3, momentum=0.9), LOSS)
+  paced.fit(x, y, batch_size=64, epochs=1, verbose=0)
+  assert paced.layers[0].group.pace == 1.0
+  assert float(paced.layers[0].group.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
+  adam = lnx.convert(_plain())          # Adam keeps the pace (the test above measures it)
+  adam.compile(tf.keras.optimizers.Adam(1e-3), LOSS)
+  adam.fit(x, y, batch_size=64, epochs=1, verbose=0)
+  kept = adam.layers[0].group
+  assert kept.pace > 2.0
+  assert kept.pace * float(kept.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
 
 
 def test_guard_still_warns_when_even_the_lowest_factor_dominates_a_tiny_loss():

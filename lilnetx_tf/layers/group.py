@@ -138,6 +138,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     self.density_filters = tuple(int(f) for f in density_filters)
     self._member_refs: list = []
     self._max_fan = 0
+    self.pace = 1.0     # units of the latent variables: latent step × pace (`set_grid`)
     self._noise_seed = zlib.crc32(self.name.encode()) & 0x7FFFFFFF
 
   # ---------------------------------------------------------------------------------------------
@@ -263,9 +264,41 @@ class ParameterGroup(tf.keras.layers.Layer):
       scale = float(self.latent_step.numpy())
       member.initialize_latent(latent_bound(scale, fan), scale)
 
-  def reset_decoder(self) -> None:
-    """Sets Ψ = s·I (s for a scalar decoder): decoded weights are the latents times the step."""
-    self.decoder.assign(tf.zeros(()) if self.slice_size == 1 else tf.eye(self.slice_size))
+  def reset_decoder(self, pace: float = 1.0) -> None:
+    """Sets Ψ = pace·s·I (a scalar for a scalar decoder): decoded weights are the latents times
+    `pace` steps (see `set_grid`)."""
+    if self.slice_size == 1:
+      self.decoder.assign(tf.fill((), math.log(pace)))
+    else:
+      self.decoder.assign(pace * tf.eye(self.slice_size))
+
+  def set_grid(self, step: float, pace: float = 1.0) -> None:
+    """Rounding grid `step` (weight units), with the latent variables in units of step / `pace`.
+
+    A latent variable v then decodes to round(v·pace / step)·step at the start (the decoder is
+    pace·I), and an optimizer whose steps are ~lr in v whatever its gradient's scale (Adam and
+    its kind) moves the latents `pace` times faster across the grid: what a coarse grid needs
+    to learn as fast as the plain weights (`convert`'s warm start). The caller stores its latent
+    variables divided by `pace`.
+    """
+    self.latent_step.assign(step / pace)
+    self.reset_decoder(pace)
+    self.pace = float(pace)
+
+  def set_pace(self, pace: float) -> None:
+    """Re-expresses the members' latent variables at another `pace` (`set_grid`): variables,
+    latent step and decoder change together; the integer latents, the decoded weights and the
+    density (in integer units) do not. (SGD, whose step grows with the variable's unit too,
+    would move paced latents pace² times faster: `monitor` keeps them at pace 1 there.)"""
+    ratio = self.pace / pace
+    for member in self.members():
+      member.latent_variable.assign(member.latent_variable * ratio)
+    self.latent_step.assign(self.latent_step * ratio)
+    if self.slice_size == 1:
+      self.decoder.assign_sub(math.log(ratio))
+    else:
+      self.decoder.assign(self.decoder / ratio)
+    self.pace = float(pace)
 
   def unregister(self, member) -> None:
     self._member_refs = [r for r in self._member_refs if r() is not None and r() is not member]
