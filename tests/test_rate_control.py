@@ -230,6 +230,25 @@ def test_sgd_moves_coarse_grid_latents_at_pace_one():
   assert kept.pace * float(kept.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
 
 
+def test_latent_pace_survives_saving_so_a_loaded_model_moves_at_pace_one_under_sgd(tmp_path):
+  model = lnx.convert(_plain())
+  pace = model.layers[0].group.pace
+  assert pace > 2.0 and model.layers[0].get_config()["latent_pace"] == pace
+  path = str(tmp_path / "paced.keras")
+  model.save(path)
+  loaded = tf.keras.models.load_model(path)
+  group = loaded.layers[0].group
+  assert group.pace == pytest.approx(pace)
+  grid = float(group.decoder_matrix().numpy())
+  x, y = _data(64)
+  lnx.monitor(loaded).compile(tf.keras.optimizers.SGD(1e-3, momentum=0.9), LOSS)
+  loaded.fit(x, y, batch_size=64, epochs=1, verbose=0)
+  assert group.pace == 1.0
+  assert float(group.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
+  with pytest.raises(errors.InvalidArgumentError, match="latent_pace"):
+    lnx.Dense(4, latent_pace=0.0)
+
+
 def test_guard_still_warns_when_even_the_lowest_factor_dominates_a_tiny_loss():
   x, y = _data(512)
   model = lnx.convert(_plain())

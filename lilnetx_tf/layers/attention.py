@@ -41,11 +41,13 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
                boundary: float = base.DEFAULT_BOUNDARY,
                density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
                config_version: int = base.CONFIG_VERSION,
+               latent_pace: float = 1.0,
                **kwargs):
     validation.positive_int("num_heads", num_heads)
     validation.positive_int("key_dim", key_dim)
-    self._lilnetx_kwargs = base.lilnetx_arguments(
-        rate_weight, slice_weight, l2_weight, boundary, density_learning_rate, config_version)
+    self._lilnetx_kwargs = base.lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary,
+                                                  density_learning_rate, config_version,
+                                                  latent_pace)
     super().__init__(num_heads, key_dim, *args, **kwargs)
     base.refuse_replaced_arguments(self, ("kernel_regularizer", "kernel_constraint"), prefix="_")
     scope = registry_lib.current_scope()
@@ -73,7 +75,9 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
       setattr(self, name, einsum_dense.EinsumDense.from_config(config))
 
   def get_config(self) -> dict:
-    return {**super().get_config(), **self._lilnetx_kwargs}
+    projections = self.latent_kernels()
+    pace = projections[0].latent_pace if projections else self._lilnetx_kwargs["latent_pace"]
+    return {**super().get_config(), **self._lilnetx_kwargs, "latent_pace": pace}
 
   def latent_kernels(self) -> list:
     """The query, key, value and output `lnx.EinsumDense` layers; none before the first call

@@ -126,7 +126,7 @@ def refuse_replaced_arguments(layer, names: tuple, prefix: str = "") -> None:
 
 
 def lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary, density_learning_rate,
-                      config_version=CONFIG_VERSION) -> dict:
+                      config_version=CONFIG_VERSION, latent_pace=1.0) -> dict:
   """The LilNetX arguments of a layer, validated: what every LilNetX layer, `convert` and the
   layers made of LilNetX sublayers (attention) take."""
   return dict(
@@ -137,7 +137,8 @@ def lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary, density_le
       density_learning_rate=validation.positive_float(
           "density_learning_rate", density_learning_rate),
       config_version=validation.int_in_range("config_version", config_version, 1,
-                                             CONFIG_VERSION))
+                                             CONFIG_VERSION),
+      latent_pace=validation.positive_float("latent_pace", latent_pace))
 
 
 class LatentKernelMixin:
@@ -164,17 +165,19 @@ class LatentKernelMixin:
                boundary: float = DEFAULT_BOUNDARY,
                density_learning_rate: float = DEFAULT_DENSITY_LEARNING_RATE,
                config_version: int = CONFIG_VERSION,
+               latent_pace: float = 1.0,
                **kwargs):
     super().__init__(*args, **kwargs)
     refuse_replaced_arguments(self, self._REPLACED_BY_LATENT)
     arguments = lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary,
-                                  density_learning_rate, config_version)
+                                  density_learning_rate, config_version, latent_pace)
     self.rate_weight = arguments["rate_weight"]
     self.slice_weight = arguments["slice_weight"]
     self.l2_weight = arguments["l2_weight"]
     self.boundary = arguments["boundary"]
     self.density_learning_rate = arguments["density_learning_rate"]
     self.config_version = arguments["config_version"]
+    self._latent_pace = arguments["latent_pace"]
     self._provisional_registry = False
     scope = registry_lib.current_scope()
     if scope is not None:
@@ -195,7 +198,14 @@ class LatentKernelMixin:
     return {**super().get_config(), "rate_weight": self.rate_weight,
             "slice_weight": self.slice_weight, "l2_weight": self.l2_weight,
             "boundary": self.boundary, "density_learning_rate": self.density_learning_rate,
-            "config_version": self.config_version}
+            "config_version": self.config_version, "latent_pace": self.latent_pace}
+
+  @property
+  def latent_pace(self) -> float:
+    """The units of the latent variable, latent step × pace (`ParameterGroup.set_grid`): the
+    group's, saved with the layer so that a loaded model's `fit` knows it (`monitor`)."""
+    group = getattr(self, "group", None)
+    return group.pace if group is not None else self._latent_pace
 
   def upgrade_config(self) -> None:
     """Moves a version-1 layer to per-slice `slice_weight` and `l2_weight` with the same
@@ -266,6 +276,8 @@ class LatentKernelMixin:
     self.group = registry.group(
         self.group_key, self.slice_size, boundary=self.boundary,
         density_learning_rate=self.density_learning_rate)
+    if self._latent_pace != 1.0:     # loaded from a config: the variables are in these units
+      self.group.pace = self._latent_pace
     self.group.register(self, self.fan)
 
   def rebind(self, registry) -> None:

@@ -20,7 +20,7 @@ __all__ = ["SeparableConv1D", "SeparableConv2D"]
 
 # The LilNetX arguments, passed on to both latent kernels.
 _LILNETX_ARGUMENTS = ("rate_weight", "slice_weight", "l2_weight", "boundary",
-                      "density_learning_rate", "config_version")
+                      "density_learning_rate", "config_version", "latent_pace")
 
 
 class _LatentSeparable:
@@ -38,12 +38,13 @@ class _LatentSeparable:
                boundary: float = base.DEFAULT_BOUNDARY,
                density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
                config_version: int = base.CONFIG_VERSION,
+               latent_pace: float = 1.0,
                **kwargs):
     super().__init__(*args, **kwargs)
     base.refuse_replaced_arguments(self, self._REPLACED_BY_LATENT)
     lilnetx = dict(rate_weight=rate_weight, slice_weight=slice_weight, l2_weight=l2_weight,
                    boundary=boundary, density_learning_rate=density_learning_rate,
-                   config_version=config_version)
+                   config_version=config_version, latent_pace=latent_pace)
     # Frozen with their owner (the group reads its members' flags).
     self.depthwise_latent = LatentKernel(channels_tied=True, name=f"{self.name}_depthwise",
                                          dtype=self.dtype_policy, trainable=self.trainable,
