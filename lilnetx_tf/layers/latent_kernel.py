@@ -37,8 +37,11 @@ class LatentKernel(base.LatentKernelMixin, tf.keras.layers.Layer):
   def build_kernel(self, kernel_shape: tuple, fan: int, positions: Optional[int]) -> None:
     """Creates the latent for a Keras kernel of shape (k…, in, out) applied at `positions`."""
     *spatial, slices_in, slices_out = (int(d) for d in kernel_shape)
-    self._build_latent(slices_in, slices_out, tuple(spatial), fan=fan,
-                       output_positions=positions)
+    # Built inside the owner's build: a scope of its own keeps the two kernels' variables (and
+    # their groups', if made here) apart by name, which Keras's HDF5 writer needs.
+    with tf.name_scope(self.name):
+      self._build_latent(slices_in, slices_out, tuple(spatial), fan=fan,
+                         output_positions=positions)
     tf.keras.layers.Layer.build(self, None)
 
   def call(self, inputs, training=None):
