@@ -270,7 +270,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     if self.slice_size == 1:
       self.decoder.assign(tf.fill((), math.log(pace)))
     else:
-      self.decoder.assign(pace * tf.eye(self.slice_size))
+      self.decoder.assign(tf.eye(self.slice_size))
 
   def set_grid(self, step: float, pace: float = 1.0) -> None:
     """Rounding grid `step` (weight units), with the latent variables in units of step / `pace`.
@@ -296,8 +296,6 @@ class ParameterGroup(tf.keras.layers.Layer):
     self.latent_step.assign(self.latent_step * ratio)
     if self.slice_size == 1:
       self.decoder.assign_sub(math.log(ratio))
-    else:
-      self.decoder.assign(self.decoder / ratio)
     self.pace = float(pace)
 
   def unregister(self, member) -> None:
@@ -310,7 +308,7 @@ class ParameterGroup(tf.keras.layers.Layer):
     """The linear decoder Ψ: shape () for a scalar group, (k², k²) otherwise."""
     if self.slice_size == 1:
       return self.latent_step * tf.exp(self.decoder)
-    return self.latent_step * self.decoder
+    return (self.latent_step * self.pace) * self.decoder
 
   def from_absolute_decoder(self, psi) -> None:
     """Sets the decoder from an absolute Ψ (the stored value of files with layer config
