@@ -230,6 +230,27 @@ def test_sgd_moves_coarse_grid_latents_at_pace_one():
   assert kept.pace * float(kept.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
 
 
+def test_a_paced_matrix_decoder_keeps_its_variable_at_identity():
+  """Ψ = s·pace·D: the pace is not in D, so Adam changes D as fast relative to its size as at
+  pace 1 (D = pace·I would learn pace times slower)."""
+  tf.keras.utils.set_random_seed(0)
+  fresh = tf.keras.Sequential([L.Input((12, 12, 8)), L.Conv2D(16, 3), L.Flatten(), L.Dense(2)])
+  layer = lnx.convert(fresh).layers[0]
+  group = layer.group
+  assert group.pace > 2.0
+  np.testing.assert_array_equal(group.decoder.numpy(), np.eye(9))
+  grid = group.pace * float(group.latent_step.numpy())
+  np.testing.assert_allclose(group.decoder_matrix().numpy(), grid * np.eye(9), rtol=1e-6)
+  kernel = fresh.layers[0].kernel.numpy()
+  np.testing.assert_allclose(layer.decode_kernel(layer.integer_latent).numpy(),
+                             grid * np.round(kernel / grid), atol=1e-6)
+  decoded = layer.decode_kernel(layer.integer_latent).numpy()
+  group.set_pace(1.0)
+  np.testing.assert_array_equal(group.decoder.numpy(), np.eye(9))
+  np.testing.assert_allclose(layer.decode_kernel(layer.integer_latent).numpy(), decoded,
+                             atol=1e-6)
+
+
 def test_latent_pace_survives_saving_so_a_loaded_model_moves_at_pace_one_under_sgd(tmp_path):
   model = lnx.convert(_plain())
   pace = model.layers[0].group.pace

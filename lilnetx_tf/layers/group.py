@@ -10,8 +10,9 @@ optimizer the user compiles the model with.
 The decoder is stored in units of the group's latent step s, as the latents are, so that the
 user's optimizer moves it relative to its own scale (Adam's step is ~lr per step whatever s is):
 
-  scalar (dense, 1×1):  Ψ = s · exp(ρ),  variable `decoder` = ρ, starting at 0;
-  matrix (k×k, k > 1):  Ψ = s · D,       variable `decoder` = D, starting at I.
+  scalar (dense, 1×1):  Ψ = s · exp(ρ),      variable `decoder` = ρ, starting at log(pace);
+  matrix (k×k, k > 1):  Ψ = s · pace · D,   variable `decoder` = D, starting at I;
+pace is 1 unless `convert` put the latents on a coarse grid (`set_grid`).
 
 Stored as Ψ itself, a dense decoder of 0.0125 met Adam steps of ~0.001, crossed zero after 21
 steps at lr 1e-3 (2 at 1e-2) and every dense weight went to 0 (`benchmarks/decoder_stability.py`). The scalar cannot cross zero
@@ -264,30 +265,34 @@ class ParameterGroup(tf.keras.layers.Layer):
       scale = float(self.latent_step.numpy())
       member.initialize_latent(latent_bound(scale, fan), scale)
 
-  def reset_decoder(self, pace: float = 1.0) -> None:
+  def reset_decoder(self) -> None:
     """Sets Ψ = pace·s·I (a scalar for a scalar decoder): decoded weights are the latents times
-    `pace` steps (see `set_grid`)."""
+    `pace` steps (see `set_grid`). A scalar holds the pace in its log-gain (ρ = log pace; Adam's
+    steps on ρ are relative changes of Ψ either way); a matrix D stays I, with the pace a
+    factor of `decoder_matrix`, so that Adam changes D as fast relative to its size as at pace
+    1 (D = pace·I learnt pace times slower, and cost a BatchNorm CNN 2.5 points)."""
     if self.slice_size == 1:
-      self.decoder.assign(tf.fill((), math.log(pace)))
+      self.decoder.assign(tf.fill((), math.log(self.pace)))
     else:
-      self.decoder.assign(pace * tf.eye(self.slice_size))
+      self.decoder.assign(tf.eye(self.slice_size))
 
   def set_grid(self, step: float, pace: float = 1.0) -> None:
     """Rounding grid `step` (weight units), with the latent variables in units of step / `pace`.
 
-    A latent variable v then decodes to round(v·pace / step)·step at the start (the decoder is
-    pace·I), and an optimizer whose steps are ~lr in v whatever its gradient's scale (Adam and
+    A latent variable v then decodes to round(v·pace / step)·step at the start (Ψ = step·I),
+    and an optimizer whose steps are ~lr in v whatever its gradient's scale (Adam and
     its kind) moves the latents `pace` times faster across the grid: what a coarse grid needs
     to learn as fast as the plain weights (`convert`'s warm start). The caller stores its latent
     variables divided by `pace`.
     """
-    self.latent_step.assign(step / pace)
-    self.reset_decoder(pace)
     self.pace = float(pace)
+    self.latent_step.assign(step / pace)
+    self.reset_decoder()
 
   def set_pace(self, pace: float) -> None:
     """Re-expresses the members' latent variables at another `pace` (`set_grid`): variables,
-    latent step and decoder change together; the integer latents, the decoded weights and the
+    latent step and pace (and a scalar's log-gain) change together; the integer latents, Ψ, the
+    decoded weights and the
     density (in integer units) do not. (SGD, whose step grows with the variable's unit too,
     would move paced latents pace² times faster: `monitor` keeps them at pace 1 there.)"""
     ratio = self.pace / pace
@@ -296,8 +301,6 @@ class ParameterGroup(tf.keras.layers.Layer):
     self.latent_step.assign(self.latent_step * ratio)
     if self.slice_size == 1:
       self.decoder.assign_sub(math.log(ratio))
-    else:
-      self.decoder.assign(self.decoder / ratio)
     self.pace = float(pace)
 
   def unregister(self, member) -> None:
@@ -307,16 +310,16 @@ class ParameterGroup(tf.keras.layers.Layer):
   # Decoding and rate.
 
   def decoder_matrix(self) -> tf.Tensor:
-    """The linear decoder Ψ: shape () for a scalar group, (k², k²) otherwise."""
+    """The linear decoder Ψ: shape () for a scalar group, (k², k²) otherwise (module doc)."""
     if self.slice_size == 1:
       return self.latent_step * tf.exp(self.decoder)
-    return self.latent_step * self.decoder
+    return (self.latent_step * self.pace) * self.decoder
 
   def from_absolute_decoder(self, psi) -> None:
     """Sets the decoder from an absolute Ψ (the stored value of files with layer config
     version 1), given the group's latent step already loaded."""
     step = float(self.latent_step.numpy())
-    relative = np.asarray(psi, np.float64) / step
+    relative = np.asarray(psi, np.float64) / (step if self.slice_size == 1 else step * self.pace)
     if self.slice_size == 1:
       if not relative > 0:
         raise errors.ModelMismatchError(
