@@ -22,7 +22,7 @@ target instead, see `untrained`),
 unless the group's layers differ so much in scale that this would put the largest weight beyond
 ±4096 steps: then the step is raised to keep it there, with a warning.
 On a grid coarser than the RMS (resolution ρ > 1, the untrained start) the latent variables are
-stored in units of s/ρ and the decoder starts at ρ·s·I (`latent_pace`,
+stored in units of s/ρ and the decoder, ρ·I in those units, is still s·I (`latent_pace`,
 `ParameterGroup.set_grid`): the start is the same, but an optimizer that steps ~lr per variable
 (Adam and its kind) then moves a latent across the grid as fast as it moves a plain weight
 across its RMS. Measured on a BatchNorm CIFAR-10 CNN (benchmarks/defaults_zoo.py's, 470 Adam

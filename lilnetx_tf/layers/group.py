@@ -292,9 +292,9 @@ class ParameterGroup(tf.keras.layers.Layer):
   def set_pace(self, pace: float) -> None:
     """Re-expresses the members' latent variables at another `pace` (`set_grid`): variables,
     latent step and pace (and a scalar's log-gain) change together; the integer latents, Ψ, the
-    decoded weights and the
-    density (in integer units) do not. (SGD, whose step grows with the variable's unit too,
-    would move paced latents pace² times faster: `monitor` keeps them at pace 1 there.)"""
+    decoded weights and the density (in integer units) do not. (SGD, whose step grows with the
+    variable's unit too, would move paced latents pace² times faster: `monitor` keeps them at
+    pace 1 there.)"""
     ratio = self.pace / pace
     for member in self.members():
       member.latent_variable.assign(member.latent_variable * ratio)
