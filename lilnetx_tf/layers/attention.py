@@ -28,7 +28,7 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
   Takes every Keras argument except `kernel_regularizer` and `kernel_constraint`;
   `kernel_initializer` is accepted and ignored. Adds the LilNetX arguments of `lnx.Dense`
   (`rate_weight`, `slice_weight`, `l2_weight`, `boundary`, `density_learning_rate`,
-  `config_version`), given to every projection.
+  `config_version`, `latent_pace`), given to every projection.
   """
 
   # The Keras kernel each of `latent_kernels()` decodes to (see `layers.kernel_latents`).

@@ -145,7 +145,8 @@ class LatentKernelMixin:
   """Turns a Keras layer's kernel into a LilNetX latent. Mixed in before the Keras class.
 
   Takes the LilNetX arguments `rate_weight` (λ_I), `slice_weight` (λ_G), `l2_weight`,
-  `boundary` and `density_learning_rate`, and passes every other one to the Keras layer. The
+  `boundary` and `density_learning_rate` (and `latent_pace`, which `convert` sets and the config
+  keeps: the units of the latent variable), and passes every other one to the Keras layer. The
   Keras arguments named in `_REPLACED_BY_LATENT` (the kernel's regularizer and constraint) must
   be left unset: the latent has its own regularizers.
   """
