@@ -451,7 +451,7 @@ def latent_pace(resolution: float) -> float:
   `resolution` × their RMS (`ParameterGroup.set_grid`): `resolution` on a grid coarser than the
   RMS, so that a latent crosses grid steps at the pace a plain weight crosses its RMS; 1 on
   finer grids (a trained model's warm start keeps the user's learning rate)."""
-  return max(1.0, float(resolution))
+  return min(max(1.0, float(resolution)), base.MAX_LATENT_PACE)
 
 
 def _group_resolution(resolution, members: list, bits_per_value: Optional[float]) -> float:

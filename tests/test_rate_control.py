@@ -266,8 +266,9 @@ def test_latent_pace_survives_saving_so_a_loaded_model_moves_at_pace_one_under_s
   loaded.fit(x, y, batch_size=64, epochs=1, verbose=0)
   assert group.pace == 1.0
   assert float(group.latent_step.numpy()) == pytest.approx(grid, rel=1e-6)
-  with pytest.raises(errors.InvalidArgumentError, match="latent_pace"):
-    lnx.Dense(4, latent_pace=0.0)
+  for bad in (0.0, 0.5, 1e300):     # a file's config could say anything
+    with pytest.raises(errors.InvalidArgumentError, match="latent_pace"):
+      lnx.Dense(4, latent_pace=bad)
 
 
 def test_guard_still_warns_when_even_the_lowest_factor_dominates_a_tiny_loss():

@@ -41,6 +41,7 @@ from lilnetx_tf.layers.rounding import round_and_decode_st
 
 __all__ = ["CONFIG_VERSION", "DEFAULT_BOUNDARY", "DEFAULT_DENSITY_LEARNING_RATE",
            "DEFAULT_L2_WEIGHT", "DEFAULT_RATE_WEIGHT", "DEFAULT_SLICE_WEIGHT", "LATENT_WEIGHT_NAME",
+           "MAX_LATENT_PACE",
            "LatentKernelMixin", "lilnetx_arguments", "refuse_replaced_arguments",
            "without_penalties"]
 
@@ -54,6 +55,8 @@ DEFAULT_L2_WEIGHT = 0.001
 # step (`group` module). A config without the key is version 1.
 CONFIG_VERSION = 2
 DEFAULT_BOUNDARY = 3.0
+# Largest pace `convert` gives latents (a grid this many times the RMS rounds every weight to 0).
+MAX_LATENT_PACE = 65536.0
 # The reference trains its densities with Adam at 1e-4 over long schedules; in short budgets
 # that leaves the density far wider than the latents (LeNet-300-100 on MNIST, one epoch:
 # 163 KB estimated at 1e-4 vs 3.5 KB at 1e-2 with the same λ; see WORKSPACE_NOTES.md).
@@ -138,7 +141,17 @@ def lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary, density_le
           "density_learning_rate", density_learning_rate),
       config_version=validation.int_in_range("config_version", config_version, 1,
                                              CONFIG_VERSION),
-      latent_pace=validation.positive_float("latent_pace", latent_pace))
+      latent_pace=_latent_pace(latent_pace))
+
+
+def _latent_pace(value) -> float:
+  """`latent_pace`, validated: `convert` sets 1 … MAX_LATENT_PACE (a file could say anything,
+  and a huge pace would decode to infinite weights)."""
+  pace = validation.positive_float("latent_pace", value)
+  if not 1.0 <= pace <= MAX_LATENT_PACE:
+    raise errors.InvalidArgumentError(
+        f"`latent_pace` must be between 1 and {MAX_LATENT_PACE:g}, got {value!r}.")
+  return pace
 
 
 class LatentKernelMixin:
