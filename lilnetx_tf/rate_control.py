@@ -17,11 +17,8 @@ toward the latent bits that leave room for the file's other contents:
 
 Control law (proportional-integral on the log of the factor, i.e. dual ascent on the constraint
 bits ≤ target): every `interval` steps the exact bits of the rounded latents under the
-densities (`ParameterGroup.member_bits`, one density evaluation per group) are measured and
-scaled by the ratio of the bits `compress` codes them in to that estimate (`coded_bits`, coded
-again every `calibrate_every` steps: the structured code with fitted tables comes out at
-0.75–0.9× the estimate, so a target steered on the estimate alone would land smaller than
-asked), and with e = log(bits / aim): log(factor) = I + proportional·e, I += gain·e, clipped to
+densities (`ParameterGroup.member_bits`, one density evaluation per group) are measured, and
+with e = log(bits / aim): log(factor) = I + proportional·e, I += gain·e, clipped to
 [min_scale, max_scale]. Above the aim the penalties grow geometrically, below it they relax,
 so the model keeps every bit the target allows for its task. The aim falls geometrically from
 the bits at the start of the first `fit` to the target over its first `ramp` of steps (a
@@ -50,13 +47,10 @@ from lilnetx_tf import callbacks
 from lilnetx_tf import errors
 from lilnetx_tf import monitor as monitor_lib
 from lilnetx_tf.coding import architecture
-from lilnetx_tf.coding import entropy
-from lilnetx_tf.coding import groups_section
 from lilnetx_tf.layers import ParameterGroup, lilnetx_layers
 from lilnetx_tf import validation
 
-__all__ = ["RateController", "DEFAULT_COMPRESSION", "SizeBudget", "size_budget", "latent_bits",
-           "coded_bits"]
+__all__ = ["RateController", "DEFAULT_COMPRESSION", "SizeBudget", "size_budget", "latent_bits"]
 
 # The default target of `lnx.convert`: 12× below one byte per parameter, so that the file lands
 # at least 10× below the plain model's int8 TFLite file (which also stores float32 biases and
@@ -69,9 +63,6 @@ _UNKNOWN_LENGTH = 2000   # steps assumed for the ramp when `fit` does not know i
 # the size target (measured: its factor fell to 0.19 and the file stayed at 19× instead of 32×),
 # while a loss still on its first plateau keeps the cap.
 _TASK_FLOOR = 0.1
-# Bounds of the measured coded / estimated ratio (a nearly empty model's tables and flags can
-# outweigh its estimate many times).
-_CODED_RATIO_BOUNDS = (0.25, 4.0)
 
 
 class SizeBudget:
@@ -125,13 +116,6 @@ def latent_bits(model: tf.keras.Model) -> float:
   return total
 
 
-def coded_bits(model: tf.keras.Model) -> float:
-  """Bits of the model's rounded latents as `compress` codes them (strings and tables)."""
-  encoded = groups_section.encode(lilnetx_layers(model), {}, densities=False,
-                                  precision=entropy.DEFAULT_PRECISION, estimate=False)
-  return 8.0 * sum(r.coded_bytes + r.table_bytes for r in encoded.reports)
-
-
 def _groups(model) -> dict:
   groups: dict = {}
   for layer in lilnetx_layers(model):
@@ -154,10 +138,6 @@ class RateController(callbacks.PenaltySchedule):
       cap is checked after every step).
     gain: Change of log(factor) per update per unit of log(bits / target).
     min_scale, max_scale: Bounds of the factor.
-    calibrate_every: Steps between two codings of the latents as `compress` codes them, whose
-      ratio to the density's estimate then scales the measured bits (the structured code with
-      fitted tables comes out at 0.75–0.9× the estimate, so a target steered on the estimate
-      alone lands that much smaller than asked). 0: steer on the estimate.
     refresh_batches: After `fit` (of a model `lnx.convert` or `lnx.monitor` returned), the
       BatchNormalization statistics are set to the final weights' on this many batches of
       the inputs `fit` was given (arrays or a tf.data.Dataset; `batchnorm.refresh_batchnorm`):
@@ -168,8 +148,7 @@ class RateController(callbacks.PenaltySchedule):
   def __init__(self, compression: float = DEFAULT_COMPRESSION, interval: int = 10,
                gain: float = 0.3, proportional: float = 1.0, ramp: float = 0.25,
                initial_scale: float = 1.0, max_penalty_ratio: float = 3.0,
-               min_scale: float = 1e-3, max_scale: float = 1e6, calibrate_every: int = 100,
-               refresh_batches: int = 32):
+               min_scale: float = 1e-3, max_scale: float = 1e6, refresh_batches: int = 32):
     self.compression = validation.positive_float("compression", compression)
     if self.compression < 1:
       raise errors.InvalidArgumentError(
@@ -187,15 +166,12 @@ class RateController(callbacks.PenaltySchedule):
           f"Need min_scale <= 1 <= max_scale, got {min_scale!r} and {max_scale!r}.")
     self.initial_scale = validation.positive_float("initial_scale", initial_scale)
     self.max_penalty_ratio = validation.positive_float("max_penalty_ratio", max_penalty_ratio)
-    self.calibrate_every = validation.non_negative_int("calibrate_every", calibrate_every)
     self.refresh_batches = validation.non_negative_int("refresh_batches", refresh_batches)
     self.scale = self.initial_scale
     self._integral = math.log(self.initial_scale)    # log of the factor's slow part
     self._start = None      # (optimizer step, latent bits) when the controller first ran
     self._first_task = None     # the task loss of the first measurement (the loss's scale)
     self._ramp_steps = 0
-    self.coded_ratio = 1.0      # coded / estimated bits of the latents, last measured
-    self._calibrated_at: Optional[int] = None
     self.budget: Optional[SizeBudget] = None
     self.last_bits: Optional[float] = None
     super().__init__(lambda step: self.scale)
@@ -205,7 +181,7 @@ class RateController(callbacks.PenaltySchedule):
                 proportional=self.proportional, ramp=self.ramp,
                 initial_scale=self.initial_scale, max_penalty_ratio=self.max_penalty_ratio,
                 min_scale=self.min_scale, max_scale=self.max_scale,
-                calibrate_every=self.calibrate_every, refresh_batches=self.refresh_batches)
+                refresh_batches=self.refresh_batches)
 
   @classmethod
   def from_config(cls, config: dict) -> "RateController":
@@ -218,8 +194,7 @@ class RateController(callbacks.PenaltySchedule):
       epochs, steps = self.params.get("epochs"), self.params.get("steps")
       total = epochs * steps if epochs and steps else _UNKNOWN_LENGTH
       self._ramp_steps = int(self.ramp * total)
-      step = int(self.model.optimizer.iterations.numpy())
-      self._start = (step, self.measured_bits(step))
+      self._start = (int(self.model.optimizer.iterations.numpy()), latent_bits(self.model))
     if self.budget.floats_dominate:
       warnings.warn(
           f"compression={self.compression:g}: the floats the file stores besides the latents "
@@ -238,20 +213,9 @@ class RateController(callbacks.PenaltySchedule):
     logs = logs or {}
     excess = self.excess(logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS))
     if step % self.interval == 0:
-      self.update(self.measured_bits(step), step, excess)
+      self.update(latent_bits(self.model), step, excess)
     elif excess is not None and excess > 1:
       self.update(None, step, excess)
-
-  def measured_bits(self, step: int) -> float:
-    """The latent bits after `step`: the density's estimate times the ratio of coded to
-    estimated bits, coded again when `calibrate_every` steps have passed."""
-    bits = latent_bits(self.model)
-    due = self._calibrated_at is None or step - self._calibrated_at >= self.calibrate_every
-    if self.calibrate_every and due:
-      ratio = coded_bits(self.model) / max(bits, 1.0)
-      self.coded_ratio = float(np.clip(ratio, *_CODED_RATIO_BOUNDS))
-      self._calibrated_at = step
-    return bits * self.coded_ratio
 
   def excess(self, penalty: Optional[float], task: Optional[float]) -> Optional[float]:
     """The penalties over their cap, `max_penalty_ratio` × the task loss (but at least
@@ -294,6 +258,6 @@ class RateController(callbacks.PenaltySchedule):
   def on_epoch_end(self, epoch, logs=None):
     if logs is None or self.budget is None:
       return
-    bits = latent_bits(self.model) * self.coded_ratio
+    bits = latent_bits(self.model)
     logs["lnx_rate_scale"] = self.scale
     logs["lnx_target_ratio"] = (bits / 8 + self.budget.float_bytes) / self.budget.file_bytes

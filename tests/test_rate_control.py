@@ -105,8 +105,7 @@ def test_warm_start_resolution_is_a_positive_number_or_auto(value):
 
 @pytest.mark.parametrize("kwargs", [dict(interval=0), dict(gain=0), dict(ramp=1.5),
                                     dict(initial_scale=-1), dict(min_scale=2.0),
-                                    dict(max_scale=0.5), dict(proportional="1"),
-                                    dict(calibrate_every=-1), dict(calibrate_every=1.5)])
+                                    dict(max_scale=0.5), dict(proportional="1")])
 def test_controller_rejects_bad_arguments(kwargs):
   with pytest.raises(errors.InvalidArgumentError):
     rate_control.RateController(**kwargs)
@@ -114,7 +113,7 @@ def test_controller_rejects_bad_arguments(kwargs):
 
 def test_controller_config_round_trips():
   controller = rate_control.RateController(compression=25, interval=5, gain=0.2, ramp=0.5,
-                                           initial_scale=3.0, calibrate_every=40)
+                                           initial_scale=3.0)
   config = controller.get_config()
   again = rate_control.RateController.from_config(config)
   assert again.get_config() == config and config["compression"] == 25.0
@@ -131,25 +130,6 @@ def test_controller_update_moves_the_factor_toward_the_target():
   for _ in range(200):      # far below the target for long: the factor relaxes to its floor
     low = controller.update(100, step=30)
   assert low == pytest.approx(controller.min_scale)
-
-
-def test_controller_steers_on_the_bits_compress_writes(tmp_path):
-  x, y = _data(n=320)
-  model = lnx.convert(_plain(), compression=None)
-  controller = rate_control.RateController(compression=20, interval=1, calibrate_every=1)
-  _fit(model, x, y, epochs=1, callbacks=[controller])
-  coded, estimated = rate_control.coded_bits(model), rate_control.latent_bits(model)
-  report = lnx.compress(model, str(tmp_path / "m.lnx"), estimate=False)
-  # The latents' strings and tables are what the file stores for them.
-  assert coded == 8 * sum(g.coded_bytes + g.table_bytes for g in report.groups)
-  # The ratio was measured after the last step and scales the density's estimate.
-  assert controller.coded_ratio == pytest.approx(coded / estimated, rel=1e-5)
-  step = int(model.optimizer.iterations.numpy())
-  assert controller.measured_bits(step) == pytest.approx(coded, rel=1e-5)
-  # Without calibration the controller steers on the estimate alone.
-  plain = rate_control.RateController(compression=20, calibrate_every=0)
-  plain.set_model(model)
-  assert plain.measured_bits(step) == pytest.approx(estimated)
 
 
 def test_untrained_kernels_are_recognized():
