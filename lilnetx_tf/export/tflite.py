@@ -89,15 +89,21 @@ def interpreter(content: bytes, num_threads: int = 1,
 
 
 def _match_inputs(details: list, model: tf.keras.Model) -> list:
-  """Interpreter input details in the order of `model.inputs` (by name, else by position)."""
+  """Interpreter input details in the order of `model.inputs`, by name, else by position.
+
+  The converter names Keras input `x` `serving_default_x:0`: a detail belongs to the input whose
+  name ends its own (the longest: `x` must not take `input_x`'s tensor; a plain substring test
+  gave input `a` the tensor `serving_default_b`)."""
   if len(details) == 1:
     return details
-  ordered = []
-  for t in model.inputs:
-    name = t.name.split(":")[0]
-    found = [d for d in details if name in d["name"]]
-    ordered.append(found[0] if found else details[len(ordered)])
-  return ordered
+  names = [t.name.split(":")[0] for t in model.inputs]
+  found = {}
+  for detail in details:
+    base = detail["name"].split(":")[0]
+    fits = [n for n in names if base == n or base.endswith("_" + n)]
+    if fits:
+      found.setdefault(max(fits, key=len), detail)
+  return [found[n] for n in names] if len(found) == len(names) else details
 
 
 def run(content: bytes, model: tf.keras.Model, inputs: Sequence[np.ndarray],
