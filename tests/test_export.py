@@ -283,10 +283,17 @@ def test_tflite_run_pairs_inputs_by_name():
     np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
 
 
-def test_export_of_a_converted_model_with_several_inputs_and_outputs(tmp_path):
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_export_of_a_converted_model_with_several_inputs_and_outputs(tmp_path, quantization):
   model = lnx.convert(_two_inputs_two_outputs(), compression=None)
-  report = lnx.export(model, str(tmp_path / "exp"), formats=("tflite",), compare_dense=False)
-  assert report.tflite_max_difference <= 1e-4 * max(1, report.output_scale)
+  rng = np.random.default_rng(2)
+  data = [{t.name.split(":")[0]: rng.normal(size=tuple(t.shape[1:])).astype(np.float32)
+           for t in model.inputs} for _ in range(8)]
+  report = lnx.export(model, str(tmp_path / "exp"), formats=("tflite",), compare_dense=False,
+                      quantization=quantization, representative_data=data)
+  if quantization is None:
+    assert report.tflite_max_difference <= 1e-4 * max(1, report.output_scale)
+  assert os.path.getsize(tmp_path / "exp" / "model.tflite") > 0
 
 
 def _listing(directory) -> dict:

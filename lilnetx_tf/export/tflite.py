@@ -32,7 +32,8 @@ QUANTIZATIONS = (None, "float16", "int8")
 
 
 def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]:
-  """A converter `representative_dataset` from arrays, an iterable, or a callable."""
+  """A converter `representative_dataset` from arrays, an iterable, or a callable (of arrays,
+  lists in the order of `model.inputs`, or dicts by input name)."""
   if data is None:
     warnings.warn("int8 quantization without `representative_data`: calibrating on random "
                   "normal inputs; pass real samples for a usable int8 model.")
@@ -44,15 +45,21 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
   else:
     source = lambda: iter(data)
 
+  names = [t.name.split(":")[0] for t in model.inputs]
+
   def generator():
+    # Keyed by input name: the converter pairs a list with its inputs in an order of its own
+    # (a two-input model's calibration fed the vector to the convolution).
     for sample in source():
+      if isinstance(sample, dict):
+        sample = [sample[n] for n in names]
       sample = sample if isinstance(sample, (list, tuple)) else [sample]
-      batch = []
-      for x, t in zip(sample, model.inputs):
+      batch = {}
+      for x, t, name in zip(sample, model.inputs, names):
         x = np.asarray(x, t.dtype.as_numpy_dtype)
         if x.ndim == t.shape.rank - 1:
           x = x[None]
-        batch.append(x)
+        batch[name] = x
       yield batch
   return generator
 
