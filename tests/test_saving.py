@@ -247,8 +247,6 @@ def _save_and_load(model, path):
 @pytest.mark.parametrize("file_name", ["model.keras", "model.h5", "saved_model"])
 def test_keras_files_keep_groups_of_branches_that_meet_after_lilnetx_layers(
     tmp_path, make, file_name):
-  if make is _two_attention_towers and file_name == "saved_model":
-    pytest.skip("lnx.MultiHeadAttention does not load from a SavedModel (open)")
   model = lnx.convert(make())
   x = np.random.default_rng(0).random((8,) + tuple(model.input_shape[1:]), dtype=np.float32)
   y = np.zeros((8,) + tuple(model.output_shape[1:]), np.float32)

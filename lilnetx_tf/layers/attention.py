@@ -75,7 +75,11 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
       # Frozen with this layer (Keras's projections do not inherit `trainable`).
       config = {**stock.get_config(), **self._lilnetx_kwargs,
                 "name": f"{self.name}_{stock.name}", "trainable": self.trainable}
-      setattr(self, name, einsum_dense.EinsumDense.from_config(config))
+      projection = einsum_dense.EinsumDense.from_config(config)
+      # This layer's registry, before Keras builds them (its loaders build before calling).
+      if registry_lib.registry_of(self) is not None:
+        registry_lib.set_registry(projection, registry_lib.registry_of(self))
+      setattr(self, name, projection)
 
   def get_config(self) -> dict:
     projections = self.latent_kernels()
