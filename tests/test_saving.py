@@ -273,7 +273,8 @@ def test_keras_files_keep_groups_of_branches_that_meet_after_lilnetx_layers(
 
 @pytest.mark.parametrize("file_name", ["model.keras", "model.h5", "saved_model"])
 def test_keras_files_keep_separate_registries_separate(tmp_path, file_name):
-  """Two towers built apart (a registry each) load apart, with each group's own values."""
+  """Two towers built apart (a registry each) load apart, with each group's own values, and
+  apart from a model loaded before."""
   inputs = tf.keras.Input((8, 8, 3))
   towers = [lnx.Dense(2)(tf.keras.layers.GlobalAveragePooling2D()(
       lnx.Conv2D(4, 3, padding="same")(inputs))) for _ in range(2)]
@@ -283,9 +284,13 @@ def test_keras_files_keep_separate_registries_separate(tmp_path, file_name):
   model.fit(x, np.zeros((8, 2)), batch_size=4, verbose=0)
   saved = _groups(model)
   assert len(saved) == 4
+  # Loaded right after another model's file: the loads number their registries apart.
+  other = _save_and_load(lnx.convert(_nested_base_beside_a_branch()),
+                         str(tmp_path / f"other_{file_name}"))
   loaded = _save_and_load(model, str(tmp_path / file_name))
   groups = _groups(loaded)
   assert groups.keys() == saved.keys()
+  assert not {id(g) for g in groups.values()} & {id(g) for g in _groups(other).values()}
   for key, group in groups.items():
     np.testing.assert_array_equal(group.decoder.numpy(), saved[key].decoder.numpy())
   np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -186,8 +186,9 @@ def set_registry(layer, registry: GroupRegistry) -> None:
 def unify(layers) -> None:
   """Puts the LilNetX `layers` of one model in one registry (the first one's), as `convert`'s
   `group_scope` does. The graph (`resolve`) joins branches only where a LilNetX layer reads
-  both, so a model rebuilt from its config whose branches meet after their last LilNetX layers
-  (two towers added at the output) would get a registry, and groups, per branch."""
+  both, so a model rebuilt from a config without `registry_id`s (a `.lnx` ARCH section) whose
+  branches meet after their last LilNetX layers (two towers added at the output) would get a
+  registry, and groups, per branch."""
   registries: list = []
   for layer in layers:
     registry = registry_of(layer)
@@ -205,7 +206,8 @@ def saved_id(registry: Optional[GroupRegistry]) -> Optional[int]:
   in the order met), or None outside one: a layer's own config, `unnumbered`."""
   # Keras's shared-object scope is open while any model config is written (a Functional
   # model's `get_config`, every save), nested models included.
-  scope = _compat.legacy_serialization._shared_object_saving_scope()  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  scope = _compat.legacy_serialization._shared_object_saving_scope()
   if scope is None or registry is None or getattr(_SCOPES, "unnumbered", False):
     return None
   numbers = getattr(_SCOPES, "numbers", None)
