@@ -31,8 +31,9 @@ from typing import Any, Callable, Iterator, Optional
 from lilnetx_tf import errors
 
 __all__ = ["KERAS_PACKAGE", "base_layer_utils", "check_keras2_model", "generic_utils",
-           "keras_tuner", "legacy_saved_model_utils", "legacy_serialization", "native_logs_filtered", "require", "save_context", "saving_lib",
-           "serialization_lib", "tf_export", "tflite_interpreter", "uncompiled_save_quiet"]
+           "keras_tuner", "legacy_saved_model_utils", "legacy_serialization",
+           "native_logs_filtered", "require", "save_context", "saving_lib", "serialization_lib",
+           "tf_export", "tflite_interpreter", "traced_per_call", "uncompiled_save_quiet"]
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 _WHAT_TO_DO = ("lilnetx_tf needs Keras 2 (`tf.keras` of TensorFlow ≤ 2.15, or the `tf_keras` "
@@ -142,6 +143,16 @@ def uncompiled_save_quiet() -> Iterator[None]:
     yield
   finally:
     logger.removeFilter(quiet)
+
+
+def traced_per_call(function: Callable, **kwargs) -> Callable:
+  """`tf.function(function, **kwargs)` for a function made anew by each call of its maker (one
+  conversion or one model, one trace), without TensorFlow's warning about frequent retracing:
+  that warning counts the traces of every function with the same code, so a process converting
+  or fitting a few models (a tuner's search) would see it for work done once per call."""
+  traced = tf.function(function, **kwargs)
+  traced._omit_frequent_tracing_warning = True  # pylint: disable=protected-access
+  return traced
 
 
 def check_keras2_model(model: Any, function: str) -> None:

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf import validation
 from lilnetx_tf.layers import base as layers_base
@@ -73,7 +74,7 @@ def _forward(model: tf.keras.Model):
       return tf.distribute.get_strategy().run(model, (inputs,), {"training": True})
     return model(inputs, training=True)
 
-  return forward if model.run_eagerly else tf.function(forward, reduce_retracing=True)
+  return forward if model.run_eagerly else _compat.traced_per_call(forward, reduce_retracing=True)
 
 
 def refresh_batchnorm(model: tf.keras.Model, x, batch_size: int = 128,

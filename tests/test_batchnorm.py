@@ -2,6 +2,7 @@
 the converted model's `fit` that calls it at its end (the size target moves the weights to the
 last step)."""
 
+import logging
 import os
 import pathlib
 import subprocess
@@ -154,3 +155,31 @@ def test_refresh_runs_in_a_distribution_strategy_scope(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   gap = float(result.stdout.split("GAP")[-1])
   assert gap < 1e-5, gap
+
+
+class _Records:
+  """Collects the messages TensorFlow's logger emits."""
+
+  def __init__(self):
+    self.messages = []
+
+  def handle(self, record):
+    self.messages.append(record.getMessage())
+
+
+def test_converting_and_refreshing_many_models_does_not_warn_of_retracing():
+  # `convert` fits the densities and `refresh_batchnorm` runs the model in a function traced
+  # once per call; TensorFlow counts traces by code, so without care a process converting a
+  # few models (a tuner's search) was told "triggered tf.function retracing" each time.
+  x, _ = _data(n=64)
+  records = _Records()
+  handler = logging.Handler()
+  handler.emit = records.handle
+  tf.get_logger().addHandler(handler)
+  try:
+    for _ in range(7):
+      model = lnx.convert(_model(), compression=None)
+      batchnorm.refresh_batchnorm(model, x, batch_size=32, batches=2)
+  finally:
+    tf.get_logger().removeHandler(handler)
+  assert not [m for m in records.messages if "retracing" in m], records.messages

@@ -263,6 +263,39 @@ def test_export_files_and_tflite_match(tmp_path):
   assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
 
 
+def _two_inputs_two_outputs():
+  # Short input names: "a" is in "serving_default_b", which fed `b`'s tensor to `a`.
+  tf.keras.utils.set_random_seed(0)
+  b = tf.keras.Input((6, 6, 2), name="b")
+  a = tf.keras.Input((5,), name="a")
+  features = L.Concatenate()([L.Dense(4)(a), L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(b))])
+  zeta = L.Dense(2, name="zeta")(features)
+  alpha = L.Rescaling(10.0, offset=3.0, name="alpha")(L.Dense(2)(features))
+  return tf.keras.Model([b, a], [zeta, alpha])
+
+
+def test_tflite_run_pairs_inputs_by_name():
+  model = _two_inputs_two_outputs()
+  content = tflite.convert(model)
+  rng = np.random.default_rng(1)
+  samples = [rng.normal(size=(4,) + tuple(t.shape[1:])).astype(np.float32) for t in model.inputs]
+  for got, want in zip(tflite.run(content, model, samples), model(samples, training=False)):
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_export_of_a_converted_model_with_several_inputs_and_outputs(tmp_path, quantization):
+  model = lnx.convert(_two_inputs_two_outputs(), compression=None)
+  rng = np.random.default_rng(2)
+  data = [{t.name.split(":")[0]: rng.normal(size=tuple(t.shape[1:])).astype(np.float32)
+           for t in model.inputs} for _ in range(8)]
+  report = lnx.export(model, str(tmp_path / "exp"), formats=("tflite",), compare_dense=False,
+                      quantization=quantization, representative_data=data)
+  if quantization is None:
+    assert report.tflite_max_difference <= 1e-4 * max(1, report.output_scale)
+  assert os.path.getsize(tmp_path / "exp" / "model.tflite") > 0
+
+
 def _listing(directory) -> dict:
   return {os.path.relpath(os.path.join(root, f), directory): os.path.getsize(os.path.join(root, f))
           for root, _, files in os.walk(directory) for f in files}

@@ -199,7 +199,8 @@ def export(model: tf.keras.Model, directory: str,
     formats: any of "saved_model", "tflite", "keras".
     quantization: None (float32), "float16" or "int8" (TFLite only).
     representative_data: int8 calibration inputs: an array of examples (without or with a
-      batch axis of 1), an iterable of per-input lists, or a callable returning one.
+      batch axis of 1), an iterable of per-input lists (in the order of `model.inputs`) or
+      of dicts by input name, or a callable returning one.
     inputs: sample inputs (list, one batch array per model input) for the checks; default
       random normal, batch 2.
     compare_dense: also convert the unslimmed plain twin, for the "before" file size.

@@ -32,7 +32,8 @@ QUANTIZATIONS = (None, "float16", "int8")
 
 
 def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]:
-  """A converter `representative_dataset` from arrays, an iterable, or a callable."""
+  """A converter `representative_dataset` from arrays, an iterable, or a callable (of arrays,
+  lists in the order of `model.inputs`, or dicts by input name)."""
   if data is None:
     warnings.warn("int8 quantization without `representative_data`: calibrating on random "
                   "normal inputs; pass real samples for a usable int8 model.")
@@ -44,15 +45,21 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
   else:
     source = lambda: iter(data)
 
+  names = [t.name.split(":")[0] for t in model.inputs]
+
   def generator():
+    # Keyed by input name: the converter pairs a list with its inputs in an order of its own
+    # (a two-input model's calibration fed the vector to the convolution).
     for sample in source():
+      if isinstance(sample, dict):
+        sample = [sample[n] for n in names]
       sample = sample if isinstance(sample, (list, tuple)) else [sample]
-      batch = []
-      for x, t in zip(sample, model.inputs):
+      batch = {}
+      for x, t, name in zip(sample, model.inputs, names):
         x = np.asarray(x, t.dtype.as_numpy_dtype)
         if x.ndim == t.shape.rank - 1:
           x = x[None]
-        batch.append(x)
+        batch[name] = x
       yield batch
   return generator
 
@@ -89,15 +96,21 @@ def interpreter(content: bytes, num_threads: int = 1,
 
 
 def _match_inputs(details: list, model: tf.keras.Model) -> list:
-  """Interpreter input details in the order of `model.inputs` (by name, else by position)."""
+  """Interpreter input details in the order of `model.inputs`, by name, else by position.
+
+  The converter names Keras input `x` `serving_default_x:0`: a detail belongs to the input whose
+  name ends its own (the longest: `x` must not take `input_x`'s tensor; a plain substring test
+  gave input `a` the tensor `serving_default_b`)."""
   if len(details) == 1:
     return details
-  ordered = []
-  for t in model.inputs:
-    name = t.name.split(":")[0]
-    found = [d for d in details if name in d["name"]]
-    ordered.append(found[0] if found else details[len(ordered)])
-  return ordered
+  names = [t.name.split(":")[0] for t in model.inputs]
+  found = {}
+  for detail in details:
+    base = detail["name"].split(":")[0]
+    fits = [n for n in names if base == n or base.endswith("_" + n)]
+    if fits:
+      found.setdefault(max(fits, key=len), detail)
+  return [found[n] for n in names] if len(found) == len(names) else details
 
 
 def run(content: bytes, model: tf.keras.Model, inputs: Sequence[np.ndarray],

@@ -8,6 +8,7 @@ trained further.
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import errors
 from lilnetx_tf.layers import group as group_lib
 from lilnetx_tf.layers import model_layers
@@ -60,7 +61,6 @@ def fit_group_densities(groups_and_members: list, steps: int = DEFAULT_STEPS,
                for v in variables]
     problems.append((group, tf.constant(latents, tf.float32), variables, moments))
 
-  @tf.function
   def fit():
     for t in tf.range(steps, dtype=tf.int64):
       for index, (group, sample, variables, moments) in enumerate(problems):
@@ -74,6 +74,7 @@ def fit_group_densities(groups_and_members: list, steps: int = DEFAULT_STEPS,
 
   if not (problems and steps):
     return
+  fit = _compat.traced_per_call(fit)
   if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
     # In a strategy's scope (a model converted there): every replica fits its own copy from the
     # same sample and noise, as the density step does in `fit`.
