@@ -10,7 +10,8 @@ never overridden. If `tf.keras` still resolves to Keras 3 (the variable set to 0
 missing, or `tf.keras` touched before this import), importing lilnetx_tf raises a
 `KerasVersionError` saying what to do.
 
-The private modules used (`base_layer_utils`, `generic_utils`, `saving_lib`, `serialization_lib`)
+The private modules used (`base_layer_utils`, `generic_utils`, `legacy_saved_model_utils`,
+`legacy_serialization`, `saving_lib`, `serialization_lib`)
 live under `keras.src` in Keras 2.14 and under `tf_keras.src` in tf_keras; `KERAS_PACKAGE` names
 the one in use. Native log lines and the TFLite interpreter are handled here too.
 """
@@ -30,9 +31,9 @@ from typing import Any, Callable, Iterator, Optional
 from lilnetx_tf import errors
 
 __all__ = ["KERAS_PACKAGE", "base_layer_utils", "check_keras2_model", "generic_utils",
-           "keras_tuner", "native_logs_filtered", "require", "save_context", "saving_lib",
-           "serialization_lib", "tf_export", "tflite_interpreter", "traced_per_call",
-           "uncompiled_save_quiet"]
+           "keras_tuner", "legacy_saved_model_utils", "legacy_serialization",
+           "native_logs_filtered", "require", "save_context", "saving_lib", "serialization_lib",
+           "tf_export", "tflite_interpreter", "traced_per_call", "uncompiled_save_quiet"]
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 _WHAT_TO_DO = ("lilnetx_tf needs Keras 2 (`tf.keras` of TensorFlow ≤ 2.15, or the `tf_keras` "
@@ -120,6 +121,9 @@ base_layer_utils = importlib.import_module(f"{KERAS_PACKAGE}.src.engine.base_lay
 serialization_lib = importlib.import_module(f"{KERAS_PACKAGE}.src.saving.serialization_lib")
 saving_lib = importlib.import_module(f"{KERAS_PACKAGE}.src.saving.saving_lib")
 generic_utils = importlib.import_module(f"{KERAS_PACKAGE}.src.utils.generic_utils")
+legacy_serialization = importlib.import_module(f"{KERAS_PACKAGE}.src.saving.legacy.serialization")
+legacy_saved_model_utils = importlib.import_module(
+    f"{KERAS_PACKAGE}.src.saving.legacy.saved_model.utils")
 
 
 class _UncompiledSaveFilter(logging.Filter):

@@ -206,3 +206,106 @@ def test_keras_file_of_config_version_1_loads_and_is_migrated(tmp_path):
   loaded_losses = float(tf.add_n(loaded.losses)) if loaded(x) is not None else None
   model(x)
   assert loaded_losses == pytest.approx(float(tf.add_n(model.losses)), rel=1e-4)
+
+
+# Models whose branches meet only after their last LilNetX layers: the graph cannot tell that
+# the branches share groups, the saved config does (`registry.saved_id`).
+
+def _nested_base_beside_a_branch():
+  """A nested base (Conv2D) and a SeparableConv2D outside it, added at the output."""
+  base_in = tf.keras.Input((8, 8, 3))
+  base = tf.keras.Model(base_in, tf.keras.layers.Conv2D(4, 3, padding="same")(base_in),
+                        name="base")
+  inputs = tf.keras.Input((8, 8, 3))
+  branch = tf.keras.layers.SeparableConv2D(4, 3, padding="same")(inputs)
+  pool = tf.keras.layers.GlobalAveragePooling2D()
+  return tf.keras.Model(inputs, tf.keras.layers.Add()([pool(base(inputs)), pool(branch)]))
+
+
+def _two_attention_towers():
+  """Two towers (MultiHeadAttention, Dense) added at the output."""
+  inputs = tf.keras.Input((5, 8))
+  towers = [tf.keras.layers.Dense(2)(tf.keras.layers.GlobalAveragePooling1D()(
+      tf.keras.layers.MultiHeadAttention(2, 4)(inputs, inputs))) for _ in range(2)]
+  return tf.keras.Model(inputs, tf.keras.layers.Add()(towers))
+
+
+def _groups(model):
+  """{(group key, member names): group} of the model's groups."""
+  groups = {}
+  for layer in lnx.layers.lilnetx_layers(model):
+    groups[layer.group_key, frozenset(m.name for m in layer.group.members())] = layer.group
+  return groups
+
+
+def _save_and_load(model, path):
+  model.save(path, save_format="tf" if path.endswith("saved_model") else None)
+  return tf.keras.models.load_model(path)
+
+
+@pytest.mark.parametrize("make", [_nested_base_beside_a_branch, _two_attention_towers])
+@pytest.mark.parametrize("file_name", ["model.keras", "model.h5", "saved_model"])
+def test_keras_files_keep_groups_of_branches_that_meet_after_lilnetx_layers(
+    tmp_path, make, file_name):
+  model = lnx.convert(make())
+  x = np.random.default_rng(0).random((8,) + tuple(model.input_shape[1:]), dtype=np.float32)
+  y = np.zeros((8,) + tuple(model.output_shape[1:]), np.float32)
+  model.compile(tf.keras.optimizers.Adam(0.01), "mse")
+  model.fit(x, y, batch_size=4, verbose=0)
+  saved = _groups(model)
+  assert len(saved) == len({key for key, _ in saved})   # one group per kernel shape
+  loaded = _save_and_load(model, str(tmp_path / file_name))
+  again = tf.keras.models.load_model(str(tmp_path / file_name))
+  groups = _groups(loaded)
+  assert groups.keys() == saved.keys() == _groups(again).keys()
+  for key, group in groups.items():
+    assert group is not saved[key] and group is not _groups(again)[key]
+    for a, b in zip(saved[key].weights, group.weights, strict=True):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+  latent = lnx.layers.lilnetx_layers(loaded)[-1].latent_variable
+  before = latent.numpy().copy()
+  loaded.compile(tf.keras.optimizers.Adam(0.01), "mse")
+  assert np.all(np.isfinite(loaded.fit(x, y, batch_size=4, verbose=0).history["loss"]))
+  assert not np.array_equal(before, latent.numpy())
+  assert all(int(g.step.numpy()) == 4 for g in groups.values())
+
+
+@pytest.mark.parametrize("file_name", ["model.keras", "model.h5", "saved_model"])
+def test_keras_files_keep_separate_registries_separate(tmp_path, file_name):
+  """Two towers built apart (a registry each) load apart, with each group's own values, and
+  apart from a model loaded before."""
+  inputs = tf.keras.Input((8, 8, 3))
+  towers = [lnx.Dense(2)(tf.keras.layers.GlobalAveragePooling2D()(
+      lnx.Conv2D(4, 3, padding="same")(inputs))) for _ in range(2)]
+  model = tf.keras.Model(inputs, tf.keras.layers.Add()(towers))
+  x = np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)
+  model.compile(tf.keras.optimizers.Adam(0.01), "mse")
+  model.fit(x, np.zeros((8, 2)), batch_size=4, verbose=0)
+  saved = _groups(model)
+  assert len(saved) == 4
+  # Loaded right after another model's file: the loads number their registries apart.
+  other = _save_and_load(lnx.convert(_nested_base_beside_a_branch()),
+                         str(tmp_path / f"other_{file_name}"))
+  loaded = _save_and_load(model, str(tmp_path / file_name))
+  groups = _groups(loaded)
+  assert groups.keys() == saved.keys()
+  assert not {id(g) for g in groups.values()} & {id(g) for g in _groups(other).values()}
+  for key, group in groups.items():
+    np.testing.assert_array_equal(group.decoder.numpy(), saved[key].decoder.numpy())
+  np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_registry_id_is_written_only_into_model_configs():
+  model = lnx.convert(_nested_base_beside_a_branch())
+  layers = model.get_config()["layers"]    # input, base, separable, pooling, add
+  numbers = [entry["config"].get("registry_id") for entry in layers]
+  assert numbers == [None, None, 0, None, None]
+  assert [entry["config"].get("registry_id") for entry in layers[1]["config"]["layers"]] == [
+      None, 0]                                # the base's input and Conv2D
+  assert "registry_id" not in model.layers[2].get_config()
+  from lilnetx_tf.coding import architecture
+  assert b"registry_id" not in architecture.encode(model)
+  for bad in (-1, 1.5, "0"):
+    with pytest.raises(lnx.errors.InvalidArgumentError, match="registry_id"):
+      lnx.Conv2D(2, 3, registry_id=bad)

@@ -130,15 +130,18 @@ def _check_rebuildable_lookups(model: tf.keras.Model) -> None:
 def encode(model: tf.keras.Model) -> bytes:
   """The ARCH section's bytes: {"format", "lilnetx_tf" version, "model": lean Keras config}."""
   _check_rebuildable_lookups(model)
-  try:
-    expected_json = model.to_json()
-  except (NotImplementedError, TypeError, ValueError) as e:
-    raise errors.UnsupportedLayerError(
-        f"The model's architecture cannot be serialized ({e}). Give custom layers a "
-        "get_config() and register them with tf.keras.utils.register_keras_serializable.") from e
-  config = json.loads(expected_json)
-  _lean_layers(config.get("config", {}))
-  config = _without_build_configs(config, expected_json)
+  # The GRPS section records the groups: configs without `registry_id`s (`registry.saved_id`).
+  with registry_lib.unnumbered():
+    try:
+      expected_json = model.to_json()
+    except (NotImplementedError, TypeError, ValueError) as e:
+      raise errors.UnsupportedLayerError(
+          f"The model's architecture cannot be serialized ({e}). Give custom layers a "
+          "get_config() and register them with tf.keras.utils.register_keras_serializable."
+      ) from e
+    config = json.loads(expected_json)
+    _lean_layers(config.get("config", {}))
+    config = _without_build_configs(config, expected_json)
   _drop_names(config.get("config", {}))
   from lilnetx_tf import __version__
   return json.dumps({"format": _FORMAT, "lilnetx_tf": __version__, "model": config},

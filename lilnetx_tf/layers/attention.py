@@ -8,6 +8,8 @@ weights are whole output columns of the query/key/value latents and whole input 
 output latent, so the group lasso can kill a head as a unit (`lnx.slim` then removes it).
 """
 
+from typing import Optional
+
 import tensorflow as tf
 
 from lilnetx_tf.layers import base
@@ -42,6 +44,7 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
                density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
                config_version: int = base.CONFIG_VERSION,
                latent_pace: float = 1.0,
+               registry_id: Optional[int] = None,
                **kwargs):
     validation.positive_int("num_heads", num_heads)
     validation.positive_int("key_dim", key_dim)
@@ -50,9 +53,9 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
                                                   latent_pace)
     super().__init__(num_heads, key_dim, *args, **kwargs)
     base.refuse_replaced_arguments(self, ("kernel_regularizer", "kernel_constraint"), prefix="_")
-    scope = registry_lib.current_scope()
-    if scope is not None:
-      registry_lib.set_registry(self, scope)
+    registry = registry_lib.initial_registry(base.saved_registry_id(registry_id), self.name)
+    if registry is not None:
+      registry_lib.set_registry(self, registry)
 
   def __call__(self, *args, **kwargs):
     # The projections are created and first called inside this layer's call, where they find
@@ -72,12 +75,18 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
       # Frozen with this layer (Keras's projections do not inherit `trainable`).
       config = {**stock.get_config(), **self._lilnetx_kwargs,
                 "name": f"{self.name}_{stock.name}", "trainable": self.trainable}
-      setattr(self, name, einsum_dense.EinsumDense.from_config(config))
+      projection = einsum_dense.EinsumDense.from_config(config)
+      # This layer's registry, before Keras builds them (its loaders build before calling).
+      if registry_lib.registry_of(self) is not None:
+        registry_lib.set_registry(projection, registry_lib.registry_of(self))
+      setattr(self, name, projection)
 
   def get_config(self) -> dict:
     projections = self.latent_kernels()
     pace = projections[0].latent_pace if projections else self._lilnetx_kwargs["latent_pace"]
-    return {**super().get_config(), **self._lilnetx_kwargs, "latent_pace": pace}
+    registry = registry_lib.registry_of(projections[0] if projections else self)
+    return registry_lib.with_saved_id(
+        {**super().get_config(), **self._lilnetx_kwargs, "latent_pace": pace}, registry)
 
   def latent_kernels(self) -> list:
     """The query, key, value and output `lnx.EinsumDense` layers; none before the first call

@@ -43,7 +43,7 @@ __all__ = ["CONFIG_VERSION", "DEFAULT_BOUNDARY", "DEFAULT_DENSITY_LEARNING_RATE"
            "DEFAULT_L2_WEIGHT", "DEFAULT_RATE_WEIGHT", "DEFAULT_SLICE_WEIGHT", "LATENT_WEIGHT_NAME",
            "MAX_LATENT_PACE",
            "LatentKernelMixin", "lilnetx_arguments", "refuse_replaced_arguments",
-           "without_penalties"]
+           "saved_registry_id", "without_penalties"]
 
 DEFAULT_RATE_WEIGHT = 0.01
 # Per slice (config version 2). The former plain sums, 1e-5 and 1e-6, were 4.1 and 0.41 per
@@ -144,6 +144,12 @@ def lilnetx_arguments(rate_weight, slice_weight, l2_weight, boundary, density_le
       latent_pace=_latent_pace(latent_pace))
 
 
+def saved_registry_id(value) -> Optional[int]:
+  """`registry_id`, validated: the number of a layer's registry in a saved model (`registry`
+  module), or None."""
+  return None if value is None else validation.non_negative_int("registry_id", value)
+
+
 def _latent_pace(value) -> float:
   """`latent_pace`, validated: `convert` sets 1 … MAX_LATENT_PACE (a file could say anything,
   and a huge pace would decode to infinite weights)."""
@@ -159,7 +165,8 @@ class LatentKernelMixin:
 
   Takes the LilNetX arguments `rate_weight` (λ_I), `slice_weight` (λ_G), `l2_weight`,
   `boundary` and `density_learning_rate` (and `latent_pace`, which `convert` sets and the config
-  keeps: the units of the latent variable), and passes every other one to the Keras layer. The
+  keeps: the units of the latent variable; and `registry_id`, which a saved model's config sets:
+  see `registry`), and passes every other one to the Keras layer. The
   Keras arguments named in `_REPLACED_BY_LATENT` (the kernel's regularizer and constraint) must
   be left unset: the latent has its own regularizers.
   """
@@ -180,6 +187,7 @@ class LatentKernelMixin:
                density_learning_rate: float = DEFAULT_DENSITY_LEARNING_RATE,
                config_version: int = CONFIG_VERSION,
                latent_pace: float = 1.0,
+               registry_id: Optional[int] = None,
                **kwargs):
     super().__init__(*args, **kwargs)
     refuse_replaced_arguments(self, self._REPLACED_BY_LATENT)
@@ -193,9 +201,9 @@ class LatentKernelMixin:
     self.config_version = arguments["config_version"]
     self._latent_pace = arguments["latent_pace"]
     self._provisional_registry = False
-    scope = registry_lib.current_scope()
-    if scope is not None:
-      registry_lib.set_registry(self, scope)
+    registry = registry_lib.initial_registry(saved_registry_id(registry_id), self.name)
+    if registry is not None:
+      registry_lib.set_registry(self, registry)
 
   def call(self, inputs, training=None):
     """Adds the penalties (rate, slice norms, L2), then runs the Keras layer on the decoded kernel."""
@@ -209,10 +217,16 @@ class LatentKernelMixin:
 
   def get_config(self) -> dict:
     self.upgrade_config()
-    return {**super().get_config(), "rate_weight": self.rate_weight,
-            "slice_weight": self.slice_weight, "l2_weight": self.l2_weight,
-            "boundary": self.boundary, "density_learning_rate": self.density_learning_rate,
-            "config_version": self.config_version, "latent_pace": self.latent_pace}
+    config = {**super().get_config(), "rate_weight": self.rate_weight,
+              "slice_weight": self.slice_weight, "l2_weight": self.l2_weight,
+              "boundary": self.boundary, "density_learning_rate": self.density_learning_rate,
+              "config_version": self.config_version, "latent_pace": self.latent_pace}
+    return registry_lib.with_saved_id(config, registry_lib.registry_of(self))
+
+  def finalize_state(self):
+    # Keras's HDF5 and SavedModel loaders call this once the loaded model is complete.
+    registry_lib.end_load()
+    super().finalize_state()
 
   @property
   def latent_pace(self) -> float:

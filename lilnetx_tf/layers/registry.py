@@ -4,7 +4,8 @@ The paper shares one decoder and one density per kernel shape across a whole net
 layers are created one by one with no handle on the model they will end up in, so a layer finds
 its model's registry when it is first called, in this order:
 
-1. the registry given to the layer (`groups=`) or active where it was created (`group_scope`);
+1. the registry active where it was created (`group_scope`) or, in a model Keras is loading, the
+   registry of its saved number (`registry_id`, below);
 2. the registry of any LilNetX layer upstream of its inputs (Functional and Sequential models,
    including nested models), merging registries where branches meet;
 3. the registry of the layer whose `call` is running (a subclassed model or block);
@@ -15,23 +16,34 @@ config before connecting them) joins the current provisional registry, which all
 share until one of them is called and claims it; the others move when they are called. Sharing
 it lets Keras' SavedModel loader bind a group saved once under several layers to one object.
 
-Loading a saved model repeats the same steps, so a loaded model shares exactly as the saved one.
+Keras files record the sharing: a model's config numbers its registries in the order it meets
+them (`saved_id`, each LilNetX layer's `registry_id`), and the layers of one number in one Keras
+load (`.keras`, HDF5, SavedModel) get one registry (`loaded_registry`). The graph alone cannot
+tell where branches meet only after their last LilNetX layers (two towers added at the output, a
+nested model beside an outside branch): it would give such branches a registry each. Outside a
+load (`from_config`, `clone_model`, an old file without numbers) the graph decides, as for a new
+model; a `.lnx` file keeps its own record (`coding.architecture.rebuild`, `unify`).
 """
 
 import contextlib
 import threading
+import weakref
 from typing import Iterator, Optional
 
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf._compat import base_layer_utils
 from lilnetx_tf.layers.group import ParameterGroup
 
-__all__ = ["GroupRegistry", "claim", "current_scope", "group_scope", "provisional_registry",
-           "registry_of", "resolve", "set_registry", "unify"]
+__all__ = ["GroupRegistry", "claim", "current_scope", "end_load", "group_scope",
+           "initial_registry", "loaded_registry", "provisional_registry", "registry_of",
+           "resolve", "saved_id", "set_registry", "unify", "unnumbered", "with_saved_id"]
 
 _SCOPES = threading.local()
 _REGISTRY_ATTR = "_lilnetx_group_registry"
+# The key of a loaded registry among the objects of a Keras `.keras` load.
+_LOADED_KEY = "lilnetx_tf.GroupRegistry"
 
 
 class GroupRegistry:
@@ -174,8 +186,9 @@ def set_registry(layer, registry: GroupRegistry) -> None:
 def unify(layers) -> None:
   """Puts the LilNetX `layers` of one model in one registry (the first one's), as `convert`'s
   `group_scope` does. The graph (`resolve`) joins branches only where a LilNetX layer reads
-  both, so a model rebuilt from its config whose branches meet after their last LilNetX layers
-  (two towers added at the output) would get a registry, and groups, per branch."""
+  both, so a model rebuilt from a config without `registry_id`s (a `.lnx` ARCH section) whose
+  branches meet after their last LilNetX layers (two towers added at the output) would get a
+  registry, and groups, per branch."""
   registries: list = []
   for layer in layers:
     registry = registry_of(layer)
@@ -183,3 +196,75 @@ def unify(layers) -> None:
       registries.append(registry)
   for other in registries[1:]:
     registries[0].absorb(other)
+
+
+# -----------------------------------------------------------------------------------------------
+# Keras files.
+
+def saved_id(registry: Optional[GroupRegistry]) -> Optional[int]:
+  """The number of `registry` in the model config Keras is writing (registries numbered from 0
+  in the order met), or None outside one: a layer's own config, `unnumbered`."""
+  # Keras's shared-object scope is open while any model config is written (a Functional
+  # model's `get_config`, every save), nested models included.
+  # pylint: disable-next=protected-access
+  scope = _compat.legacy_serialization._shared_object_saving_scope()
+  if scope is None or registry is None or getattr(_SCOPES, "unnumbered", False):
+    return None
+  numbers = getattr(_SCOPES, "numbers", None)
+  if numbers is None or numbers[0] is not scope:
+    numbers = _SCOPES.numbers = (scope, weakref.WeakKeyDictionary())
+  return numbers[1].setdefault(registry, len(numbers[1]))
+
+
+def with_saved_id(config: dict, registry: Optional[GroupRegistry]) -> dict:
+  """A LilNetX layer's `config` with its `registry_id` (`saved_id`) when a model config is
+  being written."""
+  number = saved_id(registry)
+  return config if number is None else {**config, "registry_id": number}
+
+
+@contextlib.contextmanager
+def unnumbered() -> Iterator[None]:
+  """Model configs written inside carry no `registry_id` (a `.lnx` file keeps its own record)."""
+  previous = getattr(_SCOPES, "unnumbered", False)
+  _SCOPES.unnumbered = True
+  try:
+    yield
+  finally:
+    _SCOPES.unnumbered = previous
+
+
+def loaded_registry(number: Optional[int], layer_name: str) -> Optional[GroupRegistry]:
+  """The registry of the layers saved in registry `number` of the model Keras is loading, or
+  None outside a Keras load."""
+  if number is None:
+    return None
+  serialization_lib = _compat.serialization_lib
+  if getattr(serialization_lib.SHARED_OBJECTS, "enabled", False):   # a `.keras` load
+    key = (_LOADED_KEY, number)
+    registry = serialization_lib.get_shared_object(key)
+    if registry is None:
+      registry = GroupRegistry()
+      serialization_lib.record_object_after_deserialization(registry, key)
+    return registry
+  if not _compat.legacy_saved_model_utils.in_tf_saved_model_scope():   # HDF5 and SavedModel
+    return None
+  # Ended by `end_load`; a layer name met again means a new load (after one that failed).
+  loading = getattr(_SCOPES, "loading", None)
+  if loading is None or layer_name in loading[0]:
+    loading = _SCOPES.loading = (set(), {})
+  loading[0].add(layer_name)
+  if number not in loading[1]:
+    loading[1][number] = GroupRegistry()
+  return loading[1][number]
+
+
+def end_load() -> None:
+  """Ends an HDF5 or SavedModel load's numbering (the loaders finalize every layer once the
+  model is complete: `Layer.finalize_state`)."""
+  _SCOPES.loading = None
+
+
+def initial_registry(number: Optional[int], layer_name: str) -> Optional[GroupRegistry]:
+  """The registry a LilNetX layer joins when created (step 1 above), if any."""
+  return current_scope() or loaded_registry(number, layer_name)

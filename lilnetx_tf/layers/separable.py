@@ -8,6 +8,7 @@ kernel (1…, in·multiplier, out), one value per slice, with the 1×1 convoluti
 """
 
 import math
+from typing import Optional
 
 import tensorflow as tf
 
@@ -39,12 +40,14 @@ class _LatentSeparable:
                density_learning_rate: float = base.DEFAULT_DENSITY_LEARNING_RATE,
                config_version: int = base.CONFIG_VERSION,
                latent_pace: float = 1.0,
+               registry_id: Optional[int] = None,
                **kwargs):
     super().__init__(*args, **kwargs)
     base.refuse_replaced_arguments(self, self._REPLACED_BY_LATENT)
     lilnetx = dict(rate_weight=rate_weight, slice_weight=slice_weight, l2_weight=l2_weight,
                    boundary=boundary, density_learning_rate=density_learning_rate,
-                   config_version=config_version, latent_pace=latent_pace)
+                   config_version=config_version, latent_pace=latent_pace,
+                   registry_id=registry_id)
     # Frozen with their owner (the group reads its members' flags).
     self.depthwise_latent = LatentKernel(channels_tied=True, name=f"{self.name}_depthwise",
                                          dtype=self.dtype_policy, trainable=self.trainable,
@@ -105,8 +108,9 @@ class _LatentSeparable:
   def get_config(self) -> dict:
     for kernel in self.latent_kernels():
       kernel.upgrade_config()
-    return {**super().get_config(),
-            **{key: getattr(self.pointwise_latent, key) for key in _LILNETX_ARGUMENTS}}
+    config = {**super().get_config(),
+              **{key: getattr(self.pointwise_latent, key) for key in _LILNETX_ARGUMENTS}}
+    return registry_lib.with_saved_id(config, registry_lib.registry_of(self.pointwise_latent))
 
 
 _DOC = """`tf.keras.layers.{name}` whose depthwise and pointwise kernels are LilNetX latents,
