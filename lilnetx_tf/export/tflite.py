@@ -31,6 +31,11 @@ __all__ = ["QUANTIZATIONS", "convert", "interpreter", "run", "max_difference", "
 QUANTIZATIONS = (None, "float16", "int8")
 
 
+def _input_names(model: tf.keras.Model) -> list:
+  """The names of `model`'s inputs, which the converter uses for its signature's inputs."""
+  return [t.name.split(":")[0] for t in model.inputs]
+
+
 def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]:
   """A converter `representative_dataset` from arrays, an iterable, or a callable (of arrays,
   lists in the order of `model.inputs`, or dicts by input name)."""
@@ -45,7 +50,7 @@ def _representative(model: tf.keras.Model, data) -> Callable[[], Iterable[list]]
   else:
     source = lambda: iter(data)
 
-  names = [t.name.split(":")[0] for t in model.inputs]
+  names = _input_names(model)
 
   def generator():
     # Keyed by input name: the converter pairs a list with its inputs in an order of its own
@@ -103,7 +108,7 @@ def _match_inputs(details: list, model: tf.keras.Model) -> list:
   gave input `a` the tensor `serving_default_b`)."""
   if len(details) == 1:
     return details
-  names = [t.name.split(":")[0] for t in model.inputs]
+  names = _input_names(model)
   found = {}
   for detail in details:
     base = detail["name"].split(":")[0]

@@ -53,9 +53,7 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
                                                   latent_pace)
     super().__init__(num_heads, key_dim, *args, **kwargs)
     base.refuse_replaced_arguments(self, ("kernel_regularizer", "kernel_constraint"), prefix="_")
-    registry = registry_lib.initial_registry(base.saved_registry_id(registry_id), self.name)
-    if registry is not None:
-      registry_lib.set_registry(self, registry)
+    registry_lib.join_initial_registry(self, base.saved_registry_id(registry_id))
 
   def __call__(self, *args, **kwargs):
     # The projections are created and first called inside this layer's call, where they find
@@ -77,8 +75,9 @@ class MultiHeadAttention(tf.keras.layers.MultiHeadAttention):
                 "name": f"{self.name}_{stock.name}", "trainable": self.trainable}
       projection = einsum_dense.EinsumDense.from_config(config)
       # This layer's registry, before Keras builds them (its loaders build before calling).
-      if registry_lib.registry_of(self) is not None:
-        registry_lib.set_registry(projection, registry_lib.registry_of(self))
+      registry = registry_lib.registry_of(self)
+      if registry is not None:
+        registry_lib.set_registry(projection, registry)
       setattr(self, name, projection)
 
   def get_config(self) -> dict:

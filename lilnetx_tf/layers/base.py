@@ -201,9 +201,7 @@ class LatentKernelMixin:
     self.config_version = arguments["config_version"]
     self._latent_pace = arguments["latent_pace"]
     self._provisional_registry = False
-    registry = registry_lib.initial_registry(saved_registry_id(registry_id), self.name)
-    if registry is not None:
-      registry_lib.set_registry(self, registry)
+    registry_lib.join_initial_registry(self, saved_registry_id(registry_id))
 
   def call(self, inputs, training=None):
     """Adds the penalties (rate, slice norms, L2), then runs the Keras layer on the decoded kernel."""

@@ -37,7 +37,7 @@ from lilnetx_tf._compat import base_layer_utils
 from lilnetx_tf.layers.group import ParameterGroup
 
 __all__ = ["GroupRegistry", "claim", "current_scope", "end_load", "group_scope",
-           "initial_registry", "loaded_registry", "provisional_registry", "registry_of",
+           "join_initial_registry", "loaded_registry", "provisional_registry", "registry_of",
            "resolve", "saved_id", "set_registry", "unify", "unnumbered", "with_saved_id"]
 
 _SCOPES = threading.local()
@@ -265,6 +265,9 @@ def end_load() -> None:
   _SCOPES.loading = None
 
 
-def initial_registry(number: Optional[int], layer_name: str) -> Optional[GroupRegistry]:
-  """The registry a LilNetX layer joins when created (step 1 above), if any."""
-  return current_scope() or loaded_registry(number, layer_name)
+def join_initial_registry(layer, number: Optional[int]) -> None:
+  """Puts a LilNetX `layer`, when created, in the registry of step 1 above, if there is one:
+  the active `group_scope`, else that of its saved `number` in a Keras load."""
+  registry = current_scope() or loaded_registry(number, layer.name)
+  if registry is not None:
+    set_registry(layer, registry)
