@@ -38,11 +38,12 @@ Being relative to the model's own size, the same default means the same on every
 import lzma
 import math
 import warnings
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from lilnetx_tf import _compat
 from lilnetx_tf import callbacks
 from lilnetx_tf import errors
 from lilnetx_tf import monitor as monitor_lib
@@ -110,10 +111,23 @@ def size_budget(model: tf.keras.Model, compression: float) -> SizeBudget:
 
 def latent_bits(model: tf.keras.Model) -> float:
   """Exact bits of the model's rounded latents under their groups' densities."""
-  total = 0.0
-  for group, members in _groups(model).items():
-    total += float(tf.add_n(group.member_bits([m.integer_latent for m in members])))
-  return total
+  return float(_latent_bits_tensor(_groups(model)))
+
+
+def _latent_bits_tensor(groups: dict) -> tf.Tensor:
+  return tf.add_n([tf.add_n(group.member_bits([m.integer_latent for m in members]))
+                   for group, members in groups.items()] or [tf.constant(0.0)])
+
+
+def _traced_latent_bits(model: tf.keras.Model) -> Callable[[], float]:
+  """`latent_bits` of `model` as one traced function (eager if the model runs eagerly): the
+  controller measures every `interval` steps, and eagerly each measurement ran its density
+  evaluation op by op (an MLP of 235 k latents: 9.6 ms eager, 2.2 ms traced, 0.23 s to trace)."""
+  groups = _groups(model)
+  if model.run_eagerly:
+    return lambda: float(_latent_bits_tensor(groups))
+  traced = _compat.traced_per_call(lambda: _latent_bits_tensor(groups), autograph=False)
+  return lambda: float(traced())
 
 
 def _groups(model) -> dict:
@@ -174,6 +188,7 @@ class RateController(callbacks.PenaltySchedule):
     self._ramp_steps = 0
     self.budget: Optional[SizeBudget] = None
     self.last_bits: Optional[float] = None
+    self._latent_bits: Optional[Callable[[], float]] = None   # set by each fit
     super().__init__(lambda step: self.scale)
 
   def get_config(self) -> dict:
@@ -190,11 +205,12 @@ class RateController(callbacks.PenaltySchedule):
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
     self.budget = size_budget(self.model, self.compression)
+    self._latent_bits = _traced_latent_bits(self.model)
     if self._start is None:   # the first fit sets the ramp; later fits continue it
       epochs, steps = self.params.get("epochs"), self.params.get("steps")
       total = epochs * steps if epochs and steps else _UNKNOWN_LENGTH
       self._ramp_steps = int(self.ramp * total)
-      self._start = (int(self.model.optimizer.iterations.numpy()), latent_bits(self.model))
+      self._start = (int(self.model.optimizer.iterations.numpy()), self._latent_bits())
     if self.budget.floats_dominate:
       warnings.warn(
           f"compression={self.compression:g}: the floats the file stores besides the latents "
@@ -213,7 +229,7 @@ class RateController(callbacks.PenaltySchedule):
     logs = logs or {}
     excess = self.excess(logs.get(monitor_lib.PENALTY), logs.get(monitor_lib.TASK_LOSS))
     if step % self.interval == 0:
-      self.update(latent_bits(self.model), step, excess)
+      self.update(self._latent_bits(), step, excess)
     elif excess is not None and excess > 1:
       self.update(None, step, excess)
 
@@ -258,6 +274,6 @@ class RateController(callbacks.PenaltySchedule):
   def on_epoch_end(self, epoch, logs=None):
     if logs is None or self.budget is None:
       return
-    bits = latent_bits(self.model)
+    bits = self._latent_bits()
     logs["lnx_rate_scale"] = self.scale
     logs["lnx_target_ratio"] = (bits / 8 + self.budget.float_bytes) / self.budget.file_bytes

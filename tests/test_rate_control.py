@@ -55,6 +55,23 @@ def test_controller_brings_the_latents_to_the_target_in_a_few_hundred_steps():
   assert rate_control.latent_bits(free) > 2 * final
 
 
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_controller_measures_the_exact_bits_of_the_model_it_trains(run_eagerly):
+  """The controller's measurement (traced once per fit, eager for an eager model) is
+  `latent_bits`, and follows the weights as they change."""
+  x, y = _data(256)
+  model = lnx.convert(_plain())
+  model.compile(tf.keras.optimizers.Adam(1e-2), LOSS, run_eagerly=run_eagerly)
+  model.fit(x, y, batch_size=16, epochs=1, verbose=0)    # 16 steps: measured at step 10
+  controller = model._lilnetx_rate_controller
+  assert controller.last_bits is not None
+  first = controller._latent_bits()
+  assert first == pytest.approx(rate_control.latent_bits(model), rel=1e-5)
+  model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+  assert controller._latent_bits() != first
+  assert controller._latent_bits() == pytest.approx(rate_control.latent_bits(model), rel=1e-5)
+
+
 def test_convert_defaults_learn_a_small_task_and_hold_the_target():
   x, y = _data()
   plain, _ = _fit(_plain(), x, y, epochs=6, validation_split=0.25)
