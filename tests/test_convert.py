@@ -152,6 +152,33 @@ def test_nested_model_and_shared_layer(image_data):
   _train(converted, image_data, epochs=1)
 
 
+def test_dict_inputs_and_outputs_survive_the_file_and_export(tmp_path):
+  """A model called on a dict and returning a dict (Keras's multi-output recipe) converts,
+  trains with per-output losses, and its file decodes to the same model (the architecture
+  check read only lists of inputs and outputs)."""
+  image = tf.keras.Input((6,), name="image")
+  extra = tf.keras.Input((2,), name="extra")
+  x = L.Dense(8, activation="relu", name="trunk")(L.Concatenate()([image, extra]))
+  model = tf.keras.Model({"image": image, "extra": extra},
+                         {"digit": L.Dense(3, name="digit")(x), "ink": L.Dense(1, name="ink")(x)})
+  converted = lnx.convert(model)
+  rng = np.random.default_rng(0)
+  x = {"image": rng.normal(size=(64, 6)).astype(np.float32),
+       "extra": rng.normal(size=(64, 2)).astype(np.float32)}
+  y = {"digit": rng.integers(0, 3, 64), "ink": rng.normal(size=(64, 1)).astype(np.float32)}
+  converted.compile("adam", {"digit": tf.keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True), "ink": "mse"}, loss_weights={"digit": 1.0, "ink": 0.5})
+  converted.fit(x, y, epochs=1, batch_size=16, verbose=0)
+  path = str(tmp_path / "model.lnx")
+  lnx.compress(converted, path)
+  restored = lnx.decompress(path)
+  got, want = restored(x), converted(x)
+  assert sorted(got) == ["digit", "ink"]
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
+  lnx.export(restored, str(tmp_path / "export"), formats=("tflite",), compare_dense=False)
+
+
 def _kernels(layer) -> list:
   return [np.array(lnx.layers.layer_attribute(layer, path))
           for _, path in lnx.layers.kernel_latents(layer)]

@@ -248,7 +248,8 @@ def _skips_first_node(entry: dict) -> bool:
 
 
 def _endpoints(graph: _Graph, value, what: str) -> None:
-  nodes = graph.inputs_of(value) if isinstance(value, list) and value else []
+  # A list of tensor references, or a dict of them for a model called on / returning a dict.
+  nodes = graph.inputs_of(value) if isinstance(value, (list, dict)) and value else []
   if not nodes:
     _fail(f"has a model without {what}.")
 
