@@ -142,8 +142,9 @@ def convert(model: tf.keras.Model,
       "auto": 0.1 for a group whose layers were trained; for a group whose kernels are still
       a draw of their initializers (`untrained.is_untrained`: a model converted before its
       `fit`), the finest grid at which they take no more bits than the size target allows
-      (`compression`; at most 3.0, 2.0 without a target): the start then costs no bits the
-      target does not allow, and keeps the initializer's scale.
+      (`compression`; at most 3.0, 2.0 without a target, and never so coarse that a layer
+      rounds to all zeros, e.g. a one-weight head): the start then costs no bits the target
+      does not allow, and keeps the initializer's scale.
     density_fit_steps: Adam steps fitting each group's density to the warm-started latents.
     compression: The size target, the one knob for size: the `.lnx` file (written with
       `compress(float16=True)`) about this many times smaller than the model's parameter count
@@ -462,9 +463,10 @@ def _group_resolution(resolution, members: list, bits_per_value: Optional[float]
   if False in verdicts or True not in verdicts:
     return untrained.TRAINED_RESOLUTION
   rms = [float(np.sqrt(np.mean(np.square(k)))) for _, _, k in members]
-  rms = [r for r in rms if r > 0]
-  return untrained.untrained_resolution([k for _, _, k in members], min(rms, default=0.0),
-                                        bits_per_value)
+  smallest = min((r for r in rms if r > 0), default=0.0)
+  kernels = [k for _, _, k in members]
+  return min(untrained.untrained_resolution(kernels, smallest, bits_per_value),
+             untrained.layer_keeping_resolution(kernels, smallest))
 
 
 def _warm_start(registry, converted: list, resolution, fit_steps: int,

@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from lilnetx_tf.layers import layer_attribute
 
-__all__ = ["is_untrained", "FALSE_TRAINED", "MAX_DISTANCE", "MIN_SIZE", "REFERENCE_SIZE"]
+__all__ = ["FALSE_TRAINED", "MAX_DISTANCE", "MIN_SIZE", "REFERENCE_SIZE", "is_untrained",
+           "layer_keeping_resolution"]
 
 MIN_SIZE = 1000
 MAX_DISTANCE = 0.05
@@ -106,6 +107,23 @@ TRAINED_RESOLUTION = 0.1
 UNTRAINED_RESOLUTION = 2.0
 MAX_UNTRAINED_RESOLUTION = 3.0
 _CANDIDATES = np.geomspace(TRAINED_RESOLUTION, MAX_UNTRAINED_RESOLUTION, 25)
+
+
+# An untrained grid keeps every layer's largest weight at ±1 or beyond (at least this many
+# grid steps): a layer rounded to all zeros outputs a constant and passes no gradient back, so
+# a one-weight head (e.g. a Dense(1) on a cosine similarity, whose RMS is its weight and sets
+# the grid at 3× it) left its model dead. Above 1/√3 of a step so that a uniform initializer's
+# layers (largest weight ≈ √3 RMS) never bind below `MAX_UNTRAINED_RESOLUTION`.
+_KEEP_LARGEST = 0.55
+
+
+def layer_keeping_resolution(kernels: list, smallest_rms: float) -> float:
+  """The coarsest grid (a multiple of `smallest_rms`) at which each of `kernels` (but all-zero
+  ones) keeps its largest weight (`_KEEP_LARGEST`)."""
+  largest = [float(np.max(np.abs(k))) for k in kernels if np.size(k) and np.any(k)]
+  if not largest or smallest_rms <= 0:
+    return MAX_UNTRAINED_RESOLUTION
+  return min(largest) / (_KEEP_LARGEST * smallest_rms)
 
 
 def entropy_bits(values: np.ndarray) -> float:

@@ -195,6 +195,21 @@ def test_auto_warm_start_is_coarse_for_untrained_and_fine_for_trained_models():
   assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
 
 
+def test_auto_warm_start_keeps_a_one_weight_layer():
+  """A one-weight layer (here a Dense(1) on one feature, as on a cosine similarity) sets the
+  smallest RMS, and the untrained grid at 3× it rounded it to zero: the model's output no longer
+  depended on its input. Every layer keeps its largest weight."""
+  tf.keras.utils.set_random_seed(0)
+  model = tf.keras.Sequential([
+      tf.keras.Input((32,)), L.Dense(64, activation="relu"), L.Dense(1, name="squeeze"),
+      L.Dense(1, kernel_initializer=tf.keras.initializers.Constant(0.01), name="head")])
+  converted = lnx.convert(model)
+  for layer in lnx.layers.lilnetx_layers(converted):
+    assert np.any(layer.integer_latent.numpy() != 0), layer.name
+  x, _ = _data(64)
+  assert np.std(converted.predict(x, verbose=0)) > 0
+
+
 def test_coarse_warm_start_grid_moves_its_latents_at_the_pace_of_plain_weights():
   fresh = _plain()
   kernel = fresh.layers[0].kernel.numpy()
