@@ -38,6 +38,7 @@ Being relative to the model's own size, the same default means the same on every
 import lzma
 import math
 import warnings
+import weakref
 from typing import Callable, Optional
 
 import numpy as np
@@ -188,7 +189,8 @@ class RateController(callbacks.PenaltySchedule):
     self._ramp_steps = 0
     self.budget: Optional[SizeBudget] = None
     self.last_bits: Optional[float] = None
-    self._latent_bits: Optional[Callable[[], float]] = None   # set by each fit
+    self._latent_bits: Optional[Callable[[], float]] = None   # for `_measured_model`
+    self._measured_model = None
     super().__init__(lambda step: self.scale)
 
   def get_config(self) -> dict:
@@ -205,7 +207,10 @@ class RateController(callbacks.PenaltySchedule):
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
     self.budget = size_budget(self.model, self.compression)
-    self._latent_bits = _traced_latent_bits(self.model)
+    if self._measured_model is None or self._measured_model() is not self.model:
+      # Traced once per model, not once per fit (a tuner's or a loop's many short fits).
+      self._latent_bits = _traced_latent_bits(self.model)
+      self._measured_model = weakref.ref(self.model)
     if self._start is None:   # the first fit sets the ramp; later fits continue it
       epochs, steps = self.params.get("epochs"), self.params.get("steps")
       total = epochs * steps if epochs and steps else _UNKNOWN_LENGTH

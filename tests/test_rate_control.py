@@ -67,7 +67,9 @@ def test_controller_measures_the_exact_bits_of_the_model_it_trains(run_eagerly):
   assert controller.last_bits is not None
   first = controller._latent_bits()
   assert first == pytest.approx(rate_control.latent_bits(model), rel=1e-5)
+  measure = controller._latent_bits
   model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+  assert controller._latent_bits is measure    # one trace for the fits of one model
   assert controller._latent_bits() != first
   assert controller._latent_bits() == pytest.approx(rate_control.latent_bits(model), rel=1e-5)
 
