@@ -120,7 +120,7 @@ _KEEP_LARGEST = 0.55
 def layer_keeping_resolution(kernels: list, smallest_rms: float) -> float:
   """The coarsest grid (a multiple of `smallest_rms`) at which each of `kernels` (but all-zero
   ones) keeps its largest weight (`_KEEP_LARGEST`)."""
-  largest = [float(np.max(np.abs(k))) for k in kernels if np.size(k) and np.any(k)]
+  largest = [float(np.max(np.abs(k))) for k in kernels if np.any(k)]
   if not largest or smallest_rms <= 0:
     return MAX_UNTRAINED_RESOLUTION
   return min(largest) / (_KEEP_LARGEST * smallest_rms)
